@@ -1,0 +1,74 @@
+"""Creating boto3 clients, and translating botocore errors at the edge.
+
+Clients are created here once per process and passed to the functions that
+need them, so tests and the local stack can point them anywhere. The endpoint
+comes from the standard ``AWS_ENDPOINT_URL`` variable when it is set (the local
+emulator) and from boto3's defaults otherwise (AWS).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+
+from pipeline.errors import TransientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+
+# botocore's "standard" mode retries throttling and 5xx with backoff and jitter;
+# what still escapes it is raised as TransientError for the task to retry.
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+
+_TRANSIENT_CODES = frozenset(
+    {
+        "InternalError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "RequestLimitExceeded",
+        "KMSThrottlingException",
+    }
+)
+
+
+def s3_client(region: str | None = None) -> S3Client:
+    return boto3.client("s3", region_name=region, config=_CONFIG)
+
+
+def sqs_client(region: str | None = None) -> SQSClient:
+    return boto3.client("sqs", region_name=region, config=_CONFIG)
+
+
+def sns_client(region: str | None = None) -> SNSClient:
+    return boto3.client("sns", region_name=region, config=_CONFIG)
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def http_status(exc: ClientError) -> int:
+    meta: Any = exc.response.get("ResponseMetadata", {})
+    return int(meta.get("HTTPStatusCode", 0))
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, ClientError):
+        return error_code(exc) in _TRANSIENT_CODES or http_status(exc) >= 500
+    return isinstance(exc, ConnectionError | ReadTimeoutError | BotoCoreError)
+
+
+def raise_transient(exc: BaseException, doing: str) -> None:
+    """Re-raise ``exc`` as ``TransientError`` when it is worth retrying."""
+    if is_transient(exc):
+        raise TransientError(f"{doing}: {exc}") from exc

@@ -1,0 +1,78 @@
+"""What can go wrong, told apart by type rather than by message text.
+
+Three kinds, and each is handled one way:
+
+* ``InputError``: the user's file (or its key, or the model it names) is wrong.
+  Never retried; answered at once with a ``failed`` notification whose message
+  says what and where.
+* ``TransientError``: the platform hiccuped (throttling, 5xx, a reset
+  connection). Retried with backoff.
+* anything else is a bug, reported as ``internal``.
+
+Each class fixes its ``code``, the stable string consumers see in
+``notification.error.code``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class PipelineError(Exception):
+    """Root of the pipeline's own errors."""
+
+    code: ClassVar[str] = "internal"
+
+
+class InputError(PipelineError):
+    """The file, its key or its model cannot be scored; retrying will not help."""
+
+    code = "invalid_input"
+
+
+class UnroutableKey(InputError):
+    code = "unroutable_key"
+
+
+class UnknownModel(InputError):
+    code = "unknown_model"
+
+
+class InvalidModel(InputError):
+    code = "invalid_model"
+
+
+class UnsupportedFormat(InputError):
+    code = "unsupported_format"
+
+
+class EmptyFile(InputError):
+    code = "empty_file"
+
+
+class FileTooLarge(InputError):
+    code = "file_too_large"
+
+
+class UnreadableFile(InputError):
+    code = "unreadable_file"
+
+
+class SchemaMismatch(InputError):
+    code = "schema_mismatch"
+
+
+class BadValue(InputError):
+    code = "bad_value"
+
+
+class InputChanged(InputError):
+    """The object was overwritten or deleted after its event was sent."""
+
+    code = "input_changed"
+
+
+class TransientError(PipelineError):
+    """A temporary failure of a service we depend on; worth retrying."""
+
+    code = "transient"

@@ -1,0 +1,138 @@
+"""Accepting uploaded files: from an S3 event record to a task on the queue.
+
+For each created object the intake decides which model scores it (the key's
+first segment; the version is the latest, or the one the object's
+``model-version`` metadata pins), computes the job id, and sends the ``score``
+task. A file it cannot accept (no model in its key, an unknown model) is
+answered at once with a ``failed`` notification: every file that lands in the
+input bucket gets an answer.
+
+This runs inside the Lambda function, so it imports boto3, pydantic and celery
+only: never lightgbm, numpy or pyarrow.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from celery import Celery
+
+from pipeline import aws, events, jobs
+from pipeline.celery_app import SCORE_QUEUE, SCORE_TASK, create_app
+from pipeline.errors import InputChanged, InputError, UnknownModel
+from pipeline.messages import ErrorInfo, ModelRef, ObjectRef, ScoreRequest, failed
+from pipeline.model_store import ModelStore
+from pipeline.notify import publish
+from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
+
+log = logging.getLogger(__name__)
+
+#: Object metadata that pins a model version (``x-amz-meta-model-version``).
+MODEL_VERSION_METADATA = "model-version"
+
+
+@dataclass
+class IntakeRuntime:
+    settings: Settings
+    s3: S3Client
+    sns: SNSClient
+    celery: Celery
+    models: ModelStore
+
+    @classmethod
+    def create(cls, settings: Settings) -> IntakeRuntime:
+        s3 = aws.s3_client()
+        return cls(
+            settings=settings,
+            s3=s3,
+            sns=aws.sns_client(),
+            celery=create_app(settings),
+            models=ModelStore(s3, settings.model_bucket),
+        )
+
+
+def handle_event(event: dict[str, Any], runtime: IntakeRuntime) -> dict[str, Any]:
+    """Process a Lambda SQS event; return the records to be delivered again.
+
+    A record whose body is not an S3 event is logged and dropped: redelivering
+    it cannot help, and failing it would hold up the records behind it.
+    """
+    failures: list[dict[str, str]] = []
+    for record in events.parse_sqs_event(event).records:
+        try:
+            parsed = events.parse_s3_body(record.body)
+        except events.MalformedEvent as exc:
+            log.error("dropping message %s: %s", record.message_id, exc)
+            continue
+        if isinstance(parsed, events.TestEvent):
+            continue
+        try:
+            for created in parsed:
+                accept(created, runtime)
+        except Exception:
+            log.exception("message %s will be delivered again", record.message_id)
+            failures.append({"itemIdentifier": record.message_id})
+    return {"batchItemFailures": failures}
+
+
+def accept(created: events.ObjectCreated, runtime: IntakeRuntime) -> ScoreRequest | None:
+    """Enqueue the object's job, or announce why it cannot be scored."""
+    obj = created.object
+    model: ModelRef | None = None
+    try:
+        name = jobs.model_name_for(obj.key)
+        pinned = _pinned_version(runtime.s3, obj)
+        model = runtime.models.resolve(name, pinned)
+    except InputError as exc:
+        notification = failed(
+            job_id=jobs.job_id(obj, model),
+            input=obj,
+            model=model,
+            error=ErrorInfo(code=exc.code, message=str(exc)),
+            received_at=created.event_time,
+        )
+        publish(runtime.sns, runtime.settings.notification_topic_arn, notification)
+        log.info("refused s3://%s/%s: %s", obj.bucket, obj.key, exc)
+        return None
+    request = ScoreRequest(
+        job_id=jobs.job_id(obj, model),
+        input=obj,
+        model=model,
+        received_at=created.event_time,
+    )
+    runtime.celery.send_task(
+        SCORE_TASK, args=[request.model_dump(mode="json")], queue=SCORE_QUEUE
+    )
+    log.info("job %s: s3://%s/%s -> %s@%s", request.job_id, obj.bucket, obj.key, model.name,
+             model.version)
+    return request
+
+
+def _pinned_version(s3: S3Client, obj: ObjectRef) -> int | None:
+    try:
+        head = s3.head_object(Bucket=obj.bucket, Key=obj.key, IfMatch=f'"{obj.etag}"')
+    except ClientError as exc:
+        if aws.error_code(exc) in {"404", "NoSuchKey", "412", "PreconditionFailed"}:
+            raise InputChanged(
+                f"s3://{obj.bucket}/{obj.key} with ETag {obj.etag} no longer exists: it was "
+                "overwritten or deleted after upload"
+            ) from exc
+        raise
+    except BotoCoreError:
+        raise
+    value = head.get("Metadata", {}).get(MODEL_VERSION_METADATA)
+    if value is None:
+        return None
+    if not value.strip().isdigit() or int(value) < 1:
+        raise UnknownModel(
+            f"s3://{obj.bucket}/{obj.key} pins model version {value!r} in its "
+            f"'{MODEL_VERSION_METADATA}' metadata; a version is a whole number from 1"
+        )
+    return int(value)

@@ -1,0 +1,51 @@
+"""Decisions about a file that need no I/O: which model, which job, where the result goes.
+
+A key's first path segment names the model (``churn/2026/jan.csv`` is scored
+by the model ``churn``). The job id is a hash of everything that decides the
+result (bucket, key, ETag and model version), so the duplicate deliveries
+S3 and SQS make share one id and one output key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from pipeline.errors import UnroutableKey
+from pipeline.messages import ModelRef, ObjectRef
+
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+MODEL_NAME_RULE = "1-63 characters of a-z, 0-9, '-' and '_', starting with a letter or digit"
+
+
+def model_name_for(key: str) -> str:
+    """The model named by a key's first path segment."""
+    head, sep, rest = key.partition("/")
+    if not sep or not rest:
+        raise UnroutableKey(
+            f"key {key!r} does not name a model: upload files as '<model-name>/<file>'"
+        )
+    if not MODEL_NAME.match(head):
+        raise UnroutableKey(
+            f"key {key!r} starts with {head!r}, which is not a model name ({MODEL_NAME_RULE})"
+        )
+    return head
+
+
+def job_id(obj: ObjectRef, model: ModelRef | None) -> str:
+    """Deterministic id of scoring one version of one object with one model version."""
+    version = "" if model is None else f"{model.name}@{model.version}"
+    digest = hashlib.sha256(f"{obj.bucket}\n{obj.key}\n{obj.etag}\n{version}".encode())
+    return digest.hexdigest()[:32]
+
+
+def output_key(input_key: str, job: str, suffix: str) -> str:
+    """Where a job's result goes: beside the input's path, named by the job.
+
+    ``churn/2026/jan.csv`` scored as job ``ab12…`` becomes
+    ``churn/2026/jan/ab12….csv``: every upload of the same key gets its own
+    result, and a duplicate run of one job overwrites its own output with the
+    same bytes.
+    """
+    stem = input_key[: -len(suffix)] if suffix and input_key.endswith(suffix) else input_key
+    return f"{stem}/{job}{suffix}"

@@ -1,0 +1,106 @@
+"""Real ``celery worker --pool=solo`` subprocesses, as containers run them in AWS.
+
+Each worker is the same command the container image runs; its output is
+forwarded line by line with the worker's name in front. Stopping sends
+SIGTERM, which lets a solo worker finish (and ack) the file it holds, and only
+kills it if it does not exit within the stop timeout.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from pipeline.celery_app import SCORE_QUEUE
+from pipeline.settings import child_environment
+
+Sink = Callable[[str], None]
+
+
+def worker_command(name: str, loglevel: str = "INFO") -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "--app=pipeline.worker",
+        "worker",
+        "--pool=solo",
+        "--concurrency=1",
+        f"--queues={SCORE_QUEUE}",
+        f"--hostname={name}@%h",
+        f"--loglevel={loglevel}",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+
+
+class WorkerProcess:
+    def __init__(self, name: str, environment: Mapping[str, str], sink: Sink) -> None:
+        self.name = name
+        self._environment = dict(environment)
+        self._sink = sink
+        self._ready = threading.Event()
+        self._process: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+        self.lines: list[str] = []
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            worker_command(self.name),
+            env=child_environment(self._environment),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
+        self._reader = threading.Thread(target=self._forward, name=f"{self.name}-output", daemon=True)
+        self._reader.start()
+
+    def _forward(self) -> None:
+        assert self._process is not None and self._process.stdout is not None  # noqa: S101
+        for line in self._process.stdout:
+            text = line.rstrip("\n")
+            self.lines.append(text)
+            if " ready." in text:
+                self._ready.set()
+            self._sink(f"[{self.name}] {text}")
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._ready.wait(0.1):
+                return True
+            if not self.alive():
+                return False
+        return False
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            assert self._process is not None  # noqa: S101
+            self._process.send_signal(signum)
+
+    def stop(self, timeout: float = 60.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; the exit code."""
+        if self._process is None:
+            return None
+        self.signal(signal.SIGTERM)
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        return self._process.returncode

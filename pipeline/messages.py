@@ -1,0 +1,118 @@
+"""The pipeline's wire contracts: the task request and the notification.
+
+Both are frozen pydantic models carried as JSON, with a ``schema_version`` so a
+consumer can tell which shape it holds. A change that removes or renames a
+field bumps the version; adding an optional field does not. The notification is
+what users build on: its JSON Schema is printed by ``pipeline schema``.
+
+Nothing here imports boto3 or celery: producers, consumers and tests share it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION: Literal[1] = 1
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ObjectRef(_Contract):
+    """An S3 object as the event announced it; ``key`` is the real, decoded key."""
+
+    bucket: str
+    key: str
+    etag: str = Field(description="The object's ETag without quotes.")
+    size: int = Field(ge=0)
+
+
+class ModelRef(_Contract):
+    name: str
+    version: int = Field(ge=1)
+
+
+class ScoreRequest(_Contract):
+    """The argument of the ``score`` task: one accepted file to score."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    job_id: str
+    input: ObjectRef
+    model: ModelRef
+    received_at: datetime = Field(description="When the object was created in S3.")
+
+
+class OutputRef(_Contract):
+    bucket: str
+    key: str
+    rows: int = Field(ge=0)
+    format: str = Field(description="The output's format, the same as the input's.")
+
+
+class ErrorInfo(_Contract):
+    code: str = Field(description="Stable machine-readable reason, e.g. `bad_value`.")
+    message: str = Field(description="What is wrong and where, for a person.")
+
+
+Status = Literal["succeeded", "failed"]
+
+
+class Notification(_Contract):
+    """Published to the notification topic when a file is done, one way or the other."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    job_id: str
+    status: Status
+    input: ObjectRef
+    model: ModelRef | None = Field(
+        default=None, description="The model version used; absent if none could be chosen."
+    )
+    output: OutputRef | None = Field(default=None, description="Present when succeeded.")
+    error: ErrorInfo | None = Field(default=None, description="Present when failed.")
+    received_at: datetime
+    started_at: datetime | None = Field(
+        default=None, description="When a worker started on the file; absent if it never did."
+    )
+    finished_at: datetime
+
+
+def succeeded(request: ScoreRequest, output: OutputRef, started_at: datetime) -> Notification:
+    return Notification(
+        job_id=request.job_id,
+        status="succeeded",
+        input=request.input,
+        model=request.model,
+        output=output,
+        received_at=request.received_at,
+        started_at=started_at,
+        finished_at=utc_now(),
+    )
+
+
+def failed(
+    *,
+    job_id: str,
+    input: ObjectRef,  # noqa: A002 - the field's name in the contract
+    error: ErrorInfo,
+    received_at: datetime,
+    model: ModelRef | None = None,
+    started_at: datetime | None = None,
+) -> Notification:
+    return Notification(
+        job_id=job_id,
+        status="failed",
+        input=input,
+        model=model,
+        error=error,
+        received_at=received_at,
+        started_at=started_at,
+        finished_at=utc_now(),
+    )

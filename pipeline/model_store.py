@@ -1,0 +1,160 @@
+"""Versioned LightGBM models in S3.
+
+Layout in the model bucket::
+
+    <name>/<version, 6 digits>/model.txt    the LightGBM text model, as published
+    <name>/<version, 6 digits>/model.json   its ModelVersion record (written last)
+
+A version exists once its ``model.json`` does. Versions are claimed with a
+conditional put (``If-None-Match: *``), so two concurrent publishes never get
+the same number. This module does no LightGBM work (the handler uses it to
+resolve versions); describing a model file is the publisher's job.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, ConfigDict
+
+from pipeline.aws import error_code, raise_transient
+from pipeline.errors import UnknownModel
+from pipeline.jobs import MODEL_NAME, MODEL_NAME_RULE
+from pipeline.messages import ModelRef
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_MODEL_FILE = "model.txt"
+_RECORD_FILE = "model.json"
+_CLAIM_ATTEMPTS = 20
+
+
+class ModelInfo(BaseModel):
+    """What a model file says about itself, read by LightGBM at publish time."""
+
+    model_config = ConfigDict(frozen=True)
+
+    feature_names: list[str]
+    #: Per feature: "numerical" or "categorical".
+    feature_types: list[str]
+    objective: str
+    num_class: int
+    num_trees: int
+
+
+class ModelVersion(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    version: int
+    sha256: str
+    size: int
+    published_at: datetime
+    info: ModelInfo
+
+    @property
+    def ref(self) -> ModelRef:
+        return ModelRef(name=self.name, version=self.version)
+
+
+def _prefix(name: str, version: int) -> str:
+    return f"{name}/{version:06d}/"
+
+
+class ModelStore:
+    def __init__(self, s3: S3Client, bucket: str) -> None:
+        self._s3, self.bucket = s3, bucket
+
+    def versions(self, name: str) -> list[int]:
+        """Published versions of ``name``, oldest first."""
+        found: list[int] = []
+        paginator = self._s3.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{name}/"):
+                for item in page.get("Contents", []):
+                    parts = item["Key"].split("/")
+                    if len(parts) == 3 and parts[2] == _RECORD_FILE and parts[1].isdigit():
+                        found.append(int(parts[1]))
+        except (ClientError, BotoCoreError) as exc:
+            raise_transient(exc, f"listing versions of model {name!r}")
+            raise
+        return sorted(found)
+
+    def names(self) -> list[str]:
+        response = self._s3.list_objects_v2(Bucket=self.bucket, Delimiter="/")
+        return sorted(p["Prefix"].rstrip("/") for p in response.get("CommonPrefixes", []))
+
+    def resolve(self, name: str, pinned: int | None = None) -> ModelRef:
+        """The version a file should be scored with: ``pinned``, or the latest."""
+        versions = self.versions(name)
+        if not versions:
+            raise UnknownModel(
+                f"no model named {name!r} is published in s3://{self.bucket} "
+                f"(publish one with: pipeline model publish FILE --name {name})"
+            )
+        if pinned is None:
+            return ModelRef(name=name, version=versions[-1])
+        if pinned not in versions:
+            raise UnknownModel(
+                f"model {name!r} has no version {pinned} (published: "
+                f"{', '.join(map(str, versions))})"
+            )
+        return ModelRef(name=name, version=pinned)
+
+    def record(self, ref: ModelRef) -> ModelVersion:
+        key = _prefix(ref.name, ref.version) + _RECORD_FILE
+        return ModelVersion.model_validate_json(self._get(key, ref))
+
+    def model_text(self, ref: ModelRef) -> str:
+        return self._get(_prefix(ref.name, ref.version) + _MODEL_FILE, ref).decode()
+
+    def _get(self, key: str, ref: ModelRef) -> bytes:
+        try:
+            return self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if error_code(exc) in {"NoSuchKey", "404"}:
+                raise UnknownModel(f"model {ref.name!r} version {ref.version} is missing") from exc
+            raise_transient(exc, f"reading model {ref.name!r} version {ref.version}")
+            raise
+
+    def publish(
+        self, name: str, text: bytes, info: ModelInfo, sha256: str, published_at: datetime
+    ) -> ModelVersion:
+        """Store ``text`` as the next version of ``name``."""
+        if not MODEL_NAME.match(name):
+            raise ValueError(f"model name {name!r} is not valid: {MODEL_NAME_RULE}")
+        version = (self.versions(name) or [0])[-1] + 1
+        for _ in range(_CLAIM_ATTEMPTS):
+            try:
+                self._s3.put_object(
+                    Bucket=self.bucket,
+                    Key=_prefix(name, version) + _MODEL_FILE,
+                    Body=text,
+                    IfNoneMatch="*",
+                    ContentType="text/plain",
+                )
+                break
+            except ClientError as exc:
+                if error_code(exc) not in {"PreconditionFailed", "ConditionalRequestConflict"}:
+                    raise
+                version += 1  # another publisher took this number
+        else:
+            raise RuntimeError(f"could not claim a version number for model {name!r}")
+        record = ModelVersion(
+            name=name,
+            version=version,
+            sha256=sha256,
+            size=len(text),
+            published_at=published_at,
+            info=info,
+        )
+        self._s3.put_object(
+            Bucket=self.bucket,
+            Key=_prefix(name, version) + _RECORD_FILE,
+            Body=record.model_dump_json(indent=2).encode(),
+            ContentType="application/json",
+        )
+        return record

@@ -1,0 +1,37 @@
+"""Publishing notifications to the SNS topic.
+
+The body is the notification's JSON; ``status`` (and ``model``) also travel as
+message attributes so subscribers can filter with an SNS filter policy without
+parsing bodies.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pipeline.aws import raise_transient
+from pipeline.messages import Notification
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sns.type_defs import MessageAttributeValueTypeDef
+
+
+def publish(sns: SNSClient, topic_arn: str, notification: Notification) -> None:
+    attributes: dict[str, MessageAttributeValueTypeDef] = {
+        "status": {"DataType": "String", "StringValue": notification.status},
+        "job_id": {"DataType": "String", "StringValue": notification.job_id},
+    }
+    if notification.model is not None:
+        attributes["model"] = {"DataType": "String", "StringValue": notification.model.name}
+    try:
+        sns.publish(
+            TopicArn=topic_arn,
+            Message=notification.model_dump_json(),
+            MessageAttributes=attributes,
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise_transient(exc, f"publishing the notification of job {notification.job_id}")
+        raise

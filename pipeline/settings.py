@@ -1,0 +1,77 @@
+"""The one place configuration is read from the environment.
+
+Every process of the pipeline (the upload handler, the dead-letter handler, the
+worker) is configured by ``PIPELINE_*`` variables that ``template.yaml`` sets from
+its resources. Nothing else in the code base reads ``os.environ``: a component
+that needs a value takes a ``Settings`` (or the value) as an argument.
+
+The AWS endpoint, region and credentials are not here on purpose: boto3 and
+kombu read the standard ``AWS_*`` variables themselves, so the same code runs
+against the local emulator (``AWS_ENDPOINT_URL`` set) and against AWS (unset).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "PIPELINE_"
+
+
+class Settings(BaseSettings):
+    """Configuration shared by the handler and the worker."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    input_bucket: str = ""
+    output_bucket: str = ""
+    model_bucket: str = ""
+    notification_topic_arn: str = ""
+    task_queue_url: str = ""
+
+    #: Seconds a broker long poll waits for a message (SQS allows 0-20).
+    broker_wait_seconds: int = Field(default=20, ge=1, le=20)
+    #: Files larger than this are refused before any byte is read.
+    max_input_bytes: int = Field(default=50 * 1024**3, gt=0)
+    #: Rows scored per LightGBM call: large enough to amortize the call, small
+    #: enough to keep a worker's memory flat whatever the file size.
+    batch_rows: int = Field(default=65_536, gt=0)
+    #: Threads LightGBM may use per prediction call (0: all cores).
+    predict_threads: int = Field(default=0, ge=0)
+    #: Attempts at a file when S3 or SNS fail transiently, and the first backoff.
+    retry_attempts: int = Field(default=4, ge=1)
+    retry_base_seconds: float = Field(default=1.0, ge=0)
+
+    def as_environment(self) -> dict[str, str]:
+        """The variables that recreate these settings in a child process."""
+        return {
+            f"{ENV_PREFIX}{name.upper()}": str(value)
+            for name, value in self.model_dump().items()
+        }
+
+    @classmethod
+    def from_environment(cls, variables: Mapping[str, str]) -> Settings:
+        """Settings from an explicit set of ``PIPELINE_*`` variables (as a template sets them)."""
+        fields = {
+            name.removeprefix(ENV_PREFIX).lower(): value
+            for name, value in variables.items()
+            if name.startswith(ENV_PREFIX)
+        }
+        return cls.model_validate(fields)
+
+
+def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment plus ``extra``, for starting a subprocess."""
+    return {**os.environ, **extra}
+
+
+def set_process_environment(variables: Mapping[str, str]) -> None:
+    """Export variables to this process and its children.
+
+    Used only by the local stack, to point boto3 and kombu at the emulator the
+    way ``AWS_ENDPOINT_URL`` would in a shell.
+    """
+    os.environ.update(variables)
