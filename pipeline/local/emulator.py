@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 from typing import Self
 
-from moto.server import ThreadedMotoServer
-
 #: moto accepts any credentials; fixed fake ones guarantee no request to the
 #: emulator is ever signed with a user's real keys.
 _CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -32,6 +30,8 @@ def environment(endpoint_url: str, region: str) -> dict[str, str]:
 
 class Emulator:
     def __init__(self, port: int = 0) -> None:
+        from moto.server import ThreadedMotoServer  # noqa: PLC0415 - only the stack pays for moto
+
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.url = ""
 

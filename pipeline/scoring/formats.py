@@ -157,18 +157,42 @@ def _read_header(stream: BinaryIO, where: str) -> tuple[list[str], BinaryIO]:
 
 
 class _CsvReader:
+    """Streaming CSV reader; single-threaded so a bad row is reported by its line number."""
+
     def __init__(self, stream: BinaryIO, where: str) -> None:
         names, source = _read_header(stream, where)
         self._where = where
-        self._reader = pa_csv.open_csv(
-            source,
-            read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={name: pa.string() for name in names},
-                strings_can_be_null=False,
-            ),
-        )
+        self._invalid: list[pa_csv.InvalidRow] = []
+        try:
+            self._reader = pa_csv.open_csv(
+                source,
+                read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK_BYTES, use_threads=False),
+                parse_options=pa_csv.ParseOptions(invalid_row_handler=self._on_invalid),
+                convert_options=pa_csv.ConvertOptions(
+                    column_types={name: pa.string() for name in names},
+                    strings_can_be_null=False,
+                ),
+            )
+        except pa.ArrowInvalid as exc:
+            raise self._unreadable(exc, 0) from exc
         self.schema: pa.Schema = self._reader.schema
+
+    def _on_invalid(self, row: pa_csv.InvalidRow) -> str:
+        self._invalid.append(row)
+        return "error"
+
+    def _unreadable(self, exc: Exception, rows: int) -> UnreadableFile:
+        if self._invalid:
+            row = self._invalid[0]
+            line = "a line" if row.number is None else f"line {row.number}"
+            text = row.text if len(row.text) <= 80 else row.text[:80] + "…"
+            return UnreadableFile(
+                f"{self._where}: {line} has {row.actual_columns} field(s) where the header "
+                f"has {row.expected_columns}: {text!r}"
+            )
+        return UnreadableFile(
+            f"{self._where}: the CSV cannot be parsed after data row {rows}: {exc}"
+        )
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         rows = 0
@@ -178,9 +202,7 @@ class _CsvReader:
             except StopIteration:
                 return
             except pa.ArrowInvalid as exc:
-                raise UnreadableFile(
-                    f"{self._where}: the CSV cannot be parsed after data row {rows}: {exc}"
-                ) from exc
+                raise self._unreadable(exc, rows) from exc
             rows += batch.num_rows
             yield batch
 

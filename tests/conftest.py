@@ -1,0 +1,114 @@
+"""Shared AWS fixtures: one moto server for the session, resources per test.
+
+The server is real (HTTP on 127.0.0.1), reached through ``AWS_ENDPOINT_URL``
+like everything else; every stack a test starts has a unique name and is torn
+down when the test ends, so tests never see each other's buckets or queues.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipeline import aws
+from pipeline.local import emulator
+from pipeline.local.stack import LocalStack
+
+EVENTS = Path(__file__).parent / "events"
+REGION = "us-east-1"
+
+#: Short broker waits: moto keeps an abandoned long poll running until it ends.
+TEST_SETTINGS = {"broker_wait_seconds": 2, "retry_base_seconds": 0.01}
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A canned Lambda event from ``tests/events``."""
+    event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
+    return event
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def aws_endpoint() -> Iterator[str]:
+    server = emulator.Emulator().start()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in emulator.environment(server.url, REGION).items():
+            patch.setenv(name, value)
+        yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def s3(aws_endpoint: str) -> Any:
+    return aws.s3_client(REGION)
+
+
+@pytest.fixture
+def sqs(aws_endpoint: str) -> Any:
+    return aws.sqs_client(REGION)
+
+
+StackFactory = Callable[..., LocalStack]
+
+
+@pytest.fixture
+def local_stack(aws_endpoint: str) -> Iterator[StackFactory]:
+    """Start stacks with unique names on the shared emulator; stop them after the test."""
+    started: list[LocalStack] = []
+
+    def start(workers: int = 1, **kwargs: Any) -> LocalStack:
+        settings = {**TEST_SETTINGS, **kwargs.pop("settings", {})}
+        stack = LocalStack(
+            stack_name=unique("t"),
+            region=REGION,
+            endpoint_url=aws_endpoint,
+            workers=workers,
+            settings=settings,
+            sink=lambda _line: None,
+            **kwargs,
+        )
+        started.append(stack)
+        return stack.start()
+
+    yield start
+    for stack in started:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def binary_model() -> Any:
+    """A small binary LightGBM model with named features, trained here."""
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(800, 4))
+    y = (x[:, 0] - 0.5 * x[:, 1] + 0.2 * rng.normal(size=800) > 0).astype(int)
+    names = ["age", "income", "score", "balance"]
+    return lgb.train(
+        {"objective": "binary", "verbose": -1, "num_leaves": 15, "seed": 1},
+        lgb.Dataset(x, y, feature_name=names),
+        num_boost_round=25,
+    )
+
+
+@pytest.fixture(scope="session")
+def multiclass_model() -> Any:
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(900, 3))
+    y = np.digitize(x[:, 0] + x[:, 2], [-0.5, 0.5])
+    return lgb.train(
+        {"objective": "multiclass", "num_class": 3, "verbose": -1, "num_leaves": 7},
+        lgb.Dataset(x, y, feature_name=["x0", "x1", "x2"]),
+        num_boost_round=10,
+    )

@@ -1,0 +1,70 @@
+import pytest
+
+from pipeline import jobs
+from pipeline.errors import UnroutableKey
+from pipeline.messages import ModelRef, ObjectRef
+
+OBJ = ObjectRef(bucket="in", key="churn/a.csv", etag="e1", size=10)
+MODEL = ModelRef(name="churn", version=3)
+
+
+@pytest.mark.parametrize(
+    ("key", "model"),
+    [
+        pytest.param("churn/a.csv", "churn", id="simple"),
+        pytest.param("churn/2026/01/a b.csv", "churn", id="nested"),
+        pytest.param("fraud_v2/x.parquet", "fraud_v2", id="underscore"),
+    ],
+)
+def test_the_first_segment_names_the_model(key: str, model: str) -> None:
+    assert jobs.model_name_for(key) == model
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        pytest.param("a.csv", "does not name a model", id="no-prefix"),
+        pytest.param("churn/", "does not name a model", id="folder-only"),
+        pytest.param("Churn/a.csv", "not a model name", id="uppercase"),
+        pytest.param("-x/a.csv", "not a model name", id="leading-dash"),
+        pytest.param("/a.csv", "not a model name", id="empty-segment"),
+    ],
+)
+def test_keys_that_name_no_model(key: str, reason: str) -> None:
+    with pytest.raises(UnroutableKey, match=reason):
+        jobs.model_name_for(key)
+
+
+def test_job_id_is_deterministic() -> None:
+    assert jobs.job_id(OBJ, MODEL) == jobs.job_id(OBJ.model_copy(), MODEL.model_copy())
+    assert len(jobs.job_id(OBJ, MODEL)) == 32
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"obj": OBJ.model_copy(update={"bucket": "other"})}, id="bucket"),
+        pytest.param({"obj": OBJ.model_copy(update={"key": "churn/b.csv"})}, id="key"),
+        pytest.param({"obj": OBJ.model_copy(update={"etag": "e2"})}, id="etag"),
+        pytest.param({"model": ModelRef(name="churn", version=4)}, id="model-version"),
+        pytest.param({"model": None}, id="no-model"),
+    ],
+)
+def test_job_id_changes_with_what_decides_the_result(change: dict[str, object]) -> None:
+    args = {"obj": OBJ, "model": MODEL, **change}
+    assert jobs.job_id(args["obj"], args["model"]) != jobs.job_id(OBJ, MODEL)  # type: ignore[arg-type]
+
+
+def test_job_id_ignores_the_size_the_event_reported() -> None:
+    assert jobs.job_id(OBJ.model_copy(update={"size": 99}), MODEL) == jobs.job_id(OBJ, MODEL)
+
+
+@pytest.mark.parametrize(
+    ("key", "suffix", "expected"),
+    [
+        pytest.param("churn/2026/jan.csv", ".csv", "churn/2026/jan/J.csv", id="csv"),
+        pytest.param("churn/x.CSV.GZ", ".CSV.GZ", "churn/x/J.CSV.GZ", id="keeps-case"),
+    ],
+)
+def test_output_key(key: str, suffix: str, expected: str) -> None:
+    assert jobs.output_key(key, "J", suffix) == expected

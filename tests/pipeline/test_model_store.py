@@ -1,0 +1,79 @@
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from pipeline.errors import InvalidModel, UnknownModel
+from pipeline.messages import ModelRef
+from pipeline.model_store import ModelStore
+from pipeline.scoring.model import ModelCache, publish_model
+from tests.conftest import unique
+
+
+@pytest.fixture
+def store(s3: Any) -> Any:
+    bucket = unique("models")
+    s3.create_bucket(Bucket=bucket)
+    yield ModelStore(s3, bucket)
+    for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        s3.delete_object(Bucket=bucket, Key=item["Key"])
+    s3.delete_bucket(Bucket=bucket)
+
+
+def test_publishing_numbers_versions_and_records_what_the_model_is(
+    store: ModelStore, binary_model: Any
+) -> None:
+    text = binary_model.model_to_string().encode()
+
+    first = publish_model(store, "churn", text, "m.txt")
+    second = publish_model(store, "churn", text, "m.txt")
+
+    assert (first.version, second.version) == (1, 2)
+    assert store.versions("churn") == [1, 2]
+    record = store.record(ModelRef(name="churn", version=2))
+    assert record.info.feature_names == ["age", "income", "score", "balance"]
+    assert record.info.objective == "binary"
+    assert record.info.num_trees == 25
+    assert len(record.sha256) == 64
+    assert record.published_at <= datetime.now(UTC)
+    assert store.model_text(record.ref).encode() == text
+
+
+def test_latest_unless_pinned(store: ModelStore, binary_model: Any) -> None:
+    for _ in range(3):
+        publish_model(store, "churn", binary_model.model_to_string().encode(), "m")
+
+    assert store.resolve("churn").version == 3
+    assert store.resolve("churn", pinned=2).version == 2
+    with pytest.raises(UnknownModel, match=r"no version 7 \(published: 1, 2, 3\)"):
+        store.resolve("churn", pinned=7)
+
+
+def test_an_unknown_model_says_how_to_publish_one(store: ModelStore) -> None:
+    with pytest.raises(UnknownModel, match="pipeline model publish FILE --name fraud"):
+        store.resolve("fraud")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"name,age\n1,2\n", id="csv"),
+        pytest.param(b"\x89PNG\r\n\x1a\n\x00", id="binary"),
+        pytest.param(b"tree\nversion=v4\nnum_class=1\n", id="truncated-model"),
+    ],
+)
+def test_a_file_that_is_not_a_model_is_refused(store: ModelStore, data: bytes) -> None:
+    with pytest.raises(InvalidModel, match="m.bin"):
+        publish_model(store, "churn", data, "m.bin")
+    assert store.versions("churn") == []
+
+
+def test_a_worker_loads_each_version_once(store: ModelStore, binary_model: Any) -> None:
+    publish_model(store, "churn", binary_model.model_to_string().encode(), "m")
+    cache = ModelCache(store.model_text)
+
+    first = cache.get(ModelRef(name="churn", version=1))
+    again = cache.get(ModelRef(name="churn", version=1))
+
+    assert first is again
+    assert cache.loads == 1
