@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 # botocore's "standard" mode retries throttling and 5xx with backoff and jitter;
 # what still escapes it is raised as TransientError for the task to retry.
-_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60
+)
 
 _TRANSIENT_CODES = frozenset(
     {

@@ -30,6 +30,9 @@ def broker_options(settings: Settings) -> dict[str, object]:
         "predefined_queues": {SCORE_QUEUE: {"url": settings.task_queue_url}},
         "wait_time_seconds": settings.broker_wait_seconds,
         "polling_interval": 0,
+        # JSON only, so the envelope needs no extra base64 layer: messages on
+        # the task and dead-letter queues stay readable.
+        "sqs_base64_encoding": False,
     }
 
 

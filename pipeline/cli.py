@@ -170,9 +170,7 @@ def _demo(args: argparse.Namespace) -> int:
         key = "churn/demo/customers.csv"
         print(f"Uploading a {args.rows}-row CSV to s3://{out['InputBucketName']}/{key}…")
         started = time.monotonic()
-        put = s3.put_object(
-            Bucket=out["InputBucketName"], Key=key, Body=demo.csv_bytes(args.rows)
-        )
+        put = s3.put_object(Bucket=out["InputBucketName"], Key=key, Body=demo.csv_bytes(args.rows))
         etag = put["ETag"].strip('"')
         notification = consumer.wait_for(
             sqs,
@@ -288,3 +286,7 @@ def _watch(args: argparse.Namespace) -> int:
 
 def entry() -> NoReturn:
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -69,7 +69,7 @@ def handle_event(event: dict[str, Any], runtime: IntakeRuntime) -> dict[str, Any
         try:
             parsed = events.parse_s3_body(record.body)
         except events.MalformedEvent as exc:
-            log.error("dropping message %s: %s", record.message_id, exc)
+            log.error("dropping message %s: %s", record.message_id, exc)  # noqa: TRY400 - reason, not a trace
             continue
         if isinstance(parsed, events.TestEvent):
             continue
@@ -107,11 +107,15 @@ def accept(created: events.ObjectCreated, runtime: IntakeRuntime) -> ScoreReques
         model=model,
         received_at=created.event_time,
     )
-    runtime.celery.send_task(
-        SCORE_TASK, args=[request.model_dump(mode="json")], queue=SCORE_QUEUE
+    runtime.celery.send_task(SCORE_TASK, args=[request.model_dump(mode="json")], queue=SCORE_QUEUE)
+    log.info(
+        "job %s: s3://%s/%s -> %s@%s",
+        request.job_id,
+        obj.bucket,
+        obj.key,
+        model.name,
+        model.version,
     )
-    log.info("job %s: s3://%s/%s -> %s@%s", request.job_id, obj.bucket, obj.key, model.name,
-             model.version)
     return request
 
 

@@ -100,7 +100,7 @@ def succeeded(request: ScoreRequest, output: OutputRef, started_at: datetime) ->
 def failed(
     *,
     job_id: str,
-    input: ObjectRef,  # noqa: A002 - the field's name in the contract
+    input: ObjectRef,
     error: ErrorInfo,
     received_at: datetime,
     model: ModelRef | None = None,

@@ -48,8 +48,7 @@ class Settings(BaseSettings):
     def as_environment(self) -> dict[str, str]:
         """The variables that recreate these settings in a child process."""
         return {
-            f"{ENV_PREFIX}{name.upper()}": str(value)
-            for name, value in self.model_dump().items()
+            f"{ENV_PREFIX}{name.upper()}": str(value) for name, value in self.model_dump().items()
         }
 
     @classmethod

@@ -8,6 +8,7 @@ aborted on any failure: a partial result is never visible.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -122,9 +123,7 @@ class MultipartWriter(io.RawIOBase):
         self._done = True
         # Best effort: an abort that fails leaves an incomplete upload, which a
         # bucket lifecycle rule removes; it is never a visible object.
-        try:
+        with contextlib.suppress(ClientError, BotoCoreError):
             self._s3.abort_multipart_upload(
                 Bucket=self.bucket, Key=self.key, UploadId=self._upload_id
             )
-        except (ClientError, BotoCoreError):
-            pass

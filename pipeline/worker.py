@@ -50,7 +50,9 @@ class WorkerRuntime:
     def create(cls, settings: Settings) -> WorkerRuntime:
         s3 = aws.s3_client()
         store = ModelStore(s3, settings.model_bucket)
-        return cls(settings=settings, s3=s3, sns=aws.sns_client(), models=ModelCache(store.model_text))
+        return cls(
+            settings=settings, s3=s3, sns=aws.sns_client(), models=ModelCache(store.model_text)
+        )
 
 
 def process(request: ScoreRequest, runtime: WorkerRuntime) -> Notification:

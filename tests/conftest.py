@@ -84,6 +84,30 @@ def local_stack(aws_endpoint: str) -> Iterator[StackFactory]:
         stack.stop()
 
 
+@pytest.fixture(scope="module")
+def scoring_stack(aws_endpoint: str, binary_model: Any, multiclass_model: Any) -> Iterator[Any]:
+    """A running stack with one real solo worker, shared by a module's tests.
+
+    Models published: ``churn`` (binary) and ``segments`` (3 classes). Tests
+    upload under unique keys and wait for their own notification.
+    """
+    from pipeline.model_store import ModelStore
+    from pipeline.scoring.model import publish_model
+
+    stack = LocalStack(
+        stack_name=unique("e"),
+        region=REGION,
+        endpoint_url=aws_endpoint,
+        settings=TEST_SETTINGS,
+        sink=lambda _line: None,
+    ).start()
+    store = ModelStore(aws.s3_client(REGION), stack.outputs["ModelBucketName"])
+    publish_model(store, "churn", binary_model.model_to_string().encode(), "churn.txt")
+    publish_model(store, "segments", multiclass_model.model_to_string().encode(), "seg.txt")
+    yield stack
+    stack.stop()
+
+
 @pytest.fixture(scope="session")
 def binary_model() -> Any:
     """A small binary LightGBM model with named features, trained here."""

@@ -10,6 +10,7 @@ processes instead and are listed as ``emulated_elsewhere``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ class Stack:
     def destroy(self) -> None:
         clients = _clients(self.region)
         for kind, _logical, physical in reversed(self.resources):
-            _DELETERS.get(kind, lambda _c, _p: None)(clients, physical)
+            _DELETERS.get(kind, _keep)(clients, physical)
 
 
 def provision(
@@ -130,7 +131,7 @@ def _queue(c: _Clients, ev: Evaluator, logical: str, p: dict[str, Any], region: 
         attributes["RedrivePolicy"] = json.dumps(
             {k: str(v) if k == "maxReceiveCount" else v for k, v in p["RedrivePolicy"].items()}
         )
-    name = p["QueueName"]
+    name = str(p["QueueName"])
     url = c.sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]  # type: ignore[arg-type]
     arn = f"arn:aws:sqs:{region}:{ACCOUNT_ID}:{name}"
     ev.record(logical, url, Arn=arn, QueueName=name, QueueUrl=url)
@@ -151,7 +152,7 @@ def _queue_policy(c: _Clients, ev: Evaluator, logical: str, p: dict[str, Any], r
 
 
 def _bucket(c: _Clients, ev: Evaluator, logical: str, p: dict[str, Any], region: str) -> str:
-    name = p["BucketName"]
+    name = str(p["BucketName"])
     if region == "us-east-1":
         c.s3.create_bucket(Bucket=name)
     else:
@@ -202,13 +203,14 @@ def _subscription(c: _Clients, ev: Evaluator, logical: str, p: dict[str, Any], r
     attributes = {"RawMessageDelivery": "true"} if p.get("RawMessageDelivery") else {}
     if "FilterPolicy" in p:
         attributes["FilterPolicy"] = json.dumps(p["FilterPolicy"])
-    arn = c.sns.subscribe(
+    response = c.sns.subscribe(
         TopicArn=p["TopicArn"],
         Protocol=p["Protocol"],
         Endpoint=p["Endpoint"],
         Attributes=attributes,
         ReturnSubscriptionArn=True,
-    )["SubscriptionArn"]
+    )
+    arn = str(response["SubscriptionArn"])
     ev.record(logical, arn)
     return arn
 
@@ -220,6 +222,10 @@ _CREATORS: dict[str, Creator] = {
     "AWS::SNS::Topic": _topic,
     "AWS::SNS::Subscription": _subscription,
 }
+
+
+def _keep(c: _Clients, physical: str) -> None:
+    """Resources that go with their owner (a queue policy with its queue)."""
 
 
 def _delete_bucket(c: _Clients, name: str) -> None:
@@ -241,24 +247,18 @@ def _delete_bucket(c: _Clients, name: str) -> None:
 
 
 def _delete_queue(c: _Clients, url: str) -> None:
-    try:
+    with contextlib.suppress(ClientError):
         c.sqs.delete_queue(QueueUrl=url)
-    except ClientError:
-        pass
 
 
 def _delete_topic(c: _Clients, arn: str) -> None:
-    try:
+    with contextlib.suppress(ClientError):
         c.sns.delete_topic(TopicArn=arn)
-    except ClientError:
-        pass
 
 
 def _unsubscribe(c: _Clients, arn: str) -> None:
-    try:
+    with contextlib.suppress(ClientError):
         c.sns.unsubscribe(SubscriptionArn=arn)
-    except ClientError:
-        pass
 
 
 _DELETERS: dict[str, Callable[[_Clients, str], None]] = {

@@ -10,7 +10,7 @@ local stack cannot silently disagree.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -122,20 +122,27 @@ class Evaluator:
             return value
         if len(value) == 1:
             ((key, inner),) = value.items()
-            if key == "Ref":
-                return self._lookup(inner)
-            if key == "Fn::GetAtt":
-                name = f"{inner[0]}.{inner[1]}"
-                if name not in self._attributes:
-                    raise TemplateError(f"!GetAtt {name} is not known to the local stack")
-                return self._attributes[name]
-            if key == "Fn::Sub":
-                return self._sub(inner)
-            if key == "Fn::Join":
-                return str(inner[0]).join(str(self(part)) for part in inner[1])
+            function = self._functions.get(key)
+            if function is not None:
+                return function(inner)
             if key.startswith("Fn::"):
                 raise TemplateError(f"{key} is not supported by the local stack")
         return {key: self(inner) for key, inner in value.items()}
+
+    @property
+    def _functions(self) -> dict[str, Callable[[Any], Any]]:
+        return {
+            "Ref": self._lookup,
+            "Fn::GetAtt": self._get_att,
+            "Fn::Sub": self._sub,
+            "Fn::Join": lambda inner: str(inner[0]).join(str(self(p)) for p in inner[1]),
+        }
+
+    def _get_att(self, inner: list[str]) -> Any:
+        name = f"{inner[0]}.{inner[1]}"
+        if name not in self._attributes:
+            raise TemplateError(f"!GetAtt {name} is not known to the local stack")
+        return self._attributes[name]
 
     def _lookup(self, name: str) -> Any:
         if name not in self._values:

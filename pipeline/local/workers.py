@@ -62,12 +62,16 @@ class WorkerProcess:
             text=True,
             bufsize=1,
         )
-        self._reader = threading.Thread(target=self._forward, name=f"{self.name}-output", daemon=True)
+        self._reader = threading.Thread(
+            target=self._forward, name=f"{self.name}-output", daemon=True
+        )
         self._reader.start()
 
     def _forward(self) -> None:
-        assert self._process is not None and self._process.stdout is not None  # noqa: S101
-        for line in self._process.stdout:
+        stdout = self._process.stdout if self._process else None
+        if stdout is None:
+            return
+        for line in stdout:
             text = line.rstrip("\n")
             self.lines.append(text)
             if " ready." in text:
@@ -87,8 +91,7 @@ class WorkerProcess:
         return self._process is not None and self._process.poll() is None
 
     def signal(self, signum: int) -> None:
-        if self.alive():
-            assert self._process is not None  # noqa: S101
+        if self._process is not None and self._process.poll() is None:
             self._process.send_signal(signum)
 
     def stop(self, timeout: float = 60.0) -> int | None:

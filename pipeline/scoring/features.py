@@ -55,9 +55,7 @@ def feature_matrix(
     return matrix
 
 
-def _as_float64(
-    column: pa.Array, name: str, first_row: int, where: str
-) -> npt.NDArray[np.float64]:
+def _as_float64(column: pa.Array, name: str, first_row: int, where: str) -> npt.NDArray[np.float64]:
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         trimmed = pc.utf8_trim_whitespace(column)
         column = pc.if_else(pc.is_in(trimmed, value_set=_MISSING), None, trimmed)

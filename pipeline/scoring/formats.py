@@ -15,7 +15,7 @@ import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -26,6 +26,14 @@ from pipeline.errors import EmptyFile, SchemaMismatch, UnreadableFile, Unsupport
 #: that read-ahead (and so the worker's memory) small.
 _CSV_BLOCK_BYTES = 1 << 20
 _HEADER_PEEK_BYTES = 1 << 16
+
+
+class ByteSource(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class ByteSink(Protocol):
+    def write(self, data: bytes, /) -> int: ...
 
 
 class BatchReader(Protocol):
@@ -56,11 +64,11 @@ class Format:
                 return key[-len(suffix) :]
         return self.suffixes[0]
 
-    def open(self, stream: BinaryIO, where: str) -> BatchReader:
+    def open(self, stream: ByteSource, where: str) -> BatchReader:
         source = _decompressed(stream, self.compression)
         return _CsvReader(source, where)
 
-    def writer(self, sink: BinaryIO, schema: pa.Schema) -> BatchWriter:
+    def writer(self, sink: ByteSink, schema: pa.Schema) -> BatchWriter:
         out = pa.PythonFile(sink, mode="w")
         if self.compression:
             out = pa.CompressedOutputStream(out, self.compression)
@@ -86,7 +94,7 @@ def detect(key: str) -> Format:
     return max(matches, key=lambda f: max(len(s) for s in f.suffixes if lower.endswith(s)))
 
 
-def _decompressed(stream: BinaryIO, compression: str | None) -> BinaryIO:
+def _decompressed(stream: ByteSource, compression: str | None) -> ByteSource:
     if compression is None:
         return stream
     native = pa.CompressedInputStream(pa.PythonFile(stream, mode="r"), compression)
@@ -115,7 +123,7 @@ class _NativeReader(io.RawIOBase):
 class _Prefixed(io.RawIOBase):
     """``head`` followed by the rest of ``stream``: a peek that gives nothing back."""
 
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+    def __init__(self, head: bytes, stream: ByteSource) -> None:
         super().__init__()
         self._head, self._stream = memoryview(head), stream
 
@@ -133,7 +141,7 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
-def _read_header(stream: BinaryIO, where: str) -> tuple[list[str], BinaryIO]:
+def _read_header(stream: ByteSource, where: str) -> tuple[list[str], ByteSource]:
     head = b""
     while True:
         chunk = stream.read(_HEADER_PEEK_BYTES)
@@ -159,7 +167,7 @@ def _read_header(stream: BinaryIO, where: str) -> tuple[list[str], BinaryIO]:
 class _CsvReader:
     """Streaming CSV reader; single-threaded so a bad row is reported by its line number."""
 
-    def __init__(self, stream: BinaryIO, where: str) -> None:
+    def __init__(self, stream: ByteSource, where: str) -> None:
         names, source = _read_header(stream, where)
         self._where = where
         self._invalid: list[pa_csv.InvalidRow] = []

@@ -89,7 +89,7 @@ class LoadedModel:
         self, features: npt.NDArray[np.float64], threads: int = 0
     ) -> npt.NDArray[np.float64]:
         """Predictions as a (rows, outputs) array."""
-        params = {"num_threads": threads} if threads else {}
+        params: dict[str, Any] = {"num_threads": threads} if threads else {}
         result = np.asarray(self.booster.predict(features, **params), dtype=np.float64)
         return result.reshape(len(features), self.num_outputs)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from pipeline import jobs
@@ -44,12 +46,16 @@ def score_object(
         MultipartWriter(s3, settings.output_bucket, key, fmt.content_type) as sink,
     ):
         reader = fmt.open(body, where)
-        features.check_columns(reader.schema.names, model.feature_names, model.output_columns, where)
+        features.check_columns(
+            reader.schema.names, model.feature_names, model.output_columns, where
+        )
         schema = _output_schema(reader.schema, model)
         writer = fmt.writer(sink, schema)
         rows = 0
         for batch in _rebatch(reader, settings.batch_rows):
-            writer.write(_scored(batch, model, rows + 1, where, schema, settings.predict_threads))
+            matrix = features.feature_matrix(batch, model.feature_names, rows + 1, where)
+            predictions = model.predict(matrix, settings.predict_threads)
+            writer.write(_with_predictions(batch, predictions, schema))
             rows += batch.num_rows
         writer.close()
         sink.complete()
@@ -62,18 +68,11 @@ def _output_schema(schema: pa.Schema, model: LoadedModel) -> pa.Schema:
     return schema
 
 
-def _scored(
-    batch: pa.RecordBatch,
-    model: LoadedModel,
-    first_row: int,
-    where: str,
-    schema: pa.Schema,
-    threads: int,
+def _with_predictions(
+    batch: pa.RecordBatch, predictions: npt.NDArray[np.float64], schema: pa.Schema
 ) -> pa.RecordBatch:
-    matrix = features.feature_matrix(batch, model.feature_names, first_row, where)
-    predictions = model.predict(matrix, threads)
-    columns = [*batch.columns, *(pa.array(predictions[:, k]) for k in range(model.num_outputs))]
-    return pa.RecordBatch.from_arrays(columns, schema=schema)
+    outputs = [pa.array(predictions[:, k]) for k in range(predictions.shape[1])]
+    return pa.RecordBatch.from_arrays([*batch.columns, *outputs], schema=schema)
 
 
 def _rebatch(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:

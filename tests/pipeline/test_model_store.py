@@ -63,7 +63,7 @@ def test_an_unknown_model_says_how_to_publish_one(store: ModelStore) -> None:
     ],
 )
 def test_a_file_that_is_not_a_model_is_refused(store: ModelStore, data: bytes) -> None:
-    with pytest.raises(InvalidModel, match="m.bin"):
+    with pytest.raises(InvalidModel, match=r"m\.bin"):
         publish_model(store, "churn", data, "m.bin")
     assert store.versions("churn") == []
 

@@ -59,7 +59,9 @@ def test_a_truncated_gzip_is_unreadable() -> None:
 
 
 def test_a_ragged_row_is_reported_by_line() -> None:
-    with pytest.raises(UnreadableFile, match=r"line 3 has 1 field\(s\) where the header has 2: '3'"):
+    with pytest.raises(
+        UnreadableFile, match=r"line 3 has 1 field\(s\) where the header has 2: '3'"
+    ):
         read_all("m/a.csv", b"a,b\n1,2\n3\n")
 
 

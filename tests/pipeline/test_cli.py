@@ -1,0 +1,118 @@
+"""The ``pipeline`` command as a user runs it, in real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import unique
+
+PIPELINE = [sys.executable, "-m", "pipeline.cli"]
+
+
+def run(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*PIPELINE, *args], capture_output=True, text=True, check=check, timeout=timeout
+    )
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.fixture
+def dev(tmp_path: Path) -> Any:
+    outputs = tmp_path / "outputs.json"
+    process = subprocess.Popen(
+        [*PIPELINE, "dev", "--outputs", str(outputs), "--stack-name", unique("cli")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not outputs.exists():
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        assert time.monotonic() < deadline, "pipeline dev did not become ready"
+        time.sleep(0.2)
+    yield process, outputs
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def test_dev_submit_watch_and_a_clean_stop(dev: Any, tmp_path: Path, binary_model: Any) -> None:
+    process, outputs = dev
+    stack = json.loads(outputs.read_text())
+    assert {"InputBucketName", "NotificationQueueUrl", "EndpointUrl", "Region"} <= set(stack)
+    assert stack["EndpointUrl"].startswith("http://127.0.0.1:")
+    model = tmp_path / "model.txt"
+    binary_model.save_model(str(model))
+    data = tmp_path / "people.csv"
+    data.write_text("age,income,score,balance\n1,2,3,4\n5,6,7,8\n")
+
+    published = run("model", "publish", str(model), "--name", "churn", "--outputs", str(outputs))
+    listed = run("model", "list", "--outputs", str(outputs))
+    waited = run("submit", str(data), "--model", "churn", "--wait", "--outputs", str(outputs))
+    run("submit", str(data), "--model", "churn", "--key", "again.csv", "--outputs", str(outputs))
+    watched = run("watch", "--count", "1", "--timeout", "60", "--outputs", str(outputs))
+
+    assert published.stdout.strip() == "1"
+    assert listed.stdout.startswith("churn\tv1\t")
+    note = json.loads(waited.stdout)
+    assert note["status"] == "succeeded"
+    assert note["input"]["key"] == "churn/people.csv"
+    assert note["output"]["rows"] == 2
+    (line,) = watched.stdout.splitlines()
+    assert json.loads(line)["input"]["key"] == "churn/again.csv"
+
+    workers = children_of(process.pid)
+    assert workers, "pipeline dev runs its workers as child processes"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    assert not [pid for pid in workers if alive(pid)]
+    assert not outputs.exists()
+
+
+def test_commands_without_a_running_stack_say_what_to_do(tmp_path: Path) -> None:
+    result = run("outputs", "--outputs", str(tmp_path / "none.json"), check=False)
+    assert result.returncode == 2
+    assert "start one with 'pipeline dev' first" in result.stderr
+
+
+def test_publishing_something_that_is_not_a_model_is_refused(dev: Any, tmp_path: Path) -> None:
+    _process, outputs = dev
+    bogus = tmp_path / "model.txt"
+    bogus.write_text("not a model\n")
+
+    result = run(
+        "model", "publish", str(bogus), "--name", "churn", "--outputs", str(outputs), check=False
+    )
+
+    assert result.returncode == 2
+    assert "is not a LightGBM text model" in result.stderr
