@@ -76,3 +76,9 @@ class TransientError(PipelineError):
     """A temporary failure of a service we depend on; worth retrying."""
 
     code = "transient"
+
+
+def located(exc: BaseException | str, where: str) -> str:
+    """The error's message, prefixed with the file it is about unless it names it already."""
+    text = str(exc)
+    return text if where in text else f"{where}: {text}"

@@ -22,7 +22,7 @@ from celery import Celery
 
 from pipeline import aws, events, jobs
 from pipeline.celery_app import SCORE_QUEUE, SCORE_TASK, create_app
-from pipeline.errors import InputChanged, InputError, UnknownModel
+from pipeline.errors import InputChanged, InputError, UnknownModel, located
 from pipeline.messages import ErrorInfo, ModelRef, ObjectRef, ScoreRequest, failed
 from pipeline.model_store import ModelStore
 from pipeline.notify import publish
@@ -95,7 +95,7 @@ def accept(created: events.ObjectCreated, runtime: IntakeRuntime) -> ScoreReques
             job_id=jobs.job_id(obj, model),
             input=obj,
             model=model,
-            error=ErrorInfo(code=exc.code, message=str(exc)),
+            error=ErrorInfo(code=exc.code, message=located(exc, f"s3://{obj.bucket}/{obj.key}")),
             received_at=created.event_time,
         )
         publish(runtime.sns, runtime.settings.notification_topic_arn, notification)

@@ -39,13 +39,12 @@ def job_id(obj: ObjectRef, model: ModelRef | None) -> str:
     return digest.hexdigest()[:32]
 
 
-def output_key(input_key: str, job: str, suffix: str) -> str:
+def output_key(stem: str, job: str, suffix: str) -> str:
     """Where a job's result goes: beside the input's path, named by the job.
 
-    ``churn/2026/jan.csv`` scored as job ``ab12…`` becomes
-    ``churn/2026/jan/ab12….csv``: every upload of the same key gets its own
-    result, and a duplicate run of one job overwrites its own output with the
-    same bytes.
+    ``churn/2026/jan.csv`` (stem ``churn/2026/jan``) scored as job ``ab12…``
+    becomes ``churn/2026/jan/ab12….csv``: every upload of the same key gets its
+    own result, and a duplicate run of one job overwrites its own output with
+    the same bytes.
     """
-    stem = input_key[: -len(suffix)] if suffix and input_key.endswith(suffix) else input_key
     return f"{stem}/{job}{suffix}"

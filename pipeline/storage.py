@@ -20,7 +20,7 @@ from pipeline.messages import ObjectRef
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, GetObjectOutputTypeDef
 
 #: S3 parts must be at least 5 MiB (but the last); 8 MiB keeps 10,000 parts
 #: good for 78 GiB of output while holding one part in memory.
@@ -29,21 +29,25 @@ PART_BYTES = 8 * 1024 * 1024
 
 def open_object(s3: S3Client, obj: ObjectRef) -> BinaryIO:
     """A read stream of exactly the object version the event announced."""
+    body: BinaryIO = _get_object(s3, obj)["Body"]  # type: ignore[assignment]
+    return body
+
+
+def _get_object(s3: S3Client, obj: ObjectRef, **extra: str) -> GetObjectOutputTypeDef:
+    where = f"s3://{obj.bucket}/{obj.key}"
     try:
-        response = s3.get_object(Bucket=obj.bucket, Key=obj.key, IfMatch=f'"{obj.etag}"')
+        return s3.get_object(Bucket=obj.bucket, Key=obj.key, IfMatch=f'"{obj.etag}"', **extra)  # type: ignore[arg-type]
     except ClientError as exc:
         if error_code(exc) in {"NoSuchKey", "404", "PreconditionFailed", "412"}:
             raise InputChanged(
-                f"s3://{obj.bucket}/{obj.key} with ETag {obj.etag} no longer exists: it was "
-                "overwritten or deleted after upload (a newer upload is scored on its own)"
+                f"{where} with ETag {obj.etag} no longer exists: it was overwritten or "
+                "deleted after upload (a newer upload is scored on its own)"
             ) from exc
-        raise_transient(exc, f"reading s3://{obj.bucket}/{obj.key}")
+        raise_transient(exc, f"reading {where}")
         raise
     except BotoCoreError as exc:
-        raise_transient(exc, f"reading s3://{obj.bucket}/{obj.key}")
+        raise_transient(exc, f"reading {where}")
         raise
-    body: BinaryIO = response["Body"]  # type: ignore[assignment]
-    return body
 
 
 class MultipartWriter(io.RawIOBase):
@@ -127,3 +131,73 @@ class MultipartWriter(io.RawIOBase):
             self._s3.abort_multipart_upload(
                 Bucket=self.bucket, Key=self.key, UploadId=self._upload_id
             )
+
+
+class S3Object:
+    """The input object, pinned to its ETag: as a stream, with random access, or its first bytes."""
+
+    def __init__(self, s3: S3Client, obj: ObjectRef) -> None:
+        self._s3, self.ref = s3, obj
+
+    def stream(self) -> BinaryIO:
+        return open_object(self._s3, self.ref)
+
+    def random_access(self) -> RangeReader:
+        return RangeReader(self._s3, self.ref)
+
+    def head(self, size: int) -> bytes:
+        return RangeReader(self._s3, self.ref).read(size)
+
+
+class RangeReader(io.RawIOBase):
+    """A seekable file over an S3 object, read with ranged GETs in blocks.
+
+    Reads are served from one block of ``block_bytes`` (a read beyond it fetches
+    the next block), so a reader that asks for many small pieces of one region,
+    as Parquet's column readers do, makes few requests.
+    """
+
+    def __init__(self, s3: S3Client, obj: ObjectRef, block_bytes: int = 8 * 1024 * 1024) -> None:
+        super().__init__()
+        self._s3, self._obj, self._block_bytes = s3, obj, block_bytes
+        self._position = 0
+        self._block_start = 0
+        self._block = b""
+        self.requests = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._obj.size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        wanted = min(len(buffer), self._obj.size - self._position)
+        if wanted <= 0:
+            return 0
+        offset = self._position - self._block_start
+        if offset < 0 or offset + wanted > len(self._block):
+            self._fetch(self._position, max(wanted, self._block_bytes))
+            offset = 0
+        buffer[:wanted] = self._block[offset : offset + wanted]
+        self._position += wanted
+        return wanted
+
+    def _fetch(self, start: int, length: int) -> None:
+        end = min(self._obj.size, start + length) - 1
+        response = _get_object(self._s3, self._obj, Range=f"bytes={start}-{end}")
+        try:
+            self._block = response["Body"].read()
+        except BotoCoreError as exc:
+            raise_transient(exc, f"reading s3://{self._obj.bucket}/{self._obj.key}")
+            raise
+        self._block_start = start
+        self.requests += 1

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from pipeline import aws, tasks
 from pipeline.celery_app import create_app
-from pipeline.errors import InputError, PipelineError
+from pipeline.errors import InputError, PipelineError, located
 from pipeline.messages import ErrorInfo, Notification, ScoreRequest, failed, succeeded, utc_now
 from pipeline.model_store import ModelStore
 from pipeline.notify import publish
@@ -59,6 +59,7 @@ def process(request: ScoreRequest, runtime: WorkerRuntime) -> Notification:
     """Score one file and publish its notification."""
     started = utc_now()
     settings = runtime.settings
+    where = f"s3://{request.input.bucket}/{request.input.key}"
     try:
         output = with_retries(
             lambda: score_object(request, runtime.s3, runtime.models, settings),
@@ -68,11 +69,12 @@ def process(request: ScoreRequest, runtime: WorkerRuntime) -> Notification:
         notification = succeeded(request, output, started)
     except InputError as exc:
         log.info("job %s: %s: %s", request.job_id, exc.code, exc)
-        notification = _failed(request, exc.code, str(exc), started)
+        notification = _failed(request, exc.code, located(exc, where), started)
     except Exception as exc:
         code = exc.code if isinstance(exc, PipelineError) else "internal"
         log.exception("job %s failed", request.job_id)
-        notification = _failed(request, code, f"{type(exc).__name__}: {exc}", started)
+        message = located(f"{type(exc).__name__}: {exc}", where)
+        notification = _failed(request, code, message, started)
     with_retries(
         lambda: publish(runtime.sns, settings.notification_topic_arn, notification),
         settings.retry_attempts,

@@ -85,10 +85,13 @@ def local_stack(aws_endpoint: str) -> Iterator[StackFactory]:
 
 
 @pytest.fixture(scope="module")
-def scoring_stack(aws_endpoint: str, binary_model: Any, multiclass_model: Any) -> Iterator[Any]:
+def scoring_stack(
+    aws_endpoint: str, binary_model: Any, multiclass_model: Any, categorical_model: Any
+) -> Iterator[Any]:
     """A running stack with one real solo worker, shared by a module's tests.
 
-    Models published: ``churn`` (binary) and ``segments`` (3 classes). Tests
+    Models published: ``churn`` (binary), ``segments`` (3 classes) and
+    ``colors`` (binary, with pandas categorical features). Tests
     upload under unique keys and wait for their own notification.
     """
     from pipeline.model_store import ModelStore
@@ -104,6 +107,7 @@ def scoring_stack(aws_endpoint: str, binary_model: Any, multiclass_model: Any) -
     store = ModelStore(aws.s3_client(REGION), stack.outputs["ModelBucketName"])
     publish_model(store, "churn", binary_model.model_to_string().encode(), "churn.txt")
     publish_model(store, "segments", multiclass_model.model_to_string().encode(), "seg.txt")
+    publish_model(store, "colors", categorical_model[0].model_to_string().encode(), "col.txt")
     yield stack
     stack.stop()
 
@@ -136,3 +140,31 @@ def multiclass_model() -> Any:
         lgb.Dataset(x, y, feature_name=["x0", "x1", "x2"]),
         num_boost_round=10,
     )
+
+
+@pytest.fixture(scope="session")
+def categorical_model() -> Any:
+    """A binary model trained on a DataFrame with string and integer categoricals.
+
+    Returns the booster and the training categories by column.
+    """
+    import lightgbm as lgb
+    import pandas as pd
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    colors = ["blue", "green", "red", "teal"]
+    frame = pd.DataFrame(
+        {
+            "amount": rng.normal(size=n),
+            "color": pd.Categorical(rng.choice(colors, n), categories=colors),
+            "size": pd.Categorical(rng.choice([1, 2, 3], n), categories=[1, 2, 3]),
+        }
+    )
+    y = ((frame["color"] == "red") | (frame["amount"] > 1) | (frame["size"] == 3)).astype(int)
+    booster = lgb.train(
+        {"objective": "binary", "verbose": -1, "min_data_per_group": 5, "cat_smooth": 1},
+        lgb.Dataset(frame, y),
+        num_boost_round=20,
+    )
+    return booster, {"color": colors, "size": [1, 2, 3]}

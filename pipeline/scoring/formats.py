@@ -1,31 +1,24 @@
-"""File formats: telling them apart, reading them in batches, writing the same format back.
+"""File formats: telling them apart, and the reader/writer contract they share.
 
-Every reader yields Arrow record batches and knows its schema before the first
-batch (a header-only file still has columns); every writer takes batches.
-
-CSV columns are read as text, not inferred: an ID column ``007`` must come back
-``007``, not ``7``, and a column that is numeric in the first block but not
-later must not fail the file. Features are parsed from that text separately
-(``features.py``), where a bad value can be reported by column and row.
+A format is told by the key's extension; a key without a known one (``data``,
+``export.gz``) is told by its first bytes. A reader yields ``Chunk``s of about
+``batch_rows`` rows and knows its columns before the first one (a header-only
+CSV still has columns); a writer takes each chunk with its predictions and
+writes the same format back, compressed the same way.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
-from dataclasses import dataclass
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 
-from pipeline.errors import EmptyFile, SchemaMismatch, UnreadableFile, UnsupportedFormat
-
-#: pyarrow's streaming CSV reader buffers many blocks ahead; small blocks keep
-#: that read-ahead (and so the worker's memory) small.
-_CSV_BLOCK_BYTES = 1 << 20
-_HEADER_PEEK_BYTES = 1 << 16
+from pipeline.errors import UnsupportedFormat
 
 
 class ByteSource(Protocol):
@@ -36,193 +29,160 @@ class ByteSink(Protocol):
     def write(self, data: bytes, /) -> int: ...
 
 
-class BatchReader(Protocol):
+class ObjectSource(Protocol):
+    """The input object, readable as a stream or with random access."""
+
+    def stream(self) -> ByteSource: ...
+
+    def random_access(self) -> ByteSource: ...
+
+    def head(self, size: int) -> bytes: ...
+
+
+@dataclass
+class Chunk:
+    #: The rows' columns as Arrow arrays; features are read from these.
+    batch: pa.RecordBatch
+    #: 1-based data row number of the chunk's first row.
+    first_row: int
+    #: The rows as they were in the file, for formats that pass records through verbatim.
+    records: list[bytes] = field(default_factory=list)
+
     @property
-    def schema(self) -> pa.Schema: ...
+    def num_rows(self) -> int:
+        return int(self.batch.num_rows)
 
-    def __iter__(self) -> Iterator[pa.RecordBatch]: ...
+
+class Reader(Protocol):
+    @property
+    def columns(self) -> Sequence[str]: ...
+
+    def __iter__(self) -> Iterator[Chunk]: ...
 
 
-class BatchWriter(Protocol):
-    def write(self, batch: pa.RecordBatch) -> None: ...
+class Writer(Protocol):
+    def write(self, chunk: Chunk, predictions: npt.NDArray[np.float64]) -> None: ...
 
     def close(self) -> None: ...
+
+
+class Codec(Protocol):
+    """How one kind of file is read and written (see csv_files, parquet_files, json_lines)."""
+
+    def open(
+        self, source: ObjectSource, compression: str | None, where: str, batch_rows: int
+    ) -> Reader: ...
+
+    def writer(
+        self, sink: ByteSink, compression: str | None, reader: Reader, outputs: Sequence[str]
+    ) -> Writer: ...
 
 
 @dataclass(frozen=True)
 class Format:
     name: str
     suffixes: tuple[str, ...]
+    kind: str  # "csv", "parquet" or "jsonl"
     compression: str | None
     content_type: str
 
-    def suffix_of(self, key: str) -> str:
-        """The suffix of ``key`` that named this format, in the key's own case."""
+    def output_suffix(self, key: str) -> str:
+        """The key's own suffix for this format, or the canonical one if it had none."""
         lower = key.lower()
         for suffix in sorted(self.suffixes, key=len, reverse=True):
             if lower.endswith(suffix):
                 return key[-len(suffix) :]
         return self.suffixes[0]
 
-    def open(self, stream: ByteSource, where: str) -> BatchReader:
-        source = _decompressed(stream, self.compression)
-        return _CsvReader(source, where)
+    def stem(self, key: str) -> str:
+        """The key without this format's suffix (or a bare ``.gz``)."""
+        suffix = self.output_suffix(key)
+        if key.lower().endswith(suffix.lower()):
+            return key[: -len(suffix)]
+        if key.lower().endswith(".gz"):
+            return key[:-3]
+        return key
 
-    def writer(self, sink: ByteSink, schema: pa.Schema) -> BatchWriter:
-        out = pa.PythonFile(sink, mode="w")
-        if self.compression:
-            out = pa.CompressedOutputStream(out, self.compression)
-        return _CsvWriter(out, schema)
+    @property
+    def codec(self) -> Codec:
+        from pipeline.scoring import csv_files, json_lines, parquet_files  # noqa: PLC0415
+
+        codecs: dict[str, Codec] = {
+            "csv": csv_files.CODEC,
+            "parquet": parquet_files.CODEC,
+            "jsonl": json_lines.CODEC,
+        }
+        return codecs[self.kind]
+
+    def open(self, source: ObjectSource, where: str, batch_rows: int) -> Reader:
+        return self.codec.open(source, self.compression, where, batch_rows)
+
+    def writer(self, sink: ByteSink, reader: Reader, outputs: Sequence[str]) -> Writer:
+        return self.codec.writer(sink, self.compression, reader, outputs)
 
 
 FORMATS: tuple[Format, ...] = (
-    Format("csv", (".csv",), None, "text/csv"),
-    Format("csv.gz", (".csv.gz",), "gzip", "application/gzip"),
+    Format("csv", (".csv",), "csv", None, "text/csv"),
+    Format("csv.gz", (".csv.gz",), "csv", "gzip", "application/gzip"),
+    Format("parquet", (".parquet", ".pq"), "parquet", None, "application/vnd.apache.parquet"),
+    Format("jsonl", (".jsonl", ".ndjson"), "jsonl", None, "application/x-ndjson"),
+    Format("jsonl.gz", (".jsonl.gz", ".ndjson.gz"), "jsonl", "gzip", "application/gzip"),
 )
+BY_NAME = {f.name: f for f in FORMATS}
 ACCEPTED_SUFFIXES = tuple(s for f in FORMATS for s in f.suffixes)
+_SNIFF_BYTES = 4096
 
 
-def detect(key: str) -> Format:
-    """The format a key's extension names."""
+def by_extension(key: str) -> Format | None:
     lower = key.lower()
-    matches = [f for f in FORMATS if any(lower.endswith(s) for s in f.suffixes)]
-    if not matches:
+    best: tuple[int, Format] | None = None
+    for fmt in FORMATS:
+        for suffix in fmt.suffixes:
+            if lower.endswith(suffix) and (best is None or len(suffix) > best[0]):
+                best = (len(suffix), fmt)
+    return best[1] if best else None
+
+
+def detect(key: str, head: bytes) -> Format:
+    """The format of an object: by extension, else by its first bytes."""
+    fmt = by_extension(key)
+    if fmt is not None:
+        return fmt
+    fmt = sniff(head)
+    if fmt is None:
         raise UnsupportedFormat(
-            f"cannot tell the format of {key!r} from its extension; "
+            f"cannot tell the format of {key!r} from its extension or its content; "
             f"accepted extensions: {', '.join(ACCEPTED_SUFFIXES)}"
         )
-    return max(matches, key=lambda f: max(len(s) for s in f.suffixes if lower.endswith(s)))
+    return fmt
 
 
-def _decompressed(stream: ByteSource, compression: str | None) -> ByteSource:
-    if compression is None:
-        return stream
-    native = pa.CompressedInputStream(pa.PythonFile(stream, mode="r"), compression)
-    return _NativeReader(native)
-
-
-class _NativeReader(io.RawIOBase):
-    """A Python file over an Arrow input stream, so headers can be peeked uniformly."""
-
-    def __init__(self, native: pa.NativeFile) -> None:
-        super().__init__()
-        self._native = native
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+def sniff(head: bytes) -> Format | None:
+    """A format from a file's first bytes, or None."""
+    if head.startswith(b"PAR1"):
+        return BY_NAME["parquet"]
+    compressed = head.startswith(b"\x1f\x8b")
+    if compressed:
         try:
-            data = self._native.read(len(buffer))
-        except (OSError, pa.ArrowException) as exc:
-            raise UnreadableFile(f"the file cannot be decompressed: {exc}") from exc
-        buffer[: len(data)] = data
-        return len(data)
+            head = zlib.decompressobj(wbits=31).decompress(head, _SNIFF_BYTES)
+        except zlib.error:
+            return None
+    kind = _text_kind(head)
+    if kind is None:
+        return None
+    return BY_NAME[f"{kind}.gz" if compressed else kind]
 
 
-class _Prefixed(io.RawIOBase):
-    """``head`` followed by the rest of ``stream``: a peek that gives nothing back."""
-
-    def __init__(self, head: bytes, stream: ByteSource) -> None:
-        super().__init__()
-        self._head, self._stream = memoryview(head), stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        if self._head:
-            n = min(len(buffer), len(self._head))
-            buffer[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._stream.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-
-def _read_header(stream: ByteSource, where: str) -> tuple[list[str], ByteSource]:
-    head = b""
-    while True:
-        chunk = stream.read(_HEADER_PEEK_BYTES)
-        head += chunk
-        if not chunk or b"\n" in chunk:
-            break
-    if not head.strip():
-        raise EmptyFile(f"{where} is empty: a CSV file needs at least a header row")
-    first_line = head.split(b"\n", 1)[0]
+def _text_kind(head: bytes) -> str | None:
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not text:
+        return None
     try:
-        text = first_line.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise UnreadableFile(f"{where}: the header row is not UTF-8 text ({exc})") from exc
-    names = next(csv.reader([text.rstrip("\r")]))
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise SchemaMismatch(f"{where}: the header repeats column(s) {', '.join(duplicates)}")
-    if any(not n for n in names):
-        raise SchemaMismatch(f"{where}: the header has an empty column name")
-    return names, io.BufferedReader(_Prefixed(head, stream))
-
-
-class _CsvReader:
-    """Streaming CSV reader; single-threaded so a bad row is reported by its line number."""
-
-    def __init__(self, stream: ByteSource, where: str) -> None:
-        names, source = _read_header(stream, where)
-        self._where = where
-        self._invalid: list[pa_csv.InvalidRow] = []
-        try:
-            self._reader = pa_csv.open_csv(
-                source,
-                read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK_BYTES, use_threads=False),
-                parse_options=pa_csv.ParseOptions(invalid_row_handler=self._on_invalid),
-                convert_options=pa_csv.ConvertOptions(
-                    column_types={name: pa.string() for name in names},
-                    strings_can_be_null=False,
-                ),
-            )
-        except pa.ArrowInvalid as exc:
-            raise self._unreadable(exc, 0) from exc
-        self.schema: pa.Schema = self._reader.schema
-
-    def _on_invalid(self, row: pa_csv.InvalidRow) -> str:
-        self._invalid.append(row)
-        return "error"
-
-    def _unreadable(self, exc: Exception, rows: int) -> UnreadableFile:
-        if self._invalid:
-            row = self._invalid[0]
-            line = "a line" if row.number is None else f"line {row.number}"
-            text = row.text if len(row.text) <= 80 else row.text[:80] + "…"
-            return UnreadableFile(
-                f"{self._where}: {line} has {row.actual_columns} field(s) where the header "
-                f"has {row.expected_columns}: {text!r}"
-            )
-        return UnreadableFile(
-            f"{self._where}: the CSV cannot be parsed after data row {rows}: {exc}"
-        )
-
-    def __iter__(self) -> Iterator[pa.RecordBatch]:
-        rows = 0
-        while True:
-            try:
-                batch = self._reader.read_next_batch()
-            except StopIteration:
-                return
-            except pa.ArrowInvalid as exc:
-                raise self._unreadable(exc, rows) from exc
-            rows += batch.num_rows
-            yield batch
-
-
-class _CsvWriter:
-    def __init__(self, out: pa.NativeFile, schema: pa.Schema) -> None:
-        self._out = out
-        self._writer = pa_csv.CSVWriter(out, schema)
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        self._writer.write_batch(batch)
-
-    def close(self) -> None:
-        self._writer.close()
-        self._out.close()
+        first_line = text.split(b"\n", 1)[0].decode()
+    except UnicodeDecodeError:
+        return None
+    if first_line.startswith("{"):
+        return "jsonl"
+    if "," in first_line and all(ch.isprintable() or ch in "\t\r" for ch in first_line):
+        return "csv"
+    return None

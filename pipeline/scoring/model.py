@@ -19,6 +19,7 @@ import numpy.typing as npt
 from pipeline.errors import InvalidModel
 from pipeline.messages import ModelRef, utc_now
 from pipeline.model_store import ModelInfo, ModelStore, ModelVersion
+from pipeline.scoring.features import Feature
 
 PREDICTION = "prediction"
 
@@ -57,6 +58,21 @@ def _categorical_indices(booster: lgb.Booster) -> list[int]:
     return []
 
 
+def features_of(booster: lgb.Booster) -> tuple[Feature, ...]:
+    """The model's features, with training categories where it has pandas categoricals.
+
+    ``pandas_categorical`` lists the categories of the categorical columns in
+    column order, which is the order of their feature indices.
+    """
+    names: list[str] = booster.feature_name()
+    pandas_categories = booster.pandas_categorical or []
+    indices = sorted(_categorical_indices(booster))
+    categories: dict[int, tuple[Any, ...]] = {}
+    if pandas_categories and len(pandas_categories) == len(indices):
+        categories = {i: tuple(c) for i, c in zip(indices, pandas_categories, strict=True)}
+    return tuple(Feature(name, categories.get(i)) for i, name in enumerate(names))
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -65,7 +81,7 @@ def sha256_hex(data: bytes) -> str:
 class LoadedModel:
     ref: ModelRef
     booster: lgb.Booster
-    feature_names: tuple[str, ...]
+    features: tuple[Feature, ...]
     num_outputs: int
 
     @classmethod
@@ -74,9 +90,13 @@ class LoadedModel:
         return cls(
             ref=ref,
             booster=booster,
-            feature_names=tuple(booster.feature_name()),
+            features=features_of(booster),
             num_outputs=booster.num_model_per_iteration(),
         )
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
 
     @property
     def output_columns(self) -> tuple[str, ...]:

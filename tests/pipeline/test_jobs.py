@@ -59,12 +59,5 @@ def test_job_id_ignores_the_size_the_event_reported() -> None:
     assert jobs.job_id(OBJ.model_copy(update={"size": 99}), MODEL) == jobs.job_id(OBJ, MODEL)
 
 
-@pytest.mark.parametrize(
-    ("key", "suffix", "expected"),
-    [
-        pytest.param("churn/2026/jan.csv", ".csv", "churn/2026/jan/J.csv", id="csv"),
-        pytest.param("churn/x.CSV.GZ", ".CSV.GZ", "churn/x/J.CSV.GZ", id="keeps-case"),
-    ],
-)
-def test_output_key(key: str, suffix: str, expected: str) -> None:
-    assert jobs.output_key(key, "J", suffix) == expected
+def test_output_key_puts_the_job_beside_the_input() -> None:
+    assert jobs.output_key("churn/2026/jan", "J", ".csv") == "churn/2026/jan/J.csv"

@@ -4,6 +4,7 @@ import pytest
 
 from pipeline.errors import BadValue, SchemaMismatch
 from pipeline.scoring import features
+from pipeline.scoring.features import Feature
 
 
 def batch(**columns: list[str | None]) -> pa.RecordBatch:
@@ -13,7 +14,7 @@ def batch(**columns: list[str | None]) -> pa.RecordBatch:
 def test_text_becomes_float64_in_feature_order() -> None:
     b = batch(id=["1", "2"], y=["0.1", "1e3"], x=[" -2 ", "0.30000000000000004"])
 
-    matrix = features.feature_matrix(b, ["x", "y"], first_row=1, where="f.csv")
+    matrix = features.feature_matrix(b, [Feature("x"), Feature("y")], first_row=1, where="f.csv")
 
     assert matrix.dtype == np.float64
     assert matrix.flags.f_contiguous
@@ -22,7 +23,7 @@ def test_text_becomes_float64_in_feature_order() -> None:
 
 @pytest.mark.parametrize("token", ["", "NA", "N/A", "NaN", "nan", "null", "None", "  "])
 def test_missing_values_become_nan(token: str) -> None:
-    matrix = features.feature_matrix(batch(x=[token, "1"]), ["x"], first_row=1, where="f")
+    matrix = features.feature_matrix(batch(x=[token, "1"]), [Feature("x")], first_row=1, where="f")
     assert np.isnan(matrix[0, 0])
     assert matrix[1, 0] == 1.0
 
@@ -31,7 +32,9 @@ def test_a_bad_value_is_reported_by_column_and_data_row() -> None:
     b = batch(x=["1", "2", "3"], y=["0", "abc", "2"])
 
     with pytest.raises(BadValue) as caught:
-        features.feature_matrix(b, ["x", "y"], first_row=1001, where="s3://in/m/f.csv")
+        features.feature_matrix(
+            b, [Feature("x"), Feature("y")], first_row=1001, where="s3://in/m/f.csv"
+        )
 
     assert str(caught.value) == "s3://in/m/f.csv: column 'y', row 1002: 'abc' is not a number"
 
@@ -44,3 +47,48 @@ def test_every_missing_feature_is_named() -> None:
 def test_an_input_column_named_like_the_output_is_refused() -> None:
     with pytest.raises(SchemaMismatch, match="already has column"):
         features.check_columns(["a", "prediction"], ["a"], ["prediction"], "f")
+
+
+def test_typed_columns_are_cast_and_bools_count_as_numbers() -> None:
+    b = pa.RecordBatch.from_pydict(
+        {
+            "i": pa.array([1, None], pa.int32()),
+            "f": pa.array([0.5, 2.0], pa.float32()),
+            "b": pa.array([True, False]),
+        }
+    )
+    matrix = features.feature_matrix(b, [Feature("i"), Feature("f"), Feature("b")], 1, "f")
+    np.testing.assert_array_equal(matrix, [[1.0, 0.5, 1.0], [np.nan, 2.0, 0.0]])
+
+
+def test_a_column_of_another_kind_is_refused_by_type() -> None:
+    b = pa.RecordBatch.from_pydict({"t": pa.array([[1], [2]])})
+    with pytest.raises(
+        BadValue, match="column 't' has type list<item: int64>, which is not a number"
+    ):
+        features.feature_matrix(b, [Feature("t")], 1, "f")
+
+
+def test_categories_become_training_codes_and_unseen_values_missing() -> None:
+    color = Feature("color", ("blue", "green", "red"))
+    b = batch(color=["red", " blue", "purple", "", None, "green"])
+
+    matrix = features.feature_matrix(b, [color], 1, "f")
+
+    np.testing.assert_array_equal(matrix[:, 0], [2, 0, np.nan, np.nan, np.nan, 1])
+
+
+def test_numeric_categories_match_by_value_from_text_or_numbers() -> None:
+    size = Feature("size", (1, 2, 3))
+    from_text = features.feature_matrix(batch(size=["3", "1.0", "7", ""]), [size], 1, "f")
+    from_ints = features.feature_matrix(
+        pa.RecordBatch.from_pydict({"size": pa.array([3, 1, 7, None])}), [size], 1, "f"
+    )
+    np.testing.assert_array_equal(from_text[:, 0], [2, 0, np.nan, np.nan])
+    np.testing.assert_array_equal(from_ints[:, 0], [2, 0, np.nan, np.nan])
+
+
+def test_dictionary_columns_from_parquet_are_decoded() -> None:
+    color = Feature("color", ("blue", "red"))
+    b = pa.RecordBatch.from_pydict({"color": pa.array(["red", "blue"]).dictionary_encode()})
+    np.testing.assert_array_equal(features.feature_matrix(b, [color], 1, "f")[:, 0], [1, 0])

@@ -1,11 +1,60 @@
+"""Each format read and written back, with an in-memory object in place of S3."""
+
 import gzip
 import io
+import json
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.errors import EmptyFile, SchemaMismatch, UnreadableFile, UnsupportedFormat
 from pipeline.scoring import formats
+
+
+class InMemory:
+    """An ObjectSource over bytes."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self) -> io.BytesIO:
+        return io.BytesIO(self.data)
+
+    def random_access(self) -> io.BytesIO:
+        return io.BytesIO(self.data)
+
+    def head(self, size: int) -> bytes:
+        return self.data[:size]
+
+
+def read(name: str, data: bytes, batch_rows: int = 65536) -> tuple[formats.Reader, list]:
+    reader = formats.BY_NAME[name].open(InMemory(data), f"m/f.{name}", batch_rows)
+    return reader, list(reader)
+
+
+def roundtrip(name: str, data: bytes, outputs: tuple[str, ...] = ("prediction",)) -> bytes:
+    """Read, 'predict' row number + 0.5 for each output, write: the output bytes."""
+    fmt = formats.BY_NAME[name]
+    reader = fmt.open(InMemory(data), "f", 2)
+    sink = io.BytesIO()
+    sink.close = lambda: None  # type: ignore[method-assign]  # Arrow closes its sink; keep ours
+    writer = fmt.writer(sink, reader, outputs)
+    for chunk in reader:
+        rows = np.arange(chunk.first_row, chunk.first_row + chunk.num_rows, dtype=np.float64)
+        writer.write(chunk, np.column_stack([rows + 0.5 + k for k in range(len(outputs))]))
+    writer.close()
+    return sink.getvalue()
+
+
+def parquet_bytes(table: pa.Table, row_group_size: int) -> bytes:
+    out = io.BytesIO()
+    pq.write_table(table, out, row_group_size=row_group_size)
+    return out.getvalue()
+
+
+# ---- telling formats apart ---------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -13,64 +62,200 @@ from pipeline.scoring import formats
     [
         pytest.param("m/a.csv", "csv", id="csv"),
         pytest.param("m/a.CSV", "csv", id="upper"),
-        pytest.param("m/a.csv.gz", "csv.gz", id="gzip"),
+        pytest.param("m/a.csv.gz", "csv.gz", id="csv-gz"),
+        pytest.param("m/a.parquet", "parquet", id="parquet"),
+        pytest.param("m/a.pq", "parquet", id="pq"),
+        pytest.param("m/a.jsonl", "jsonl", id="jsonl"),
+        pytest.param("m/a.ndjson", "jsonl", id="ndjson"),
+        pytest.param("m/a.jsonl.gz", "jsonl.gz", id="jsonl-gz"),
+        pytest.param("m/a.ndjson.gz", "jsonl.gz", id="ndjson-gz"),
     ],
 )
 def test_formats_are_told_by_extension(key: str, name: str) -> None:
-    assert formats.detect(key).name == name
+    assert formats.detect(key, b"").name == name
 
 
-def test_an_unknown_extension_names_the_accepted_ones() -> None:
-    with pytest.raises(UnsupportedFormat, match=r"accepted extensions: \.csv, \.csv\.gz"):
-        formats.detect("m/a.xlsx")
+@pytest.mark.parametrize(
+    ("head", "name"),
+    [
+        pytest.param(b"PAR1\x15\x04", "parquet", id="parquet"),
+        pytest.param(b"id,x\n1,2\n", "csv", id="csv"),
+        pytest.param(b'\n{"x": 1}\n', "jsonl", id="jsonl"),
+        pytest.param(gzip.compress(b"id,x\n1,2\n"), "csv.gz", id="csv-gz"),
+        pytest.param(gzip.compress(b'{"x": 1}\n'), "jsonl.gz", id="jsonl-gz"),
+    ],
+)
+def test_without_a_known_extension_the_content_decides(head: bytes, name: str) -> None:
+    assert formats.detect("m/export", head).name == name
+    assert formats.detect("m/export.gz", head).name == name
 
 
-def read_all(key: str, data: bytes) -> tuple[pa.Schema, pa.Table]:
-    reader = formats.detect(key).open(io.BytesIO(data), key)
-    return reader.schema, pa.Table.from_batches(list(reader), schema=reader.schema)
+@pytest.mark.parametrize(
+    "head",
+    [
+        pytest.param(b"PK\x03\x04\x14\x00", id="zip"),
+        pytest.param(b"\x00\x01\x02\x03", id="binary"),
+        pytest.param(b"just some words\n", id="prose"),
+        pytest.param(b"\x1f\x8b\x08\x00broken", id="broken-gzip"),
+    ],
+)
+def test_an_untellable_file_names_the_accepted_extensions(head: bytes) -> None:
+    with pytest.raises(
+        UnsupportedFormat, match=r"accepted extensions: \.csv, \.csv\.gz, \.parquet"
+    ):
+        formats.detect("m/a.xlsx", head)
+
+
+@pytest.mark.parametrize(
+    ("key", "name", "stem", "suffix"),
+    [
+        pytest.param("m/a.CSV.GZ", "csv.gz", "m/a", ".CSV.GZ", id="keeps-case"),
+        pytest.param("m/export", "jsonl", "m/export", ".jsonl", id="sniffed"),
+        pytest.param("m/export.gz", "csv.gz", "m/export", ".csv.gz", id="sniffed-gz"),
+    ],
+)
+def test_output_names_follow_the_input(key: str, name: str, stem: str, suffix: str) -> None:
+    fmt = formats.BY_NAME[name]
+    assert (fmt.stem(key), fmt.output_suffix(key)) == (stem, suffix)
+
+
+# ---- CSV -----------------------------------------------------------------------------
 
 
 def test_csv_columns_are_read_as_text_exactly() -> None:
-    schema, table = read_all("m/a.csv", b'id,x,note\n007,1.50,"a,b"\n010,,\n')
-    assert schema.names == ["id", "x", "note"]
-    assert table.to_pydict() == {"id": ["007", "010"], "x": ["1.50", ""], "note": ["a,b", ""]}
+    reader, chunks = read("csv", b'id,x,note\n007,1.50,"a,b"\n010,,\n')
+    assert reader.columns == ["id", "x", "note"]
+    assert chunks[0].batch.to_pydict() == {
+        "id": ["007", "010"],
+        "x": ["1.50", ""],
+        "note": ["a,b", ""],
+    }
 
 
-def test_gzip_csv_is_decompressed_as_it_streams() -> None:
-    _, table = read_all("m/a.csv.gz", gzip.compress(b"x\n1\n2\n"))
-    assert table.column("x").to_pylist() == ["1", "2"]
+def test_csv_chunks_are_numbered_by_data_row() -> None:
+    _, chunks = read("csv", b"x\n" + b"1\n" * 10, batch_rows=4)
+    assert [(c.first_row, c.num_rows) for c in chunks] == [(1, 10)]  # merged: tiny file, one block
+    data = b"x\n" + b"1234567\n" * 400_000  # several 1 MiB blocks
+    _, chunks = read("csv", data, batch_rows=150_000)
+    assert [c.first_row for c in chunks][:2] == [1, chunks[0].num_rows + 1]
+    assert sum(c.num_rows for c in chunks) == 400_000
 
 
-def test_a_header_only_file_has_columns_and_no_rows() -> None:
-    schema, table = read_all("m/a.csv", b"a,b\n")
-    assert schema.names == ["a", "b"]
-    assert table.num_rows == 0
+def test_gzip_csv_round_trips_gzipped() -> None:
+    out = roundtrip("csv.gz", gzip.compress(b"id,x\n007,1\n008,2\n009,3\n"))
+    assert gzip.decompress(out).decode().splitlines() == [
+        '"id","x","prediction"',
+        '"007","1",1.5',
+        '"008","2",2.5',
+        '"009","3",3.5',
+    ]
 
 
-def test_an_empty_file_is_refused() -> None:
+def test_a_header_only_csv_has_columns_and_no_rows() -> None:
+    reader, chunks = read("csv", b"a,b\n")
+    assert reader.columns == ["a", "b"]
+    assert chunks == []
+    assert roundtrip("csv", b"a,b\n").decode().splitlines() == ['"a","b","prediction"']
+
+
+def test_an_empty_csv_is_refused() -> None:
     with pytest.raises(EmptyFile):
-        read_all("m/a.csv", b"")
+        read("csv", b"\n\n")
 
 
 def test_a_truncated_gzip_is_unreadable() -> None:
     data = gzip.compress(b"x\n" + b"1\n" * 100_000)
-    with pytest.raises(UnreadableFile):
-        read_all("m/a.csv.gz", data[: len(data) // 2])
+    with pytest.raises(UnreadableFile, match="cannot be decompressed"):
+        read("csv.gz", data[: len(data) // 2])
 
 
 def test_a_ragged_row_is_reported_by_line() -> None:
     with pytest.raises(
         UnreadableFile, match=r"line 3 has 1 field\(s\) where the header has 2: '3'"
     ):
-        read_all("m/a.csv", b"a,b\n1,2\n3\n")
+        read("csv", b"a,b\n1,2\n3\n")
 
 
 def test_a_ragged_row_far_into_the_file_is_reported_by_line() -> None:
-    data = b"a,b\n" + b"1,2\n" * 300_000 + b"1,2,3\n"
     with pytest.raises(UnreadableFile, match="line 300002 has 3 field"):
-        read_all("m/a.csv", data)
+        read("csv", b"a,b\n" + b"1,2\n" * 300_000 + b"1,2,3\n")
 
 
 def test_a_repeated_header_column_is_refused() -> None:
     with pytest.raises(SchemaMismatch, match="repeats column"):
-        read_all("m/a.csv", b"a,b,a\n1,2,3\n")
+        read("csv", b"a,b,a\n1,2,3\n")
+
+
+# ---- Parquet -------------------------------------------------------------------------
+
+
+def test_parquet_is_read_row_group_by_row_group_and_keeps_types() -> None:
+    table = pa.table(
+        {
+            "id": pa.array([1, 2, 3, 4, 5], pa.int64()),
+            "color": pa.array(list("rgbrg")).dictionary_encode(),
+        }
+    )
+    reader, chunks = read("parquet", parquet_bytes(table, row_group_size=2))
+    assert reader.columns == ["id", "color"]
+    assert [(c.first_row, c.num_rows) for c in chunks] == [(1, 2), (3, 2), (5, 1)]
+
+    out = pq.read_table(io.BytesIO(roundtrip("parquet", parquet_bytes(table, 2))))
+    assert out.schema.field("id").type == pa.int64()
+    assert out.column("id").to_pylist() == [1, 2, 3, 4, 5]
+    assert out.column("color").to_pylist() == list("rgbrg")
+    assert out.column("prediction").to_pylist() == [1.5, 2.5, 3.5, 4.5, 5.5]
+
+
+def test_an_empty_parquet_file_succeeds_with_zero_rows() -> None:
+    empty = pa.table({"x": pa.array([], pa.float64())})
+    reader, chunks = read("parquet", parquet_bytes(empty, 10))
+    assert (reader.columns, chunks) == (["x"], [])
+
+
+def test_a_file_that_is_not_parquet_is_unreadable() -> None:
+    with pytest.raises(UnreadableFile, match="not a readable Parquet file"):
+        read("parquet", b"x,y\n1,2\n")
+
+
+# ---- JSON lines ----------------------------------------------------------------------
+
+
+def test_json_records_pass_through_verbatim_with_predictions_appended() -> None:
+    data = b'{"id": "007", "x": 1.50, "tags": ["a"]}\n\n{}\r\n{"x":2,"nested":{"k":null}}\n'
+    out = roundtrip("jsonl", data, outputs=("prediction_0", "prediction_1")).decode()
+    assert out.splitlines() == [
+        '{"id": "007", "x": 1.50, "tags": ["a"],"prediction_0":1.5,"prediction_1":2.5}',
+        '{"prediction_0":2.5,"prediction_1":3.5}',
+        '{"x":2,"nested":{"k":null},"prediction_0":3.5,"prediction_1":4.5}',
+    ]
+    assert [json.loads(line)["prediction_0"] for line in out.splitlines()] == [1.5, 2.5, 3.5]
+
+
+def test_json_columns_are_the_keys_of_the_first_records() -> None:
+    reader, chunks = read("jsonl", b'{"a": 1, "b": "x"}\n{"a": 2, "c": true}\n')
+    assert reader.columns == ["a", "b", "c"]
+    assert chunks[0].batch.column("a").to_pylist() == [1, 2]
+
+
+def test_gzip_json_lines_round_trip_gzipped() -> None:
+    out = roundtrip("jsonl.gz", gzip.compress(b'{"x": 1}\n'))
+    assert gzip.decompress(out) == b'{"x": 1,"prediction":1.5}\n'
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param(b'{"x": 1}\n\n{"x" 2}\n', "line 3 is not valid JSON", id="syntax"),
+        pytest.param(b'{"x": 1}\n[1, 2]\n', "line 2 is not a JSON object", id="array"),
+        pytest.param(b'{"x": 1}\n{"x": "a"}\n', "lines 1-2 cannot be read", id="changing-type"),
+    ],
+)
+def test_bad_json_lines_are_reported_by_line(data: bytes, message: str) -> None:
+    with pytest.raises(UnreadableFile, match=message):
+        read("jsonl", data)
+
+
+def test_json_lines_without_records_are_empty() -> None:
+    with pytest.raises(EmptyFile, match="holds no JSON records"):
+        read("jsonl", b"\n  \n")

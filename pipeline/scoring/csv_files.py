@@ -1,0 +1,150 @@
+"""CSV: every column read as text, written back through Arrow.
+
+Columns are not type-inferred: an ID column ``007`` must come back ``007``, not
+``7``, and a column that looks numeric in the first block but not later must
+not fail the file. Features are parsed from the text in ``features.py``, where
+a bad value can be reported by column and row. Parsing runs single-threaded so
+that a row that does not fit the header is reported by its line number.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+from pipeline.errors import EmptyFile, SchemaMismatch, UnreadableFile
+from pipeline.scoring.formats import ByteSink, ByteSource, Chunk, ObjectSource, Reader
+from pipeline.scoring.rebatch import rebatch
+from pipeline.scoring.streams import Prefixed, decompressed, output_stream
+
+#: pyarrow's streaming CSV reader buffers many blocks ahead; small blocks keep
+#: that read-ahead (and so the worker's memory) small.
+_BLOCK_BYTES = 1 << 20
+_HEADER_PEEK_BYTES = 1 << 16
+
+
+class CsvReader:
+    def __init__(self, stream: ByteSource, where: str, batch_rows: int) -> None:
+        names, source = _read_header(stream, where)
+        self.columns: list[str] = names
+        self._where, self._batch_rows = where, batch_rows
+        self._invalid: list[pa_csv.InvalidRow] = []
+        try:
+            self._reader = pa_csv.open_csv(
+                source,
+                read_options=pa_csv.ReadOptions(block_size=_BLOCK_BYTES, use_threads=False),
+                parse_options=pa_csv.ParseOptions(invalid_row_handler=self._on_invalid),
+                convert_options=pa_csv.ConvertOptions(
+                    column_types={name: pa.string() for name in names},
+                    strings_can_be_null=False,
+                ),
+            )
+        except pa.ArrowInvalid as exc:
+            raise self._unreadable(exc, 0) from exc
+        self.schema: pa.Schema = self._reader.schema
+
+    def _on_invalid(self, row: pa_csv.InvalidRow) -> str:
+        self._invalid.append(row)
+        return "error"
+
+    def _unreadable(self, exc: Exception, rows: int) -> UnreadableFile:
+        if self._invalid:
+            row = self._invalid[0]
+            line = "a line" if row.number is None else f"line {row.number}"
+            text = row.text if len(row.text) <= 80 else row.text[:80] + "…"
+            return UnreadableFile(
+                f"{self._where}: {line} has {row.actual_columns} field(s) where the header "
+                f"has {row.expected_columns}: {text!r}"
+            )
+        return UnreadableFile(
+            f"{self._where}: the CSV cannot be parsed after data row {rows}: {exc}"
+        )
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        rows = 0
+        while True:
+            try:
+                batch = self._reader.read_next_batch()
+            except StopIteration:
+                return
+            except pa.ArrowInvalid as exc:
+                raise self._unreadable(exc, rows) from exc
+            rows += batch.num_rows
+            yield batch
+
+    def __iter__(self) -> Iterator[Chunk]:
+        first = 1
+        for batch in rebatch(self._batches(), self._batch_rows):
+            yield Chunk(batch=batch, first_row=first)
+            first += batch.num_rows
+
+
+def _read_header(stream: ByteSource, where: str) -> tuple[list[str], Prefixed]:
+    head = b""
+    while True:
+        chunk = stream.read(_HEADER_PEEK_BYTES)
+        head += chunk
+        if not chunk or b"\n" in chunk:
+            break
+    if not head.strip():
+        raise EmptyFile(f"{where} is empty: a CSV file needs at least a header row")
+    first_line = head.split(b"\n", 1)[0]
+    try:
+        text = first_line.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(f"{where}: the header row is not UTF-8 text ({exc})") from exc
+    names = next(csv.reader([text.rstrip("\r")]))
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SchemaMismatch(f"{where}: the header repeats column(s) {', '.join(duplicates)}")
+    if any(not n for n in names):
+        raise SchemaMismatch(f"{where}: the header has an empty column name")
+    return names, Prefixed(head, stream)
+
+
+class CsvWriter:
+    def __init__(self, sink: ByteSink, compression: str | None, schema: pa.Schema) -> None:
+        self._out = output_stream(sink, compression)
+        self._schema = schema
+        self._writer = pa_csv.CSVWriter(self._out, schema)
+
+    def write(self, chunk: Chunk, predictions: npt.NDArray[np.float64]) -> None:
+        self._writer.write_batch(with_predictions(chunk.batch, predictions, self._schema))
+
+    def close(self) -> None:
+        self._writer.close()
+        self._out.close()
+
+
+def output_schema(schema: pa.Schema, outputs: Sequence[str]) -> pa.Schema:
+    for name in outputs:
+        schema = schema.append(pa.field(name, pa.float64()))
+    return schema
+
+
+def with_predictions(
+    batch: pa.RecordBatch, predictions: npt.NDArray[np.float64], schema: pa.Schema
+) -> pa.RecordBatch:
+    columns = [pa.array(predictions[:, k]) for k in range(predictions.shape[1])]
+    return pa.RecordBatch.from_arrays([*batch.columns, *columns], schema=schema)
+
+
+class _Codec:
+    def open(
+        self, source: ObjectSource, compression: str | None, where: str, batch_rows: int
+    ) -> Reader:
+        return CsvReader(decompressed(source.stream(), compression), where, batch_rows)
+
+    def writer(
+        self, sink: ByteSink, compression: str | None, reader: Reader, outputs: Sequence[str]
+    ) -> CsvWriter:
+        assert isinstance(reader, CsvReader)  # noqa: S101 - a codec writes what it read
+        return CsvWriter(sink, compression, output_schema(reader.schema, outputs))
+
+
+CODEC = _Codec()

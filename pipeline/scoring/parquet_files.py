@@ -1,0 +1,84 @@
+"""Parquet: read one row group at a time through ranged S3 reads, written back with Arrow.
+
+A Parquet file's footer is at its end, so it cannot be read as a stream; the
+reader seeks within the S3 object instead. Reading the whole file through
+``iter_batches`` makes Arrow read ahead across row groups, so row groups are
+read one by one: the largest row group, not the file, sets the memory floor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.errors import SchemaMismatch, UnreadableFile
+from pipeline.scoring.csv_files import output_schema, with_predictions
+from pipeline.scoring.formats import ByteSink, Chunk, ObjectSource, Reader
+from pipeline.scoring.streams import output_stream
+
+
+class ParquetReader:
+    def __init__(self, source: ObjectSource, where: str, batch_rows: int) -> None:
+        self._where, self._batch_rows = where, batch_rows
+        try:
+            self._file = pq.ParquetFile(source.random_access(), pre_buffer=False)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise UnreadableFile(f"{where} is not a readable Parquet file: {exc}") from exc
+        self.schema: pa.Schema = self._file.schema_arrow
+        self.columns: list[str] = list(self.schema.names)
+        repeated = sorted({n for n in self.columns if self.columns.count(n) > 1})
+        if repeated:
+            raise SchemaMismatch(f"{where}: the file repeats column(s) {', '.join(repeated)}")
+
+    def __iter__(self) -> Iterator[Chunk]:
+        first = 1
+        for group in range(self._file.num_row_groups):
+            try:
+                batches = list(
+                    self._file.iter_batches(
+                        batch_size=self._batch_rows, row_groups=[group], use_threads=False
+                    )
+                )
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise UnreadableFile(
+                    f"{self._where}: row group {group + 1} (from data row {first}) cannot be "
+                    f"read: {exc}"
+                ) from exc
+            for batch in batches:
+                if batch.num_rows:
+                    yield Chunk(batch=batch, first_row=first)
+                    first += batch.num_rows
+
+
+class ParquetWriter:
+    def __init__(self, sink: ByteSink, schema: pa.Schema) -> None:
+        self._out = output_stream(sink, None)
+        self._schema = schema
+        self._writer = pq.ParquetWriter(self._out, schema)
+
+    def write(self, chunk: Chunk, predictions: npt.NDArray[np.float64]) -> None:
+        self._writer.write_batch(with_predictions(chunk.batch, predictions, self._schema))
+
+    def close(self) -> None:
+        self._writer.close()
+        self._out.close()
+
+
+class _Codec:
+    def open(
+        self, source: ObjectSource, compression: str | None, where: str, batch_rows: int
+    ) -> Reader:
+        return ParquetReader(source, where, batch_rows)
+
+    def writer(
+        self, sink: ByteSink, compression: str | None, reader: Reader, outputs: Sequence[str]
+    ) -> ParquetWriter:
+        assert isinstance(reader, ParquetReader)  # noqa: S101 - a codec writes what it read
+        return ParquetWriter(sink, output_schema(reader.schema, outputs))
+
+
+CODEC = _Codec()
