@@ -12,15 +12,13 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator, Sequence
 
-import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from pipeline.errors import EmptyFile, SchemaMismatch, UnreadableFile
+from pipeline.scoring.batches import ArrowBatchWriter, output_schema, rebatch
 from pipeline.scoring.formats import ByteSink, ByteSource, Chunk, ObjectSource, Reader
-from pipeline.scoring.rebatch import rebatch
-from pipeline.scoring.streams import Prefixed, decompressed, output_stream
+from pipeline.scoring.streams import Prefixed, decompressed
 
 #: pyarrow's streaming CSV reader buffers many blocks ahead; small blocks keep
 #: that read-ahead (and so the worker's memory) small.
@@ -107,33 +105,6 @@ def _read_header(stream: ByteSource, where: str) -> tuple[list[str], Prefixed]:
     return names, Prefixed(head, stream)
 
 
-class CsvWriter:
-    def __init__(self, sink: ByteSink, compression: str | None, schema: pa.Schema) -> None:
-        self._out = output_stream(sink, compression)
-        self._schema = schema
-        self._writer = pa_csv.CSVWriter(self._out, schema)
-
-    def write(self, chunk: Chunk, predictions: npt.NDArray[np.float64]) -> None:
-        self._writer.write_batch(with_predictions(chunk.batch, predictions, self._schema))
-
-    def close(self) -> None:
-        self._writer.close()
-        self._out.close()
-
-
-def output_schema(schema: pa.Schema, outputs: Sequence[str]) -> pa.Schema:
-    for name in outputs:
-        schema = schema.append(pa.field(name, pa.float64()))
-    return schema
-
-
-def with_predictions(
-    batch: pa.RecordBatch, predictions: npt.NDArray[np.float64], schema: pa.Schema
-) -> pa.RecordBatch:
-    columns = [pa.array(predictions[:, k]) for k in range(predictions.shape[1])]
-    return pa.RecordBatch.from_arrays([*batch.columns, *columns], schema=schema)
-
-
 class _Codec:
     def open(
         self, source: ObjectSource, compression: str | None, where: str, batch_rows: int
@@ -142,9 +113,10 @@ class _Codec:
 
     def writer(
         self, sink: ByteSink, compression: str | None, reader: Reader, outputs: Sequence[str]
-    ) -> CsvWriter:
+    ) -> ArrowBatchWriter:
         assert isinstance(reader, CsvReader)  # noqa: S101 - a codec writes what it read
-        return CsvWriter(sink, compression, output_schema(reader.schema, outputs))
+        schema = output_schema(reader.schema, outputs)
+        return ArrowBatchWriter(sink, compression, schema, pa_csv.CSVWriter)
 
 
 CODEC = _Codec()

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import SchemaMismatch, UnreadableFile
-from pipeline.scoring.csv_files import output_schema, with_predictions
+from pipeline.scoring.batches import ArrowBatchWriter, output_schema
 from pipeline.scoring.formats import ByteSink, Chunk, ObjectSource, Reader
-from pipeline.scoring.streams import output_stream
 
 
 class ParquetReader:
@@ -54,20 +51,6 @@ class ParquetReader:
                     first += batch.num_rows
 
 
-class ParquetWriter:
-    def __init__(self, sink: ByteSink, schema: pa.Schema) -> None:
-        self._out = output_stream(sink, None)
-        self._schema = schema
-        self._writer = pq.ParquetWriter(self._out, schema)
-
-    def write(self, chunk: Chunk, predictions: npt.NDArray[np.float64]) -> None:
-        self._writer.write_batch(with_predictions(chunk.batch, predictions, self._schema))
-
-    def close(self) -> None:
-        self._writer.close()
-        self._out.close()
-
-
 class _Codec:
     def open(
         self, source: ObjectSource, compression: str | None, where: str, batch_rows: int
@@ -76,9 +59,10 @@ class _Codec:
 
     def writer(
         self, sink: ByteSink, compression: str | None, reader: Reader, outputs: Sequence[str]
-    ) -> ParquetWriter:
+    ) -> ArrowBatchWriter:
         assert isinstance(reader, ParquetReader)  # noqa: S101 - a codec writes what it read
-        return ParquetWriter(sink, output_schema(reader.schema, outputs))
+        schema = output_schema(reader.schema, outputs)
+        return ArrowBatchWriter(sink, None, schema, pq.ParquetWriter)
 
 
 CODEC = _Codec()
