@@ -137,9 +137,8 @@ def main() -> None:
     bucket = "bench-memory"
     s3.create_bucket(Bucket=bucket)
     publish_model(ModelStore(s3, bucket), "bench", make_model().model_to_string().encode(), "m")
-    print(
-        f"model: 100 trees, 31 leaves, {FEATURES} features; {Path('/proc/cpuinfo').read_text().count('processor')} cores"
-    )
+    cores = Path("/proc/cpuinfo").read_text().count("processor")
+    print(f"model: 100 trees, 31 leaves, {FEATURES} features; {cores} cores")
     header = (
         f"{'rows':>10} {'file MB':>8} {'mode':>9} {'seconds':>8} {'rows/s':>9} {'peak RSS MB':>12}"
     )
