@@ -11,6 +11,7 @@ Choices, each measured (see the README's "Broker settings"):
 * prefetch 1 and late acks: a solo worker holds one message at a time, so a
   long file never makes another file wait behind it, and a worker that dies
   mid-file leaves its message to reappear for another worker.
+* failures are not acked, so they reach the dead-letter queue; see ``worker``.
 * JSON only. Pickle is never accepted.
 """
 
@@ -50,6 +51,9 @@ def create_app(settings: Settings) -> Celery:
         task_ignore_result=True,
         result_backend=None,
         task_acks_late=True,
+        # A failed task is rejected, not acked: SQS redelivers it after a
+        # backoff and, after maxReceiveCount, moves it to the dead-letter queue.
+        task_acks_on_failure_or_timeout=False,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         worker_enable_remote_control=False,

@@ -175,7 +175,7 @@ def _demo(args: argparse.Namespace) -> int:
         notification = consumer.wait_for(
             sqs,
             out["NotificationQueueUrl"],
-            lambda n: n.input.key == key and n.input.etag == etag,
+            lambda n: n.is_for(key, etag),
             timeout=120,
         )
         if notification is None:
@@ -259,7 +259,7 @@ def _submit(args: argparse.Namespace) -> int:
     notification = consumer.wait_for(
         aws.sqs_client(),
         outputs["NotificationQueueUrl"],
-        lambda n: n.input.key == key and n.input.etag == etag,
+        lambda n: n.is_for(key, etag),
         timeout=args.timeout,
     )
     if notification is None:

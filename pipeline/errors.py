@@ -72,6 +72,12 @@ class InputChanged(InputError):
     code = "input_changed"
 
 
+class JobTimeout(PipelineError):
+    """The file ran longer than the job time limit; final, like an input error."""
+
+    code = "timeout"
+
+
 class TransientError(PipelineError):
     """A temporary failure of a service we depend on; worth retrying."""
 

@@ -23,9 +23,10 @@ from celery import Celery
 from pipeline import aws, events, jobs
 from pipeline.celery_app import SCORE_QUEUE, SCORE_TASK, create_app
 from pipeline.errors import InputChanged, InputError, UnknownModel, located
+from pipeline.ledger import Ledger
 from pipeline.messages import ErrorInfo, ModelRef, ObjectRef, ScoreRequest, failed
 from pipeline.model_store import ModelStore
-from pipeline.notify import publish
+from pipeline.notify import announce
 from pipeline.settings import Settings
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class IntakeRuntime:
     sns: SNSClient
     celery: Celery
     models: ModelStore
+    ledger: Ledger
 
     @classmethod
     def create(cls, settings: Settings) -> IntakeRuntime:
@@ -55,6 +57,7 @@ class IntakeRuntime:
             sns=aws.sns_client(),
             celery=create_app(settings),
             models=ModelStore(s3, settings.model_bucket),
+            ledger=Ledger(s3, settings.output_bucket),
         )
 
 
@@ -98,7 +101,7 @@ def accept(created: events.ObjectCreated, runtime: IntakeRuntime) -> ScoreReques
             error=ErrorInfo(code=exc.code, message=located(exc, f"s3://{obj.bucket}/{obj.key}")),
             received_at=created.event_time,
         )
-        publish(runtime.sns, runtime.settings.notification_topic_arn, notification)
+        announce(runtime.ledger, runtime.sns, runtime.settings.notification_topic_arn, notification)
         log.info("refused s3://%s/%s: %s", obj.bucket, obj.key, exc)
         return None
     request = ScoreRequest(

@@ -71,7 +71,10 @@ class Notification(_Contract):
     schema_version: Literal[1] = SCHEMA_VERSION
     job_id: str
     status: Status
-    input: ObjectRef
+    input: ObjectRef | None = Field(
+        description="The file; absent only for a task message too broken to name one "
+        "(error code `poison_message`)."
+    )
     model: ModelRef | None = Field(
         default=None, description="The model version used; absent if none could be chosen."
     )
@@ -82,6 +85,10 @@ class Notification(_Contract):
         default=None, description="When a worker started on the file; absent if it never did."
     )
     finished_at: datetime
+
+    def is_for(self, key: str, etag: str) -> bool:
+        """Whether this answers the upload of ``key`` with this ETag."""
+        return self.input is not None and (self.input.key, self.input.etag) == (key, etag)
 
 
 def succeeded(request: ScoreRequest, output: OutputRef, started_at: datetime) -> Notification:

@@ -1,8 +1,10 @@
 """Publishing notifications to the SNS topic.
 
-The body is the notification's JSON; ``status`` (and ``model``) also travel as
-message attributes so subscribers can filter with an SNS filter policy without
-parsing bodies.
+The body is the notification's JSON; ``status``, ``job_id`` and ``model`` also
+travel as message attributes so subscribers can filter with an SNS filter
+policy without parsing bodies. ``announce`` is how every component answers
+for a file: it settles the outcome in the ledger first, then publishes the
+settled one.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.aws import raise_transient
+from pipeline.ledger import Ledger
 from pipeline.messages import Notification
 
 if TYPE_CHECKING:
@@ -35,3 +38,12 @@ def publish(sns: SNSClient, topic_arn: str, notification: Notification) -> None:
     except (ClientError, BotoCoreError) as exc:
         raise_transient(exc, f"publishing the notification of job {notification.job_id}")
         raise
+
+
+def announce(
+    ledger: Ledger, sns: SNSClient, topic_arn: str, notification: Notification
+) -> Notification:
+    """Settle the job's outcome and publish it; return what was published."""
+    outcome = ledger.settle(notification)
+    publish(sns, topic_arn, outcome)
+    return outcome

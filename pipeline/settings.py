@@ -44,6 +44,16 @@ class Settings(BaseSettings):
     #: Attempts at a file when S3 or SNS fail transiently, and the first backoff.
     retry_attempts: int = Field(default=4, ge=1)
     retry_base_seconds: float = Field(default=1.0, ge=0)
+    #: The task queue's visibility timeout. A worker extends its message's
+    #: visibility by this much every third of it while a file runs (heartbeat),
+    #: so it can be short: a dead worker's file is back on the queue soon.
+    task_visibility_seconds: int = Field(default=120, ge=3, le=43_200)
+    #: After a failed delivery, the next one waits base * 2^(delivery-1) seconds (capped).
+    redelivery_base_seconds: float = Field(default=15.0, ge=0)
+    #: A file still running after this long fails with code ``timeout`` (0: never).
+    job_timeout_seconds: float = Field(default=6 * 3600.0, ge=0)
+    #: Locally, a file that exists while this worker holds a file (busy).
+    busy_file: str = ""
 
     def as_environment(self) -> dict[str, str]:
         """The variables that recreate these settings in a child process."""

@@ -1,10 +1,18 @@
-"""The worker process: one file at a time, start to notification.
+"""The worker process: one file at a time, from task message to notification.
 
-``process`` is the one function the Celery task calls. It scores the file,
-and answers with a notification either way: an input error (the user's file is
-wrong) becomes a ``failed`` notification at once, a transient error is retried
-with backoff, and whatever still fails is announced as ``failed`` too, so no
-accepted file ends in silence.
+``process`` is the one function the Celery task calls. What happens to a file:
+
+* already answered (a duplicate delivery, or a rerun after a crash that came
+  after the answer): the settled notification is published again, nothing
+  is scored;
+* scored: a ``succeeded`` notification;
+* an input error (the user's file is wrong) or the job time limit: a
+  ``failed`` notification at once, never retried;
+* anything else (S3 or SNS failing beyond the in-process retries, a bug):
+  the error is noted in the ledger and the delivery fails. The message is not
+  acked; it comes back after a backoff, and after the queue's
+  ``maxReceiveCount`` deliveries it goes to the dead-letter queue, where the
+  dead-letter handler answers for it (code ``exhausted``).
 
 The celery command line loads ``app`` from here::
 
@@ -17,22 +25,30 @@ import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from celery.worker.consumer import Consumer
+from pydantic import ValidationError
 
 from pipeline import aws, tasks
 from pipeline.celery_app import create_app
-from pipeline.errors import InputError, PipelineError, located
+from pipeline.delivery import Delivery, Heartbeat, redelivery_delay
+from pipeline.errors import InputError, JobTimeout, PipelineError, located
+from pipeline.ledger import AttemptError, Ledger
 from pipeline.messages import ErrorInfo, Notification, ScoreRequest, failed, succeeded, utc_now
 from pipeline.model_store import ModelStore
-from pipeline.notify import publish
+from pipeline.notify import announce, publish
+from pipeline.protection import Protection
 from pipeline.retry import with_retries
 from pipeline.scoring.model import ModelCache
 from pipeline.scoring.run import score_object
 from pipeline.settings import Settings
+from pipeline.watchdog import Watchdog
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
 
 log = logging.getLogger(__name__)
 
@@ -44,43 +60,85 @@ class WorkerRuntime:
     settings: Settings
     s3: S3Client
     sns: SNSClient
+    sqs: SQSClient
     models: ModelCache
+    ledger: Ledger
+    protection: Protection
 
     @classmethod
     def create(cls, settings: Settings) -> WorkerRuntime:
         s3 = aws.s3_client()
         store = ModelStore(s3, settings.model_bucket)
         return cls(
-            settings=settings, s3=s3, sns=aws.sns_client(), models=ModelCache(store.model_text)
+            settings=settings,
+            s3=s3,
+            sns=aws.sns_client(),
+            sqs=aws.sqs_client(),
+            models=ModelCache(store.model_text),
+            ledger=Ledger(s3, settings.output_bucket),
+            protection=Protection(settings.busy_file),
         )
 
+    def retrying(self, action: Any) -> Any:
+        return with_retries(action, self.settings.retry_attempts, self.settings.retry_base_seconds)
 
-def process(request: ScoreRequest, runtime: WorkerRuntime) -> Notification:
-    """Score one file and publish its notification."""
-    started = utc_now()
+
+def process(
+    request: ScoreRequest, runtime: WorkerRuntime, delivery: Delivery | None = None
+) -> Notification:
+    """Score one file and announce its outcome (see the module docstring)."""
     settings = runtime.settings
-    where = f"s3://{request.input.bucket}/{request.input.key}"
-    try:
-        output = with_retries(
-            lambda: score_object(request, runtime.s3, runtime.models, settings),
-            settings.retry_attempts,
-            settings.retry_base_seconds,
+    topic = settings.notification_topic_arn
+    settled = runtime.retrying(lambda: runtime.ledger.outcome(request.job_id))
+    if settled is not None:
+        log.info(
+            "job %s was answered already (%s); announcing it again", request.job_id, settled.status
         )
+        runtime.retrying(lambda: publish(runtime.sns, topic, settled))
+        return settled  # type: ignore[no-any-return]
+
+    where = f"s3://{request.input.bucket}/{request.input.key}"
+    started = utc_now()
+    try:
+        with (
+            runtime.protection.busy(request.job_id),
+            Heartbeat(runtime.sqs, delivery, settings.task_visibility_seconds),
+            Watchdog(settings.job_timeout_seconds, where),
+        ):
+            output = runtime.retrying(
+                lambda: score_object(request, runtime.s3, runtime.models, settings)
+            )
         notification = succeeded(request, output, started)
-    except InputError as exc:
+    except (InputError, JobTimeout) as exc:
         log.info("job %s: %s: %s", request.job_id, exc.code, exc)
         notification = _failed(request, exc.code, located(exc, where), started)
     except Exception as exc:
         code = exc.code if isinstance(exc, PipelineError) else "internal"
-        log.exception("job %s failed", request.job_id)
         message = located(f"{type(exc).__name__}: {exc}", where)
-        notification = _failed(request, code, message, started)
-    with_retries(
-        lambda: publish(runtime.sns, settings.notification_topic_arn, notification),
-        settings.retry_attempts,
-        settings.retry_base_seconds,
+        count = delivery.receive_count if delivery else 1
+        log.exception("job %s: delivery %d failed", request.job_id, count)
+        runtime.ledger.note_error(
+            request.job_id, AttemptError(code=code, message=message, delivery=count)
+        )
+        if delivery is not None:
+            delivery.set_visibility(
+                runtime.sqs, redelivery_delay(count, settings.redelivery_base_seconds)
+            )
+        raise
+    return runtime.retrying(  # type: ignore[no-any-return]
+        lambda: announce(runtime.ledger, runtime.sns, topic, notification)
     )
-    return notification
+
+
+def reject_poison(runtime: WorkerRuntime, delivery: Delivery | None, reason: str) -> None:
+    """A task message that can never run: hand it back at once, to reach the dead-letter queue.
+
+    The queue's redrive policy moves it after ``maxReceiveCount`` receives; the
+    dead-letter handler then announces it.
+    """
+    log.error("poison task message (%s); it goes to the dead-letter queue", reason)
+    if delivery is not None:
+        delivery.set_visibility(runtime.sqs, 0)
 
 
 def _failed(request: ScoreRequest, code: str, message: str, started: datetime) -> Notification:
@@ -94,10 +152,36 @@ def _failed(request: ScoreRequest, code: str, message: str, started: datetime) -
     )
 
 
+class RejectingConsumer(Consumer):  # type: ignore[misc]
+    """Celery's consumer, but an undecodable message is rejected, not acked.
+
+    Celery acks a message it cannot decode, which over SQS deletes it: a poison
+    message would vanish without an answer. Rejected, it stays on the queue
+    (kombu does not delete rejected messages from a queue with a redrive
+    policy) and reaches the dead-letter queue.
+    """
+
+    def on_decode_error(self, message: Any, exc: Exception) -> None:
+        delivery = Delivery.from_properties(message.properties)
+        reject_poison(runtime(), delivery, f"cannot decode: {exc}")
+        message.reject(requeue=False)
+
+
 @functools.cache
 def runtime() -> WorkerRuntime:
     return WorkerRuntime.create(Settings())
 
 
+def _run_task(payload: dict[str, Any], properties: dict[str, Any] | None) -> Notification:
+    delivery = Delivery.from_properties(properties)
+    try:
+        request = ScoreRequest.model_validate(payload)
+    except ValidationError as exc:
+        reject_poison(runtime(), delivery, f"not a ScoreRequest: {exc.error_count()} error(s)")
+        raise
+    return process(request, runtime(), delivery)
+
+
 app = create_app(Settings())
-tasks.register(app, lambda request: process(request, runtime()))
+app.conf.worker_consumer = "pipeline.worker:RejectingConsumer"
+tasks.register(app, _run_task)

@@ -174,6 +174,11 @@ def _bucket(c: _Clients, ev: Evaluator, logical: str, p: dict[str, Any], region:
         c.s3.put_public_access_block(
             Bucket=name, PublicAccessBlockConfiguration=p["PublicAccessBlockConfiguration"]
         )
+    rules = p.get("LifecycleConfiguration", {}).get("Rules", [])
+    if rules:
+        c.s3.put_bucket_lifecycle_configuration(
+            Bucket=name, LifecycleConfiguration={"Rules": [_lifecycle_rule(r) for r in rules]}
+        )
     if "VersioningConfiguration" in p:
         c.s3.put_bucket_versioning(
             Bucket=name, VersioningConfiguration={"Status": p["VersioningConfiguration"]["Status"]}
@@ -190,6 +195,20 @@ def _bucket(c: _Clients, ev: Evaluator, logical: str, p: dict[str, Any], region:
         )
     ev.record(logical, name, Arn=f"arn:aws:s3:::{name}", DomainName=f"{name}.s3.amazonaws.com")
     return name
+
+
+def _lifecycle_rule(rule: dict[str, Any]) -> Any:
+    """A CloudFormation lifecycle rule in the S3 API's shape."""
+    api: dict[str, Any] = {
+        "ID": rule.get("Id", ""),
+        "Status": rule["Status"],
+        "Filter": {"Prefix": rule.get("Prefix", "")},
+    }
+    if "AbortIncompleteMultipartUpload" in rule:
+        api["AbortIncompleteMultipartUpload"] = rule["AbortIncompleteMultipartUpload"]
+    if "ExpirationInDays" in rule:
+        api["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+    return api
 
 
 def _topic(c: _Clients, ev: Evaluator, logical: str, p: dict[str, Any], region: str) -> str:

@@ -12,14 +12,18 @@ import functools
 import json
 import logging
 import re
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
+from pipeline import dead_letters
 from pipeline.intake import IntakeRuntime, handle_event
 from pipeline.local import emulator, template
 from pipeline.local.poller import EventSourceMapping
 from pipeline.local.provision import Stack, provision
+from pipeline.local.supervisor import Supervisor
 from pipeline.local.workers import Sink, WorkerProcess
 from pipeline.settings import Settings, set_process_environment
 
@@ -60,7 +64,8 @@ class LocalStack:
         self.stack: Stack | None = None
         self.settings: Settings | None = None
         self.mappings: list[EventSourceMapping] = []
-        self.workers: list[WorkerProcess] = []
+        self.supervisor: Supervisor | None = None
+        self._state_dir: Path | None = None
         self.outputs: dict[str, str] = {}
 
     @property
@@ -86,31 +91,39 @@ class LocalStack:
             template.load(self._template_path), self.stack_name, self.region, self._parameters
         )
         outputs = self.stack.outputs
-        self.settings = self._settings_from_template(self.stack)
-        intake = IntakeRuntime.create(self.settings)
+        self.settings = self._function_settings("UploadFunction")
         self.mappings = [
             EventSourceMapping(
                 "upload",
                 outputs["UploadEventsQueueUrl"],
-                functools.partial(handle_event, runtime=intake),
+                functools.partial(handle_event, runtime=IntakeRuntime.create(self.settings)),
                 self.region,
-            )
+            ),
+            EventSourceMapping(
+                "dead-letters",
+                outputs["TaskDeadLetterQueueUrl"],
+                functools.partial(
+                    dead_letters.handle_event,
+                    runtime=dead_letters.DeadLetterRuntime.create(
+                        self._function_settings("DeadLetterFunction")
+                    ),
+                ),
+                self.region,
+            ),
         ]
         for mapping in self.mappings:
             mapping.start()
-        worker_env = {
-            **emulator.environment(self.endpoint_url, self.region),
-            **self.settings.as_environment(),
-        }
-        for n in range(1, self._worker_count + 1):
-            worker = WorkerProcess(f"worker-{n}", worker_env, self._sink)
-            worker.start()
-            self.workers.append(worker)
-        if wait_for_workers:
-            for worker in self.workers:
-                if not worker.wait_ready():
-                    tail = "\n".join(worker.lines[-20:])
-                    raise RuntimeError(f"{worker.name} did not start:\n{tail}")
+        self._state_dir = Path(tempfile.mkdtemp(prefix=f"{self.stack_name}-"))
+        self.supervisor = Supervisor(
+            {
+                **emulator.environment(self.endpoint_url, self.region),
+                **self._worker_settings().as_environment(),
+            },
+            self._state_dir,
+            self._sink,
+            workers=self._worker_count,
+        )
+        self.supervisor.start(wait_ready=wait_for_workers)
         self.outputs = {
             **outputs,
             "EndpointUrl": self.endpoint_url,
@@ -118,23 +131,33 @@ class LocalStack:
             "StackName": self.stack_name,
         }
 
-    def _settings_from_template(self, stack: Stack) -> Settings:
-        function_env = stack.properties["UploadFunction"]["Environment"]["Variables"]
-        settings = Settings.from_environment(function_env)
-        # The worker's own resources; the upload function has no use for them.
-        return settings.model_copy(
-            update={"output_bucket": stack.outputs["OutputBucketName"], **self._setting_overrides}
+    @property
+    def workers(self) -> list[WorkerProcess]:
+        return [] if self.supervisor is None else self.supervisor.workers
+
+    def _function_settings(self, function: str) -> Settings:
+        """A function's settings, from its ``Environment`` in the template, as Lambda sets them."""
+        assert self.stack is not None  # noqa: S101
+        variables = self.stack.properties[function]["Environment"]["Variables"]
+        return Settings.from_environment(variables).model_copy(update=self._setting_overrides)
+
+    def _worker_settings(self) -> Settings:
+        assert self.stack is not None  # noqa: S101
+        resources = self.stack.properties
+        return self._function_settings("UploadFunction").model_copy(
+            update={
+                "task_visibility_seconds": int(resources["TaskQueue"]["VisibilityTimeout"]),
+                **self._setting_overrides,
+            }
         )
 
     def write_outputs(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.outputs, indent=2) + "\n")
 
-    def stop(self, worker_timeout: float = 60.0) -> None:
-        for worker in self.workers:
-            worker.signal(15)
-        for worker in self.workers:
-            worker.stop(worker_timeout)
+    def stop(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop()
         for mapping in self.mappings:
             mapping.stop()
         if self.stack is not None and self._emulator is None:
@@ -142,6 +165,8 @@ class LocalStack:
             self.stack.destroy()
         if self._emulator is not None:
             self._emulator.stop()
+        if self._state_dir is not None:
+            shutil.rmtree(self._state_dir, ignore_errors=True)
 
     def __enter__(self) -> Self:
         return self.start()

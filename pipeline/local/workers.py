@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from pipeline.celery_app import SCORE_QUEUE
 from pipeline.settings import child_environment
@@ -39,10 +40,14 @@ def worker_command(name: str, loglevel: str = "INFO") -> list[str]:
 
 
 class WorkerProcess:
-    def __init__(self, name: str, environment: Mapping[str, str], sink: Sink) -> None:
+    def __init__(
+        self, name: str, environment: Mapping[str, str], sink: Sink, busy_file: Path | None = None
+    ) -> None:
         self.name = name
         self._environment = dict(environment)
         self._sink = sink
+        self._busy_file = busy_file
+        self.stopping = False
         self._ready = threading.Event()
         self._process: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
@@ -90,6 +95,25 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def exit_code(self) -> int | None:
+        return None if self._process is None else self._process.poll()
+
+    @property
+    def busy(self) -> bool:
+        """Whether the worker holds a file (its busy marker exists)."""
+        return self._busy_file is not None and self._busy_file.exists()
+
+    def clear_busy(self) -> None:
+        """Remove a dead worker's marker: it holds nothing any more."""
+        if self._busy_file is not None:
+            self._busy_file.unlink(missing_ok=True)
+
+    def request_stop(self) -> None:
+        """SIGTERM: finish the current file, then exit (a solo worker's warm shutdown)."""
+        self.stopping = True
+        self.signal(signal.SIGTERM)
+
     def signal(self, signum: int) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.send_signal(signum)
@@ -98,7 +122,7 @@ class WorkerProcess:
         """SIGTERM, then SIGKILL after ``timeout`` seconds; the exit code."""
         if self._process is None:
             return None
-        self.signal(signal.SIGTERM)
+        self.request_stop()
         try:
             self._process.wait(timeout)
         except subprocess.TimeoutExpired:

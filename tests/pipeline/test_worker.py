@@ -31,7 +31,7 @@ def submit(stack: Any, s3: Any, sqs: Any, key: str, body: bytes) -> Notification
     note = consumer.wait_for(
         sqs,
         stack.outputs["NotificationQueueUrl"],
-        lambda n: n.input.key == key and n.input.etag == etag,
+        lambda n: n.is_for(key, etag),
         timeout=TIMEOUT,
     )
     assert note is not None, f"no notification for {key} within {TIMEOUT} s"
@@ -377,7 +377,7 @@ def test_metadata_pins_the_model_version_and_the_notification_says_which(
         results[pin] = consumer.wait_for(
             sqs,
             scoring_stack.outputs["NotificationQueueUrl"],
-            lambda n, key=key, etag=etag: n.input.key == key and n.input.etag == etag,
+            lambda n, key=key, etag=etag: n.is_for(key, etag),
             timeout=TIMEOUT,
         )
 

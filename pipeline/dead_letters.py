@@ -1,0 +1,129 @@
+"""Answering for task messages that exhausted their deliveries.
+
+A task message lands in the dead-letter queue after ``maxReceiveCount``
+failed deliveries (the worker kept failing on it, or died on it, or could not
+read it at all). No file may end in silence, so the dead-letter handler
+announces a ``failed`` notification with code ``exhausted`` and the last error
+the worker noted, unless the job has an outcome already (a duplicate of a
+finished job): then it announces that one. The raw message is kept beside the
+job in the ledger for whoever investigates.
+
+A message too broken to name a file (not a Celery message, not a
+``ScoreRequest``) is announced with code ``poison_message``, without
+``input``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from pipeline import aws, events
+from pipeline.ledger import PREFIX, Ledger
+from pipeline.messages import ErrorInfo, Notification, ScoreRequest, failed, utc_now
+from pipeline.notify import announce
+from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DeadLetterRuntime:
+    settings: Settings
+    s3: S3Client
+    sns: SNSClient
+    ledger: Ledger
+
+    @classmethod
+    def create(cls, settings: Settings) -> DeadLetterRuntime:
+        s3 = aws.s3_client()
+        return cls(settings, s3, aws.sns_client(), Ledger(s3, settings.output_bucket))
+
+
+def handle_event(event: dict[str, Any], runtime: DeadLetterRuntime) -> dict[str, Any]:
+    failures = []
+    for record in events.parse_sqs_event(event).records:
+        try:
+            answer(record, runtime)
+        except Exception:
+            log.exception("dead letter %s will be delivered again", record.message_id)
+            failures.append({"itemIdentifier": record.message_id})
+    return {"batchItemFailures": failures}
+
+
+def answer(record: events.SqsRecord, runtime: DeadLetterRuntime) -> Notification:
+    request = score_request_in(record.body)
+    deliveries = int(record.attributes.get("ApproximateReceiveCount", "0"))
+    if request is None:
+        job_id = hashlib.sha256(record.body.encode()).hexdigest()[:32]
+        notification = Notification(
+            job_id=job_id,
+            status="failed",
+            input=None,
+            error=ErrorInfo(
+                code="poison_message",
+                message=f"a task message that names no file reached the dead-letter queue "
+                f"(SQS message {record.message_id}); it is kept at "
+                f"s3://{runtime.ledger.bucket}/{PREFIX}{job_id}/dead-letter.json",
+            ),
+            received_at=_sent_at(record),
+            finished_at=utc_now(),
+        )
+    else:
+        job_id = request.job_id
+        settled = runtime.ledger.outcome(job_id)
+        last = runtime.ledger.last_error(job_id)
+        reason = f"; the last error was {last.code}: {last.message}" if last else ""
+        notification = settled or failed(
+            job_id=job_id,
+            input=request.input,
+            model=request.model,
+            error=ErrorInfo(
+                code="exhausted",
+                message=f"s3://{request.input.bucket}/{request.input.key} was not scored after "
+                f"every delivery of its task failed{reason}",
+            ),
+            received_at=request.received_at,
+        )
+    runtime.s3.put_object(
+        Bucket=runtime.ledger.bucket,
+        Key=f"{PREFIX}{job_id}/dead-letter.json",
+        Body=json.dumps(
+            {"messageId": record.message_id, "body": record.body, "deliveries": deliveries}
+        ).encode(),
+        ContentType="application/json",
+    )
+    return announce(
+        runtime.ledger, runtime.sns, runtime.settings.notification_topic_arn, notification
+    )
+
+
+def score_request_in(body: str) -> ScoreRequest | None:
+    """The ScoreRequest a Celery task message carries, or None if it carries none."""
+    try:
+        envelope = json.loads(body)
+        payload = envelope["body"]
+        if envelope.get("properties", {}).get("body_encoding") == "base64":
+            payload = base64.b64decode(payload)
+        args = json.loads(payload)[0]
+        return ScoreRequest.model_validate(args[0])
+    except (ValueError, KeyError, IndexError, TypeError, ValidationError):
+        return None
+
+
+def _sent_at(record: events.SqsRecord) -> datetime:
+    sent = record.attributes.get("SentTimestamp")
+    if sent is None:
+        return utc_now()
+    return datetime.fromtimestamp(int(sent) / 1000, tz=utc_now().tzinfo)
