@@ -14,7 +14,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
 
-from pipeline.errors import TransientError
+from pipeline.errors import JobTimeout, TransientError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 # botocore's "standard" mode retries throttling and 5xx with backoff and jitter;
 # what still escapes it is raised as TransientError for the task to retry.
 _CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60
+    retries={"mode": "standard", "total_max_attempts": 5}, connect_timeout=5, read_timeout=60
 )
 
 _TRANSIENT_CODES = frozenset(
@@ -71,6 +71,16 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def raise_transient(exc: BaseException, doing: str) -> None:
-    """Re-raise ``exc`` as ``TransientError`` when it is worth retrying."""
+    """Re-raise ``exc`` as ``TransientError`` when it is worth retrying.
+
+    An error botocore raised because the job's time limit interrupted a
+    request (it wraps whatever a request raises) is the time limit, never
+    worth a retry.
+    """
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, JobTimeout):
+            raise cause from exc
+        cause = cause.__cause__ or cause.__context__
     if is_transient(exc):
         raise TransientError(f"{doing}: {exc}") from exc

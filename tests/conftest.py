@@ -24,7 +24,11 @@ EVENTS = Path(__file__).parent / "events"
 REGION = "us-east-1"
 
 #: Short broker waits: moto keeps an abandoned long poll running until it ends.
-TEST_SETTINGS = {"broker_wait_seconds": 2, "retry_base_seconds": 0.01}
+TEST_SETTINGS = {
+    "broker_wait_seconds": 2,
+    "retry_base_seconds": 0.01,
+    "redelivery_base_seconds": 0.5,
+}
 
 
 def load_event(name: str) -> dict[str, Any]:

@@ -42,6 +42,7 @@ class LocalStack:
         region: str = DEFAULT_REGION,
         port: int = 0,
         endpoint_url: str | None = None,
+        worker_endpoint_url: str | None = None,
         workers: int = 1,
         template_path: Path | None = None,
         parameters: Mapping[str, str] | None = None,
@@ -55,6 +56,8 @@ class LocalStack:
             )
         self.stack_name, self.region, self._port = stack_name, region, port
         self._endpoint_url = endpoint_url
+        #: Where workers reach AWS, if not the emulator directly (a proxy, say).
+        self._worker_endpoint_url = worker_endpoint_url
         self._worker_count = workers
         self._template_path = template_path
         self._parameters = dict(parameters or {})
@@ -116,7 +119,7 @@ class LocalStack:
         self._state_dir = Path(tempfile.mkdtemp(prefix=f"{self.stack_name}-"))
         self.supervisor = Supervisor(
             {
-                **emulator.environment(self.endpoint_url, self.region),
+                **emulator.environment(self._worker_endpoint_url or self.endpoint_url, self.region),
                 **self._worker_settings().as_environment(),
             },
             self._state_dir,

@@ -1,0 +1,43 @@
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from pipeline.ledger import AttemptError, Ledger
+from pipeline.messages import ErrorInfo, ObjectRef, failed
+from tests.conftest import unique
+
+WHEN = datetime(2026, 11, 21, tzinfo=UTC)
+OBJ = ObjectRef(bucket="in", key="m/a.csv", etag="e", size=1)
+
+
+@pytest.fixture
+def ledger(s3: Any) -> Any:
+    bucket = unique("ledger")
+    s3.create_bucket(Bucket=bucket)
+    yield Ledger(s3, bucket)
+    for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        s3.delete_object(Bucket=bucket, Key=item["Key"])
+    s3.delete_bucket(Bucket=bucket)
+
+
+def note(code: str) -> Any:
+    return failed(
+        job_id="j1", input=OBJ, error=ErrorInfo(code=code, message=code), received_at=WHEN
+    )
+
+
+def test_the_first_outcome_settles_the_job(ledger: Ledger) -> None:
+    first, second = note("bad_value"), note("exhausted")
+
+    assert ledger.outcome("j1") is None
+    assert ledger.settle(first) == first
+    assert ledger.settle(second) == first  # the later answer yields to the settled one
+    assert ledger.outcome("j1") == first
+
+
+def test_the_last_error_is_kept_for_the_dead_letter_handler(ledger: Ledger) -> None:
+    assert ledger.last_error("j1") is None
+    ledger.note_error("j1", AttemptError(code="transient", message="503", delivery=1))
+    ledger.note_error("j1", AttemptError(code="internal", message="bug", delivery=2))
+    assert ledger.last_error("j1") == AttemptError(code="internal", message="bug", delivery=2)

@@ -1,0 +1,262 @@
+"""What the worker does when things go wrong, end to end with real worker subprocesses.
+
+S3 failures are injected by a proxy between the workers and the emulator
+(``tests/faults.py``); the handler side talks to the emulator directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from typing import Any
+
+import pytest
+
+from pipeline import consumer
+from pipeline.messages import Notification
+from pipeline.model_store import ModelStore
+from pipeline.scoring.model import publish_model
+from tests.conftest import StackFactory, unique
+from tests.faults import FaultProxy
+
+TIMEOUT = 90
+GOOD_CSV = b"age,income,score,balance\n1,2,3,4\n5,6,7,8\n"
+
+
+@pytest.fixture
+def proxy(aws_endpoint: str) -> Any:
+    running = FaultProxy(aws_endpoint).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def stack(local_stack: StackFactory, proxy: FaultProxy, binary_model: Any, s3: Any) -> Any:
+    started = local_stack(
+        worker_endpoint_url=proxy.url,
+        parameters={"TaskVisibilityTimeout": "6", "TaskMaxReceiveCount": "2"},
+        settings={"retry_attempts": 1},  # botocore's own retries only: attempts are countable
+    )
+    store = ModelStore(s3, started.outputs["ModelBucketName"])
+    publish_model(store, "churn", binary_model.model_to_string().encode(), "m")
+    return started
+
+
+def upload(stack: Any, s3: Any, key: str, body: bytes) -> str:
+    put = s3.put_object(Bucket=stack.outputs["InputBucketName"], Key=key, Body=body)
+    return str(put["ETag"].strip('"'))
+
+
+def wait(stack: Any, sqs: Any, key: str, etag: str) -> Notification:
+    note = consumer.wait_for(
+        sqs, stack.outputs["NotificationQueueUrl"], lambda n: n.is_for(key, etag), timeout=TIMEOUT
+    )
+    assert note is not None, f"no notification for {key}"
+    return note
+
+
+def queue_depth(sqs: Any, url: str) -> int:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def test_a_transient_s3_error_is_retried_and_the_file_succeeds(
+    stack: Any, proxy: FaultProxy, s3: Any, sqs: Any
+) -> None:
+    key = f"churn/{unique('flaky')}.csv"
+    fails = iter([True, True])  # the first two GETs of the file answer 503 SlowDown
+    proxy.rules.append(lambda method, path: method == "GET" and key in path and next(fails, False))
+
+    note = wait(stack, sqs, key, upload(stack, s3, key, GOOD_CSV))
+
+    assert note.status == "succeeded", note.error
+    assert proxy.gets(key) == 3  # two refused, the third served
+
+
+def test_an_input_error_is_answered_once_and_never_retried(
+    stack: Any, proxy: FaultProxy, s3: Any, sqs: Any
+) -> None:
+    key = f"churn/{unique('bad')}.csv"
+
+    note = wait(stack, sqs, key, upload(stack, s3, key, b"age,income,score,balance\n1,x,3,4\n"))
+
+    assert note.error is not None
+    assert note.error.code == "bad_value"
+    assert proxy.gets(key) == 1
+    assert queue_depth(sqs, stack.outputs["TaskQueueUrl"]) == 0
+
+
+def test_a_file_that_fails_every_delivery_ends_in_exhausted(
+    stack: Any, proxy: FaultProxy, s3: Any, sqs: Any
+) -> None:
+    key = f"churn/{unique('doomed')}.csv"
+    proxy.rules.append(lambda method, path: method == "GET" and key in path)
+
+    note = wait(stack, sqs, key, upload(stack, s3, key, GOOD_CSV))
+
+    assert note.status == "failed"
+    assert note.error is not None
+    assert note.error.code == "exhausted"
+    assert "the last error was transient" in note.error.message
+    assert "SlowDown" in note.error.message
+    # 2 deliveries (TaskMaxReceiveCount) x 5 tries (botocore's total_max_attempts)
+    assert proxy.gets(key) == 10
+    assert queue_depth(sqs, stack.outputs["TaskQueueUrl"]) == 0
+    assert queue_depth(sqs, stack.outputs["TaskDeadLetterQueueUrl"]) == 0
+
+
+def celery_envelope(args: list[Any]) -> str:
+    body = base64.b64encode(json.dumps([args, {}, {}]).encode()).decode()
+    return json.dumps(
+        {
+            "body": body,
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {"lang": "py", "task": "pipeline.score", "id": unique("t"), "argsrepr": ""},
+            "properties": {
+                "body_encoding": "base64",
+                "delivery_tag": unique("d"),
+                "delivery_info": {"exchange": "", "routing_key": "score"},
+            },
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param("this is not a task message", id="not-json"),
+        pytest.param(celery_envelope([{"schema_version": 1, "job_id": 7}]), id="wrong-schema"),
+    ],
+)
+def test_a_poison_message_reaches_the_dead_letter_queue_and_is_announced(
+    stack: Any, s3: Any, sqs: Any, body: str
+) -> None:
+    sqs.send_message(QueueUrl=stack.outputs["TaskQueueUrl"], MessageBody=body)
+
+    poison = consumer.wait_for(
+        sqs,
+        stack.outputs["NotificationQueueUrl"],
+        lambda n: n.error is not None and n.error.code == "poison_message",
+        timeout=TIMEOUT,
+    )
+    key = f"churn/{unique('after')}.csv"
+    after = wait(stack, sqs, key, upload(stack, s3, key, GOOD_CSV))
+
+    assert poison is not None
+    assert poison.input is None
+    assert poison.error is not None
+    assert "dead-letter.json" in poison.error.message
+    kept = s3.get_object(
+        Bucket=stack.outputs["OutputBucketName"], Key=poison.error.message.split("/", 3)[3]
+    )["Body"].read()
+    assert json.loads(kept)["body"] == body
+    assert after.status == "succeeded"  # the worker keeps serving files
+    assert queue_depth(sqs, stack.outputs["TaskDeadLetterQueueUrl"]) == 0
+
+
+def notifications_for(sqs: Any, stack: Any, key: str, settle_seconds: float) -> list[Notification]:
+    """Every notification about ``key`` that arrives within ``settle_seconds``."""
+    found: list[Notification] = []
+    deadline = time.monotonic() + settle_seconds
+    while time.monotonic() < deadline:
+        found += [
+            n
+            for n in consumer.receive(sqs, stack.outputs["NotificationQueueUrl"], 1)
+            if n.input is not None and n.input.key == key
+        ]
+    return found
+
+
+def test_a_multipart_upload_is_one_job(stack: Any, s3: Any, sqs: Any) -> None:
+    from boto3.s3.transfer import TransferConfig
+
+    key = f"churn/{unique('multi')}.csv"
+    body = b"age,income,score,balance\n" + b"0.5,1.5,2.5,3.5\n" * 400_000  # 6.4 MB, 2 parts
+    config = TransferConfig(multipart_threshold=5 * 1024**2, multipart_chunksize=5 * 1024**2)
+    s3.upload_fileobj(io.BytesIO(body), stack.outputs["InputBucketName"], key, Config=config)
+
+    notes = notifications_for(sqs, stack, key, settle_seconds=15)
+
+    assert notes, "no notification"
+    assert {n.job_id for n in notes} == {notes[0].job_id}
+    assert {n.model_dump_json() for n in notes} == {notes[0].model_dump_json()}  # same outcome
+    assert notes[0].status == "succeeded"
+    assert notes[0].input is not None
+    assert notes[0].input.etag.endswith("-2")
+    stem = key.removesuffix(".csv") + "/"
+    outputs = s3.list_objects_v2(Bucket=stack.outputs["OutputBucketName"], Prefix=stem)
+    assert outputs["KeyCount"] == 1
+
+
+def test_a_file_longer_than_the_visibility_timeout_runs_once(
+    local_stack: StackFactory, proxy: FaultProxy, binary_model: Any, s3: Any, sqs: Any
+) -> None:
+    two = local_stack(
+        workers=2, worker_endpoint_url=proxy.url, parameters={"TaskVisibilityTimeout": "3"}
+    )
+    publish_model(
+        ModelStore(s3, two.outputs["ModelBucketName"]),
+        "churn",
+        binary_model.model_to_string().encode(),
+        "m",
+    )
+    key = f"churn/{unique('long')}.csv"
+    proxy.delays.append(lambda method, path: 10.0 if method == "GET" and key in path else 0.0)
+
+    note = wait(two, sqs, key, upload(two, s3, key, GOOD_CSV))
+
+    assert note.status == "succeeded"
+    assert note.started_at is not None
+    assert (note.finished_at - note.started_at).total_seconds() >= 10  # > 3x the timeout
+    assert proxy.gets(key) == 1  # no second worker ever started on it
+
+
+def test_a_stopped_worker_finishes_its_file_first(
+    stack: Any, proxy: FaultProxy, s3: Any, sqs: Any
+) -> None:
+    key = f"churn/{unique('stop')}.csv"
+    proxy.delays.append(lambda method, path: 4.0 if method == "GET" and key in path else 0.0)
+    etag = upload(stack, s3, key, GOOD_CSV)
+    (worker,) = stack.workers
+    deadline = time.monotonic() + 30
+    while not worker.busy:
+        assert time.monotonic() < deadline, "the worker never started the file"
+        time.sleep(0.05)
+
+    worker.request_stop()  # SIGTERM mid-file
+    note = wait(stack, sqs, key, etag)
+
+    assert note.status == "succeeded"
+    assert worker.stop(timeout=30) == 0
+    assert queue_depth(sqs, stack.outputs["TaskQueueUrl"]) == 0
+
+
+def test_a_stuck_file_fails_with_timeout(
+    local_stack: StackFactory, proxy: FaultProxy, binary_model: Any, s3: Any, sqs: Any
+) -> None:
+    limited = local_stack(worker_endpoint_url=proxy.url, settings={"job_timeout_seconds": 2})
+    publish_model(
+        ModelStore(s3, limited.outputs["ModelBucketName"]),
+        "churn",
+        binary_model.model_to_string().encode(),
+        "m",
+    )
+    key = f"churn/{unique('stuck')}.csv"
+    proxy.delays.append(lambda method, path: 30.0 if method == "GET" and key in path else 0.0)
+
+    note = wait(limited, sqs, key, upload(limited, s3, key, GOOD_CSV))
+
+    assert note.status == "failed"
+    assert note.error is not None
+    assert note.error.code == "timeout"
+    assert f"{key} was still running after 2 s" in note.error.message
+    assert note.started_at is not None
+    assert (note.finished_at - note.started_at).total_seconds() < 10
