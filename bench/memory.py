@@ -86,7 +86,11 @@ def peak_rss_mb() -> float:
 def child(mode: str, spec: dict[str, str]) -> None:
     """Score one file in this process; print seconds and peak RSS as JSON."""
     s3 = aws.s3_client(REGION)
-    settings = Settings(output_bucket=spec["bucket"], model_bucket=spec["bucket"])
+    settings = Settings(
+        output_bucket=spec["bucket"],
+        model_bucket=spec["bucket"],
+        batch_rows=int(spec["batch_rows"]),
+    )
     models = ModelCache(ModelStore(s3, spec["bucket"]).model_text)
     model_ref = ModelRef(name="bench", version=1)
     models.get(model_ref)  # load before timing: both modes pay it once
@@ -123,6 +127,8 @@ def child(mode: str, spec: dict[str, str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000, 5_000_000])
+    parser.add_argument("--batch-rows", type=int, default=Settings().batch_rows)
+    parser.add_argument("--modes", nargs="+", default=["streamed", "whole"])
     parser.add_argument("--child", choices=["streamed", "whole"])
     parser.add_argument("--spec")
     args = parser.parse_args()
@@ -138,7 +144,10 @@ def main() -> None:
     s3.create_bucket(Bucket=bucket)
     publish_model(ModelStore(s3, bucket), "bench", make_model().model_to_string().encode(), "m")
     cores = Path("/proc/cpuinfo").read_text().count("processor")
-    print(f"model: 100 trees, 31 leaves, {FEATURES} features; {cores} cores")
+    print(
+        f"model: 100 trees, 31 leaves, {FEATURES} features; {cores} cores; "
+        f"batches of {args.batch_rows:,} rows"
+    )
     header = (
         f"{'rows':>10} {'file MB':>8} {'mode':>9} {'seconds':>8} {'rows/s':>9} {'peak RSS MB':>12}"
     )
@@ -152,8 +161,8 @@ def main() -> None:
             s3.upload_file(str(path), bucket, key)
             size_mb = path.stat().st_size / 1e6
             path.unlink()
-            for mode in ("streamed", "whole"):
-                spec = json.dumps({"bucket": bucket, "key": key})
+            for mode in args.modes:
+                spec = json.dumps({"bucket": bucket, "key": key, "batch_rows": args.batch_rows})
                 done = subprocess.run(
                     [sys.executable, __file__, "--child", mode, "--spec", spec],
                     env=child_environment(env),
@@ -170,7 +179,7 @@ def main() -> None:
                 )
             s3.delete_object(Bucket=bucket, Key=key)
     smallest, largest = min(args.rows), max(args.rows)
-    for mode in ("streamed", "whole"):
+    for mode in args.modes:
         ratio = results[(largest, mode)]["peak_rss_mb"] / results[(smallest, mode)]["peak_rss_mb"]
         print(f"{mode}: peak RSS at {largest:,} rows is {ratio:.2f}x that at {smallest:,} rows")
     server.stop()
