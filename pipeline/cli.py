@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -20,6 +21,7 @@ from typing import Any, NoReturn
 from pipeline import aws, jobs
 from pipeline.errors import InputError
 from pipeline.messages import Notification
+from pipeline.scaling import Policy
 from pipeline.settings import set_process_environment
 
 DEFAULT_OUTPUTS = Path(".pipeline/outputs.json")
@@ -65,13 +67,31 @@ def _parser() -> argparse.ArgumentParser:
     dev = command("dev", "run the whole pipeline locally on the embedded AWS emulator", _dev)
     outputs_option(dev)
     dev.add_argument("--port", type=int, default=0, help="emulator port (default: any free one)")
-    dev.add_argument("--workers", type=int, default=1, help="solo worker processes (default: 1)")
+    dev.add_argument(
+        "--min-workers",
+        type=int,
+        default=1,
+        help="workers kept when idle (default: 1; 0 scales to zero)",
+    )
+    dev.add_argument(
+        "--max-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="most workers at once (default: the number of CPUs)",
+    )
+    dev.add_argument(
+        "--cooldown", type=float, default=45.0, help="seconds before scaling in (default: 45)"
+    )
     dev.add_argument("--stack-name", default="pipeline-local", help="names the local resources")
 
     demo = command("demo", "start the stack, score a generated CSV, show the result, stop", _demo)
     demo.add_argument("--rows", type=int, default=1000, help="rows in the generated CSV")
 
     p = command("outputs", "print the running stack's outputs as JSON", _outputs)
+    outputs_option(p)
+
+    p = command("status", "queue depths, dead letters, workers and recent jobs", _status)
+    p.add_argument("--jobs", type=int, default=10, help="recent jobs to show (default: 10)")
     outputs_option(p)
 
     p = command("schema", "print the JSON Schema of notifications", _schema)
@@ -127,12 +147,24 @@ def _dev(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    stack = LocalStack(stack_name=args.stack_name, port=args.port, workers=args.workers)
+    if not 0 <= args.min_workers <= args.max_workers or args.max_workers < 1:
+        raise CliError("need 0 <= --min-workers <= --max-workers and --max-workers >= 1")
+    policy = Policy(
+        minimum=args.min_workers, maximum=args.max_workers, cooldown_seconds=args.cooldown
+    )
+    stack = LocalStack(
+        stack_name=args.stack_name,
+        port=args.port,
+        scaling=policy,
+        state_dir=args.outputs.parent / "state",
+    )
     try:
         stack.start()
         stack.write_outputs(args.outputs)
         print(
             f"pipeline: ready. Emulator at {stack.endpoint_url}; outputs in {args.outputs}.\n"
+            f"  workers scale between {policy.minimum} and {policy.maximum} "
+            f"(scale-in after {policy.cooldown_seconds:g} s)\n"
             f"  upload files to s3://{stack.outputs['InputBucketName']}/<model-name>/...\n"
             "  Ctrl-C stops everything.",
             flush=True,
@@ -198,6 +230,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _outputs(args: argparse.Namespace) -> int:
     print(json.dumps(connect(args.outputs), indent=2))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from pipeline.status import local_status, render  # noqa: PLC0415
+
+    print(render(local_status(connect(args.outputs), args.jobs)))
     return 0
 
 

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     max_input_bytes: int = Field(default=50 * 1024**3, gt=0)
     #: Rows scored per LightGBM call: large enough to amortize the call, small
     #: enough to keep a worker's memory flat whatever the file size.
-    batch_rows: int = Field(default=65_536, gt=0)
+    batch_rows: int = Field(default=32_768, gt=0)
     #: Threads LightGBM may use per prediction call (0: all cores).
     predict_threads: int = Field(default=0, ge=0)
     #: Attempts at a file when S3 or SNS fail transiently, and the first backoff.

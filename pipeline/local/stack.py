@@ -18,13 +18,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
-from pipeline import dead_letters
+from pipeline import aws, dead_letters
 from pipeline.intake import IntakeRuntime, handle_event
 from pipeline.local import emulator, template
 from pipeline.local.poller import EventSourceMapping
 from pipeline.local.provision import Stack, provision
 from pipeline.local.supervisor import Supervisor
 from pipeline.local.workers import Sink, WorkerProcess
+from pipeline.scaling import Policy
 from pipeline.settings import Settings, set_process_environment
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,9 @@ class LocalStack:
         endpoint_url: str | None = None,
         worker_endpoint_url: str | None = None,
         workers: int = 1,
+        scaling: Policy | None = None,
         template_path: Path | None = None,
+        state_dir: Path | None = None,
         parameters: Mapping[str, str] | None = None,
         settings: Mapping[str, Any] | None = None,
         sink: Sink = print,
@@ -59,6 +62,9 @@ class LocalStack:
         #: Where workers reach AWS, if not the emulator directly (a proxy, say).
         self._worker_endpoint_url = worker_endpoint_url
         self._worker_count = workers
+        self._scaling = scaling
+        #: Worker busy markers and status.json; a temporary folder unless given.
+        self._given_state_dir = state_dir
         self._template_path = template_path
         self._parameters = dict(parameters or {})
         self._setting_overrides = dict(settings or {})
@@ -116,7 +122,9 @@ class LocalStack:
         ]
         for mapping in self.mappings:
             mapping.start()
-        self._state_dir = Path(tempfile.mkdtemp(prefix=f"{self.stack_name}-"))
+        self._state_dir = self._given_state_dir or Path(
+            tempfile.mkdtemp(prefix=f"{self.stack_name}-")
+        )
         self.supervisor = Supervisor(
             {
                 **emulator.environment(self._worker_endpoint_url or self.endpoint_url, self.region),
@@ -125,6 +133,9 @@ class LocalStack:
             self._state_dir,
             self._sink,
             workers=self._worker_count,
+            policy=self._scaling,
+            queue_url=outputs["TaskQueueUrl"],
+            sqs=aws.sqs_client(self.region),
         )
         self.supervisor.start(wait_ready=wait_for_workers)
         self.outputs = {
@@ -132,6 +143,7 @@ class LocalStack:
             "EndpointUrl": self.endpoint_url,
             "Region": self.region,
             "StackName": self.stack_name,
+            "StatusFile": str(self.supervisor.status_path),
         }
 
     @property
@@ -168,7 +180,7 @@ class LocalStack:
             self.stack.destroy()
         if self._emulator is not None:
             self._emulator.stop()
-        if self._state_dir is not None:
+        if self._state_dir is not None and self._given_state_dir is None:
             shutil.rmtree(self._state_dir, ignore_errors=True)
 
     def __enter__(self) -> Self:

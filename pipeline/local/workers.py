@@ -83,6 +83,11 @@ class WorkerProcess:
                 self._ready.set()
             self._sink(f"[{self.name}] {text}")
 
+    @property
+    def ready(self) -> bool:
+        """Whether the worker has said it is ready (it may be holding a message after that)."""
+        return self._ready.is_set()
+
     def wait_ready(self, timeout: float = 60.0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -81,6 +81,7 @@ def test_dev_submit_watch_and_a_clean_stop(dev: Any, tmp_path: Path, binary_mode
     waited = run("submit", str(data), "--model", "churn", "--wait", "--outputs", str(outputs))
     run("submit", str(data), "--model", "churn", "--key", "again.csv", "--outputs", str(outputs))
     watched = run("watch", "--count", "1", "--timeout", "60", "--outputs", str(outputs))
+    status = run("status", "--outputs", str(outputs)).stdout
 
     assert published.stdout.strip() == "1"
     assert listed.stdout.startswith("churn\tv1\t")
@@ -90,6 +91,11 @@ def test_dev_submit_watch_and_a_clean_stop(dev: Any, tmp_path: Path, binary_mode
     assert note["output"]["rows"] == 2
     (line,) = watched.stdout.splitlines()
     assert json.loads(line)["input"]["key"] == "churn/again.csv"
+    assert "task queue:        0 waiting, 0 in flight" in status
+    assert "dead-letter queue: 0" in status
+    assert "workers:           1 (0 busy" in status
+    assert "succeeded 2 rows" in status
+    assert "churn/people.csv" in status
 
     workers = children_of(process.pid)
     assert workers, "pipeline dev runs its workers as child processes"

@@ -114,3 +114,58 @@ def test_chaos_kill_busy_workers_and_lose_nothing(
         data = s3.get_object(Bucket=out_bucket, Key=listing["Contents"][0]["Key"])["Body"].read()
         got = pa_csv.read_csv(io.BytesIO(data)).column("prediction").to_numpy()
         assert np.max(np.abs(got - binary_model.predict(x))) <= 1e-9, key
+
+
+def test_autoscaling_follows_the_queue_and_never_stops_a_busy_worker(
+    local_stack: StackFactory, proxy: FaultProxy, binary_model: Any, s3: Any, sqs: Any
+) -> None:
+    from pipeline.scaling import Policy
+
+    policy = Policy(minimum=0, maximum=2, target_backlog=1, cooldown_seconds=3)
+    # A worker stopped mid long poll can leave that poll holding the next message
+    # (moto, and SQS when a connection drops) for one visibility timeout: keep it short.
+    stack = local_stack(
+        scaling=policy, worker_endpoint_url=proxy.url, parameters={"TaskVisibilityTimeout": "5"}
+    )
+    supervisor = stack.supervisor
+    assert supervisor is not None
+    assert supervisor.running == []  # scaled to zero while idle
+    publish_model(
+        ModelStore(s3, stack.outputs["ModelBucketName"]),
+        "churn",
+        binary_model.model_to_string().encode(),
+        "m",
+    )
+    run = unique("burst")
+    proxy.delays.append(lambda method, path: 1.0 if method == "GET" and run in path else 0.0)
+    body = b"age,income,score,balance\n1,2,3,4\n"
+    keys = [f"churn/{run}/{i}.csv" for i in range(10)]
+    for key in keys:
+        s3.put_object(Bucket=stack.outputs["InputBucketName"], Key=key, Body=body)
+
+    notes: dict[str, Notification] = {}
+    deadline = time.monotonic() + 120
+    while len(notes) < len(keys):
+        assert time.monotonic() < deadline, f"{len(notes)} of {len(keys)} files answered"
+        for note in consumer.receive(sqs, stack.outputs["NotificationQueueUrl"], 1):
+            assert note.input is not None
+            notes[note.input.key] = note
+    while supervisor.running:
+        assert time.monotonic() < deadline, "the workers were not scaled back to zero"
+        time.sleep(0.2)
+    stopped = [reason for _, workers, reason in supervisor.decisions if "scale in" in reason]
+
+    assert supervisor.peak_workers == 2
+    assert all(n.status == "succeeded" for n in notes.values())
+    assert all(proxy.gets(key) == 1 for key in keys), "a file was started twice"
+    assert stopped, "no scale-in decision was recorded"
+    assert supervisor.restarts == 0
+
+    # From zero, one waiting file starts a worker again.
+    late = f"churn/{run}/late.csv"
+    etag = s3.put_object(Bucket=stack.outputs["InputBucketName"], Key=late, Body=body)["ETag"]
+    note = consumer.wait_for(
+        sqs, stack.outputs["NotificationQueueUrl"], lambda n: n.is_for(late, etag.strip('"')), 60
+    )
+    assert note is not None
+    assert note.status == "succeeded"

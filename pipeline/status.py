@@ -1,0 +1,109 @@
+"""``pipeline status``: what the pipeline is doing, from the queues, the workers and the ledger."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline import aws
+from pipeline.ledger import PREFIX
+from pipeline.messages import Notification
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+_SCANNED_JOBS = 1000
+
+
+@dataclass
+class Status:
+    stack: str
+    waiting: int
+    in_flight: int
+    dead_letters: int
+    workers: list[dict[str, Any]] = field(default_factory=list)
+    target: int | None = None
+    last_decision: str = ""
+    restarts: int = 0
+    recent: list[Notification] = field(default_factory=list)
+
+
+def queue_depth(sqs: SQSClient, url: str) -> tuple[int, int]:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return (
+        int(attributes["ApproximateNumberOfMessages"]),
+        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+    )
+
+
+def recent_jobs(s3: S3Client, bucket: str, count: int) -> list[Notification]:
+    """The latest outcomes in the ledger (of the first keys listed, for a large ledger)."""
+    listed: list[tuple[Any, str]] = []
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(
+        Bucket=bucket, Prefix=PREFIX, PaginationConfig={"MaxItems": _SCANNED_JOBS}
+    ):
+        listed += [
+            (item["LastModified"], item["Key"])
+            for item in page.get("Contents", [])
+            if item["Key"].endswith("/outcome.json")
+        ]
+    newest = sorted(listed, reverse=True)[:count]
+    return [
+        Notification.model_validate_json(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        for _, key in newest
+    ]
+
+
+def local_status(outputs: dict[str, str], jobs: int) -> Status:
+    sqs, s3 = aws.sqs_client(), aws.s3_client()
+    waiting, in_flight = queue_depth(sqs, outputs["TaskQueueUrl"])
+    dead = sum(queue_depth(sqs, outputs["TaskDeadLetterQueueUrl"]))
+    status = Status(
+        stack=f"{outputs.get('StackName', '?')} (local, {outputs.get('EndpointUrl', '')})",
+        waiting=waiting,
+        in_flight=in_flight,
+        dead_letters=dead,
+        recent=recent_jobs(s3, outputs["OutputBucketName"], jobs),
+    )
+    status_file = Path(outputs.get("StatusFile", ""))
+    if status_file.is_file():
+        supervisor = json.loads(status_file.read_text())
+        status.workers = supervisor["workers"]
+        status.target = supervisor["target"]
+        status.last_decision = supervisor["last_decision"]
+        status.restarts = supervisor["restarts"]
+    return status
+
+
+def render(status: Status) -> str:
+    busy = sum(1 for w in status.workers if w["state"] == "busy")
+    lines = [
+        f"stack:             {status.stack}",
+        f"task queue:        {status.waiting} waiting, {status.in_flight} in flight",
+        f"dead-letter queue: {status.dead_letters}",
+        f"workers:           {len(status.workers)} ({busy} busy, "
+        f"{len(status.workers) - busy} idle or stopping); target {status.target}; "
+        f"restarts {status.restarts}",
+    ]
+    lines += [f"  {w['name']:<10} pid {w['pid']:<8} {w['state']}" for w in status.workers]
+    if status.last_decision:
+        lines.append(f"last decision:     {status.last_decision}")
+    lines.append("recent jobs:")
+    for note in status.recent:
+        where = note.input.key if note.input else "(no file)"
+        detail = (
+            f"{note.output.rows} rows" if note.output else (note.error.code if note.error else "")
+        )
+        lines.append(
+            f"  {note.finished_at:%Y-%m-%d %H:%M:%S}  {note.status:<9} {detail:<16} {where}"
+        )
+    if not status.recent:
+        lines.append("  (none yet)")
+    return "\n".join(lines)
