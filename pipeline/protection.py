@@ -1,26 +1,67 @@
 """Marking a worker busy while it holds a file, so scaling in never stops it mid-file.
 
-Locally the supervisor reads a marker file (``PIPELINE_BUSY_FILE``); the
-marker exists exactly while a file runs.
+On ECS the worker protects its own task from scale-in through the ECS agent's
+task scale-in protection endpoint (``$ECS_AGENT_URI/task-protection/v1/state``)
+while a file runs, and clears the protection after: Application Auto Scaling
+then only ever stops idle tasks. Locally the supervisor reads a marker file
+(``PIPELINE_BUSY_FILE``) that exists exactly while a file runs.
+
+Protection is best effort: if the agent cannot be reached the file is still
+scored (and, if the task is stopped anyway, its message returns to the queue).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
+import math
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+log = logging.getLogger(__name__)
+
+#: ECS allows protection for up to 48 hours.
+_MAX_MINUTES = 2880
+
 
 class Protection:
-    def __init__(self, busy_file: str = "") -> None:
+    def __init__(
+        self, busy_file: str = "", ecs_agent_uri: str = "", expires_seconds: float = 3600
+    ) -> None:
         self._busy_file = Path(busy_file) if busy_file else None
+        self._agent = ecs_agent_uri.rstrip("/")
+        self._minutes = max(1, min(_MAX_MINUTES, math.ceil(expires_seconds / 60) + 5))
 
     @contextlib.contextmanager
     def busy(self, job_id: str) -> Iterator[None]:
         if self._busy_file is not None:
             self._busy_file.write_text(job_id)
+        self._protect(enabled=True)
         try:
             yield
         finally:
+            self._protect(enabled=False)
             if self._busy_file is not None:
                 self._busy_file.unlink(missing_ok=True)
+
+    def _protect(self, enabled: bool) -> None:
+        if not self._agent:
+            return
+        state: dict[str, object] = {"ProtectionEnabled": enabled}
+        if enabled:
+            state["ExpiresInMinutes"] = self._minutes
+        request = urllib.request.Request(  # noqa: S310 - the agent's URI, given by ECS
+            f"{self._agent}/task-protection/v1/state",
+            data=json.dumps(state).encode(),
+            method="PUT",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+                response.read()
+        except OSError as exc:
+            log.warning(
+                "could not %s task scale-in protection: %s", "set" if enabled else "clear", exc
+            )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PIPELINE_"
@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     job_timeout_seconds: float = Field(default=6 * 3600.0, ge=0)
     #: Locally, a file that exists while this worker holds a file (busy).
     busy_file: str = ""
+    #: On ECS, the agent's endpoint (set by ECS): the worker protects its task
+    #: from scale-in while it holds a file.
+    ecs_agent_uri: str = Field(
+        default="", validation_alias=AliasChoices("PIPELINE_ECS_AGENT_URI", "ECS_AGENT_URI")
+    )
 
     def as_environment(self) -> dict[str, str]:
         """The variables that recreate these settings in a child process."""

@@ -76,7 +76,9 @@ class WorkerRuntime:
             sqs=aws.sqs_client(),
             models=ModelCache(store.model_text),
             ledger=Ledger(s3, settings.output_bucket),
-            protection=Protection(settings.busy_file),
+            protection=Protection(
+                settings.busy_file, settings.ecs_agent_uri, settings.job_timeout_seconds
+            ),
         )
 
     def retrying(self, action: Any) -> Any:

@@ -96,15 +96,23 @@ def _dependencies(spec: Mapping[str, Any], resources: Mapping[str, Any]) -> set[
     return {name for name in named if name in resources}
 
 
-def _try_resolve(evaluate: Evaluator, properties: Any) -> dict[str, Any]:
-    """Properties of a resource the stack does not create, as far as they resolve."""
-    resolved: dict[str, Any] = {}
-    for key, value in properties.items():
+def _try_resolve(evaluate: Evaluator, properties: Any) -> Any:
+    """Properties of a resource the stack does not create, as far as they resolve.
+
+    A value that refers to something the local stack lacks (a log group, a
+    subnet parameter) becomes None; everything else resolves, so a container's
+    ``Environment`` can be read from its task definition.
+    """
+    if isinstance(properties, list):
+        return [_try_resolve(evaluate, item) for item in properties]
+    if not isinstance(properties, dict):
+        return properties
+    if len(properties) == 1 and next(iter(properties)).startswith(("Ref", "Fn::")):
         try:
-            resolved[key] = evaluate(value)
+            return evaluate(properties)
         except TemplateError:
-            continue
-    return resolved
+            return None
+    return {key: _try_resolve(evaluate, value) for key, value in properties.items()}
 
 
 def _clients(region: str) -> _Clients:
@@ -204,11 +212,32 @@ def _lifecycle_rule(rule: dict[str, Any]) -> Any:
         "Status": rule["Status"],
         "Filter": {"Prefix": rule.get("Prefix", "")},
     }
+    if "NoncurrentVersionExpiration" in rule:
+        days = int(rule["NoncurrentVersionExpiration"]["NoncurrentDays"])
+        api["NoncurrentVersionExpiration"] = {"NoncurrentDays": days}
     if "AbortIncompleteMultipartUpload" in rule:
         api["AbortIncompleteMultipartUpload"] = rule["AbortIncompleteMultipartUpload"]
     if "ExpirationInDays" in rule:
         api["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
     return api
+
+
+def _bucket_policy(c: _Clients, ev: Evaluator, logical: str, p: dict[str, Any], region: str) -> str:
+    """Apply a bucket policy, less its TLS-only statements.
+
+    The emulator speaks plain HTTP on loopback, and moto enforces bucket
+    policies: a deny on ``aws:SecureTransport`` would refuse every local request.
+    """
+    document = dict(p["PolicyDocument"])
+    document["Statement"] = [
+        statement
+        for statement in document["Statement"]
+        if "aws:SecureTransport" not in json.dumps(statement.get("Condition", {}))
+    ]
+    if document["Statement"]:
+        c.s3.put_bucket_policy(Bucket=p["Bucket"], Policy=json.dumps(document))
+    ev.record(logical, logical)
+    return ""
 
 
 def _topic(c: _Clients, ev: Evaluator, logical: str, p: dict[str, Any], region: str) -> str:
@@ -238,6 +267,7 @@ _CREATORS: dict[str, Creator] = {
     "AWS::SQS::Queue": _queue,
     "AWS::SQS::QueuePolicy": _queue_policy,
     "AWS::S3::Bucket": _bucket,
+    "AWS::S3::BucketPolicy": _bucket_policy,
     "AWS::SNS::Topic": _topic,
     "AWS::SNS::Subscription": _subscription,
 }

@@ -157,14 +157,11 @@ class LocalStack:
         return Settings.from_environment(variables).model_copy(update=self._setting_overrides)
 
     def _worker_settings(self) -> Settings:
+        """The worker container's settings, from its ``Environment`` in the task definition."""
         assert self.stack is not None  # noqa: S101
-        resources = self.stack.properties
-        return self._function_settings("UploadFunction").model_copy(
-            update={
-                "task_visibility_seconds": int(resources["TaskQueue"]["VisibilityTimeout"]),
-                **self._setting_overrides,
-            }
-        )
+        (container,) = self.stack.properties["WorkerTaskDefinition"]["ContainerDefinitions"]
+        variables = {item["Name"]: str(item["Value"]) for item in container["Environment"]}
+        return Settings.from_environment(variables).model_copy(update=self._setting_overrides)
 
     def write_outputs(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

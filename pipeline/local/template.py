@@ -99,11 +99,14 @@ class Evaluator:
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
         }
+        #: Parameters with no value (no default, none given): an error only if used.
+        self._unset: set[str] = set()
         for name, spec in template.get("Parameters", {}).items():
             given = (parameters or {}).get(name, spec.get("Default"))
             if given is None:
-                raise TemplateError(f"parameter {name} has no default and no value was given")
-            self._values[name] = given
+                self._unset.add(name)
+            else:
+                self._values[name] = given
         #: attribute values of created resources, "Name" for Ref, "Name.Attr" for GetAtt
         self._attributes: dict[str, Any] = {}
 
@@ -145,6 +148,8 @@ class Evaluator:
         return self._attributes[name]
 
     def _lookup(self, name: str) -> Any:
+        if name in self._unset:
+            raise TemplateError(f"parameter {name} has no default and no value was given")
         if name not in self._values:
             raise TemplateError(f"!Ref {name} is not known to the local stack")
         return self._values[name]

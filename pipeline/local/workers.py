@@ -22,15 +22,18 @@ from pipeline.settings import child_environment
 Sink = Callable[[str], None]
 
 
-def worker_command(name: str, loglevel: str = "INFO") -> list[str]:
+def worker_command(
+    name: str, loglevel: str = "INFO", pool: str = "solo", concurrency: int = 1
+) -> list[str]:
+    """The worker's command line: the container image runs the same one (solo, 1)."""
     return [
         sys.executable,
         "-m",
         "celery",
         "--app=pipeline.worker",
         "worker",
-        "--pool=solo",
-        "--concurrency=1",
+        f"--pool={pool}",
+        f"--concurrency={concurrency}",
         f"--queues={SCORE_QUEUE}",
         f"--hostname={name}@%h",
         f"--loglevel={loglevel}",
@@ -41,9 +44,15 @@ def worker_command(name: str, loglevel: str = "INFO") -> list[str]:
 
 class WorkerProcess:
     def __init__(
-        self, name: str, environment: Mapping[str, str], sink: Sink, busy_file: Path | None = None
+        self,
+        name: str,
+        environment: Mapping[str, str],
+        sink: Sink,
+        busy_file: Path | None = None,
+        command: list[str] | None = None,
     ) -> None:
         self.name = name
+        self._command = command or worker_command(name)
         self._environment = dict(environment)
         self._sink = sink
         self._busy_file = busy_file
@@ -59,7 +68,7 @@ class WorkerProcess:
 
     def start(self) -> None:
         self._process = subprocess.Popen(
-            worker_command(self.name),
+            self._command,
             env=child_environment(self._environment),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
