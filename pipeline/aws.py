@@ -17,6 +17,8 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, Rea
 from pipeline.errors import JobTimeout, TransientError
 
 if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_ecs import ECSClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
@@ -53,6 +55,14 @@ def sqs_client(region: str | None = None) -> SQSClient:
 
 def sns_client(region: str | None = None) -> SNSClient:
     return boto3.client("sns", region_name=region, config=_CONFIG)
+
+
+def cloudformation_client(region: str | None = None) -> CloudFormationClient:
+    return boto3.client("cloudformation", region_name=region, config=_CONFIG)
+
+
+def ecs_client(region: str | None = None) -> ECSClient:
+    return boto3.client("ecs", region_name=region, config=_CONFIG)
 
 
 def error_code(exc: ClientError) -> str:

@@ -55,17 +55,24 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(run=run)
         return p
 
-    def outputs_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
+    def outputs_option(p: argparse.ArgumentParser, deployed: bool = True) -> None:
+        where = p.add_mutually_exclusive_group()
+        where.add_argument(
             "--outputs",
             type=Path,
             default=DEFAULT_OUTPUTS,
             metavar="FILE",
-            help=f"the running stack's outputs file (default: {DEFAULT_OUTPUTS})",
+            help=f"a local stack's outputs file (default: {DEFAULT_OUTPUTS})",
         )
+        if deployed:
+            where.add_argument(
+                "--stack",
+                metavar="NAME",
+                help="a deployed stack (reads its CloudFormation outputs)",
+            )
 
     dev = command("dev", "run the whole pipeline locally on the embedded AWS emulator", _dev)
-    outputs_option(dev)
+    outputs_option(dev, deployed=False)
     dev.add_argument("--port", type=int, default=0, help="emulator port (default: any free one)")
     dev.add_argument(
         "--min-workers",
@@ -127,8 +134,11 @@ def _parser() -> argparse.ArgumentParser:
 # ---- finding the stack ----------------------------------------------------------
 
 
-def connect(path: Path) -> dict[str, str]:
-    """The stack's outputs; points boto3 at the emulator when the stack is local."""
+def connect(args: argparse.Namespace) -> dict[str, str]:
+    """The stack's outputs: a deployed stack's, or a local one's (and then use its emulator)."""
+    if getattr(args, "stack", None):
+        return deployed_outputs(args.stack)
+    path: Path = args.outputs
     if not path.exists():
         raise CliError(f"no stack outputs at {path}: start one with 'pipeline dev' first")
     outputs: dict[str, str] = json.loads(path.read_text())
@@ -137,6 +147,17 @@ def connect(path: Path) -> dict[str, str]:
 
         set_process_environment(environment(outputs["EndpointUrl"], outputs["Region"]))
     return outputs
+
+
+def deployed_outputs(stack: str) -> dict[str, str]:
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    try:
+        described = aws.cloudformation_client().describe_stacks(StackName=stack)["Stacks"][0]
+    except (ClientError, BotoCoreError) as exc:
+        raise CliError(f"cannot read stack {stack!r}: {exc}") from exc
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+    return {**outputs, "StackName": stack}
 
 
 # ---- commands -----------------------------------------------------------------------
@@ -229,14 +250,16 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _outputs(args: argparse.Namespace) -> int:
-    print(json.dumps(connect(args.outputs), indent=2))
+    print(json.dumps(connect(args), indent=2))
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    from pipeline.status import local_status, render  # noqa: PLC0415
+    from pipeline.status import deployed_status, local_status, render  # noqa: PLC0415
 
-    print(render(local_status(connect(args.outputs), args.jobs)))
+    outputs = connect(args)
+    status = deployed_status(outputs, args.jobs) if args.stack else local_status(outputs, args.jobs)
+    print(render(status))
     return 0
 
 
@@ -249,7 +272,7 @@ def _model_publish(args: argparse.Namespace) -> int:
     from pipeline.model_store import ModelStore  # noqa: PLC0415
     from pipeline.scoring.model import publish_model  # noqa: PLC0415
 
-    outputs = connect(args.outputs)
+    outputs = connect(args)
     if not args.file.is_file():
         raise CliError(f"{args.file}: no such file")
     if not jobs.MODEL_NAME.match(args.name):
@@ -263,7 +286,7 @@ def _model_publish(args: argparse.Namespace) -> int:
 def _model_list(args: argparse.Namespace) -> int:
     from pipeline.model_store import ModelStore  # noqa: PLC0415
 
-    outputs = connect(args.outputs)
+    outputs = connect(args)
     store = ModelStore(aws.s3_client(), outputs["ModelBucketName"])
     names = [args.name] if args.name else store.names()
     for name in names:
@@ -280,7 +303,7 @@ def _model_list(args: argparse.Namespace) -> int:
 def _submit(args: argparse.Namespace) -> int:
     from pipeline import consumer  # noqa: PLC0415
 
-    outputs = connect(args.outputs)
+    outputs = connect(args)
     if not args.file.is_file():
         raise CliError(f"{args.file}: no such file")
     key = f"{args.model}/{args.key or args.file.name}"
@@ -310,7 +333,7 @@ def _submit(args: argparse.Namespace) -> int:
 def _watch(args: argparse.Namespace) -> int:
     from pipeline import consumer  # noqa: PLC0415
 
-    outputs = connect(args.outputs)
+    outputs = connect(args)
     sqs = aws.sqs_client()
     seen = 0
     deadline = None if args.timeout is None else time.monotonic() + args.timeout

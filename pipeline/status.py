@@ -82,6 +82,37 @@ def local_status(outputs: dict[str, str], jobs: int) -> Status:
     return status
 
 
+def deployed_status(outputs: dict[str, str], jobs: int) -> Status:
+    """A deployed stack: queues from SQS, workers from ECS (protected tasks are busy)."""
+    sqs, s3, ecs = aws.sqs_client(), aws.s3_client(), aws.ecs_client()
+    waiting, in_flight = queue_depth(sqs, outputs["TaskQueueUrl"])
+    cluster, service = outputs["WorkerClusterName"], outputs["WorkerServiceName"]
+    described = ecs.describe_services(cluster=cluster, services=[service])["services"][0]
+    tasks = ecs.list_tasks(cluster=cluster, serviceName=service)["taskArns"]
+    protected: set[str] = set()
+    if tasks:
+        states = ecs.get_task_protection(cluster=cluster, tasks=tasks)["protectedTasks"]
+        protected = {t["taskArn"] for t in states if t.get("protectionEnabled")}
+    return Status(
+        stack=f"{outputs['StackName']} (deployed)",
+        waiting=waiting,
+        in_flight=in_flight,
+        dead_letters=sum(queue_depth(sqs, outputs["TaskDeadLetterQueueUrl"])),
+        workers=[
+            {
+                "name": arn.rsplit("/", 1)[-1][:12],
+                "pid": "-",
+                "state": "busy" if arn in protected else "idle",
+            }
+            for arn in tasks
+        ],
+        target=described.get("desiredCount"),
+        last_decision=f"ECS: {described.get('runningCount')} running, "
+        f"{described.get('pendingCount')} pending",
+        recent=recent_jobs(s3, outputs["OutputBucketName"], jobs),
+    )
+
+
 def render(status: Status) -> str:
     busy = sum(1 for w in status.workers if w["state"] == "busy")
     lines = [

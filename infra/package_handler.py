@@ -1,0 +1,115 @@
+"""Build the Lambda functions' deployment package: only what the handlers import.
+
+``sam build`` runs this (``Makefile``: ``build-UploadFunction``,
+``build-DeadLetterFunction``); the tests run it too. It copies the modules of
+``handlers`` and ``pipeline`` that the two entry points import (found by
+importing them, so the package can never miss one or carry the scoring side)
+and installs ``infra/handler-requirements.txt`` beside them.
+
+    python infra/package_handler.py OUT_DIR [--python-version 3.12 --platform manylinux2014_x86_64]
+    python infra/package_handler.py OUT_DIR --report     # also print size and cold import time
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTRY_POINTS = ("handlers.upload", "handlers.dead_letter")
+HEAVY = ("lightgbm", "numpy", "pyarrow", "pandas", "sklearn", "scipy", "moto", "pycurl")
+
+
+def handler_modules() -> list[str]:
+    """Files of our own packages that the entry points import."""
+    code = (
+        "import json, sys\n"
+        + "".join(f"import {name}\n" for name in ENTRY_POINTS)
+        + "print(json.dumps(sorted(m.__file__ for n, m in sys.modules.items()"
+        " if n.split('.')[0] in ('pipeline', 'handlers') and getattr(m, '__file__', None))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return [str(Path(f).resolve().relative_to(ROOT)) for f in json.loads(out.stdout)]
+
+
+def build(out: Path, python_version: str | None = None, platform: str | None = None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for relative in handler_modules():
+        target = out / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / relative, target)
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-compile",
+        "--target",
+        str(out),
+        "-r",
+        str(ROOT / "infra" / "handler-requirements.txt"),
+    ]
+    if python_version or platform:
+        command += ["--only-binary=:all:", "--implementation", "cp"]
+        command += ["--python-version", python_version] if python_version else []
+        command += ["--platform", platform] if platform else []
+    subprocess.run(command, check=True)
+    for cache in out.rglob("__pycache__"):
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def size_mb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
+
+
+def zipped_mb(folder: Path) -> float:
+    archive = shutil.make_archive(str(folder) + "-package", "zip", folder)
+    size = Path(archive).stat().st_size / 1e6
+    Path(archive).unlink()
+    return size
+
+
+def cold_import_seconds(folder: Path) -> float:
+    """Time to import both entry points in a fresh interpreter that sees only the package."""
+    code = (
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(folder)!r})\n"
+        "started = time.perf_counter()\n"
+        + "".join(f"import {name}\n" for name in ENTRY_POINTS)
+        + "print(time.perf_counter() - started)\n"
+    )
+    # -S: no site-packages, -I: no environment or user site: only the stdlib and the package.
+    out = subprocess.run(
+        [sys.executable, "-S", "-I", "-c", code], capture_output=True, text=True, check=True
+    )
+    return float(out.stdout.strip())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--python-version")
+    parser.add_argument("--platform")
+    parser.add_argument("--report", action="store_true")
+    args = parser.parse_args()
+    build(args.out, args.python_version, args.platform)
+    if args.report:
+        heavy = [name for name in HEAVY if (args.out / name).exists()]
+        print(f"package: {size_mb(args.out):.1f} MB unzipped, {zipped_mb(args.out):.1f} MB zipped")
+        print(f"heavy packages inside: {heavy or 'none'}")
+        imports = [cold_import_seconds(args.out) for _ in range(5)]
+        print(
+            f"cold import of both handlers: {min(imports) * 1000:.0f} ms (best of 5), "
+            f"{sorted(imports)[2] * 1000:.0f} ms median"
+        )
+
+
+if __name__ == "__main__":
+    main()

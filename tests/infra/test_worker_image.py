@@ -1,0 +1,28 @@
+"""The container image runs the same worker the local stack runs."""
+
+import json
+from pathlib import Path
+
+from pipeline.local.workers import worker_command
+
+DOCKERFILE = Path(__file__).resolve().parents[2] / "infra" / "Dockerfile"
+
+
+def instruction(name: str) -> str:
+    lines = [line for line in DOCKERFILE.read_text().splitlines() if line.startswith(f"{name} ")]
+    assert len(lines) == 1, f"one {name} expected"
+    return lines[0].removeprefix(f"{name} ")
+
+
+def test_the_image_runs_the_local_stacks_worker_command() -> None:
+    image = json.loads(instruction("CMD"))
+    local = worker_command("worker")
+    assert image[0] == "celery"
+    assert local[1:3] == ["-m", "celery"]
+    assert sorted(image[1:]) == sorted(local[3:])
+
+
+def test_the_image_runs_unprivileged_with_lightgbm_runtime() -> None:
+    assert instruction("USER") == "10001"
+    assert "libgomp1" in DOCKERFILE.read_text()
+    assert instruction("STOPSIGNAL") == "SIGTERM"
