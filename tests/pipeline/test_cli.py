@@ -122,3 +122,28 @@ def test_publishing_something_that_is_not_a_model_is_refused(dev: Any, tmp_path:
 
     assert result.returncode == 2
     assert "is not a LightGBM text model" in result.stderr
+
+
+def test_a_deployed_stack_is_found_by_name(aws_endpoint: str) -> None:
+    from pipeline import aws
+
+    name = unique("deployed")
+    body = (
+        '{"Resources": {"Q": {"Type": "AWS::SQS::Queue"}},'
+        ' "Outputs": {"TaskQueueUrl": {"Value": {"Ref": "Q"}}}}'
+    )
+    cloudformation = aws.cloudformation_client("us-east-1")
+    cloudformation.create_stack(StackName=name, TemplateBody=body)
+    try:
+        shown = json.loads(run("outputs", "--stack", name).stdout)
+        missing = run("outputs", "--stack", unique("absent"), check=False)
+        queue = aws.sqs_client("us-east-1").get_queue_attributes(
+            QueueUrl=shown["TaskQueueUrl"], AttributeNames=["QueueArn"]
+        )
+    finally:
+        cloudformation.delete_stack(StackName=name)
+
+    assert shown["StackName"] == name
+    assert queue["Attributes"]["QueueArn"].startswith("arn:aws:sqs:us-east-1:")
+    assert missing.returncode == 2
+    assert "cannot read stack" in missing.stderr
