@@ -7,6 +7,7 @@ down when the test ends, so tests never see each other's buckets or queues.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -41,6 +42,17 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+def infra_module(name: str) -> Any:
+    """A script under ``infra/`` (not a package), loaded as a module."""
+    path = Path(__file__).resolve().parents[1] / "infra" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def aws_endpoint() -> Iterator[str]:
     server = emulator.Emulator().start()
@@ -59,6 +71,45 @@ def s3(aws_endpoint: str) -> Any:
 @pytest.fixture
 def sqs(aws_endpoint: str) -> Any:
     return aws.sqs_client(REGION)
+
+
+@pytest.fixture
+def bucket(s3: Any) -> Iterator[str]:
+    """An empty bucket of its own, removed after the test."""
+    name = unique("bucket")
+    s3.create_bucket(Bucket=name)
+    yield name
+    for item in s3.list_objects_v2(Bucket=name).get("Contents", []):
+        s3.delete_object(Bucket=name, Key=item["Key"])
+    s3.delete_bucket(Bucket=name)
+
+
+@pytest.fixture
+def function_environment(
+    aws_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[str, Any], Any]:
+    """Provision a stack and give this process one function's Environment, as Lambda would.
+
+    Call it with the function's logical id and its handler module (whose
+    cached runtime is cleared, so it is built from this environment).
+    """
+    from pipeline.local import template
+    from pipeline.local.provision import provision
+
+    stacks: list[Any] = []
+
+    def apply(function: str, handler: Any) -> Any:
+        stack = provision(template.load(), unique("fn"), REGION)
+        stacks.append((stack, handler))
+        for name, value in stack.properties[function]["Environment"]["Variables"].items():
+            monkeypatch.setenv(name, value)
+        handler._runtime.cache_clear()
+        return stack
+
+    yield apply
+    for stack, handler in stacks:
+        handler._runtime.cache_clear()
+        stack.destroy()
 
 
 StackFactory = Callable[..., LocalStack]

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pipeline.local import template
+from tests.conftest import infra_module
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("check_template", ROOT / "infra/check_template.py")
-assert spec is not None
-assert spec.loader is not None
-check_template = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(check_template)
+check_template = infra_module("check_template")
 
 #: Actions AWS grants only on "*", each with the reason it is harmless here.
 STAR_RESOURCE_ACTIONS = {

@@ -8,21 +8,13 @@ import pytest
 
 from handlers import dead_letter
 from pipeline.ledger import Ledger
-from pipeline.local import template
-from pipeline.local.provision import provision
 from pipeline.messages import ErrorInfo, Notification, ObjectRef, failed
-from tests.conftest import REGION, load_event, unique
+from tests.conftest import load_event
 
 
 @pytest.fixture
-def function_env(aws_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    stack = provision(template.load(), unique("d"), REGION)
-    for name, value in stack.properties["DeadLetterFunction"]["Environment"]["Variables"].items():
-        monkeypatch.setenv(name, value)
-    dead_letter._runtime.cache_clear()
-    yield stack
-    dead_letter._runtime.cache_clear()
-    stack.destroy()
+def function_env(function_environment: Any) -> Any:
+    return function_environment("DeadLetterFunction", dead_letter)
 
 
 def notifications(sqs: Any, stack: Any) -> list[Notification]:

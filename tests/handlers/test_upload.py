@@ -8,20 +8,12 @@ from typing import Any
 import pytest
 
 from handlers import upload
-from pipeline.local import template
-from pipeline.local.provision import provision
-from tests.conftest import REGION, load_event, unique
+from tests.conftest import load_event
 
 
 @pytest.fixture
-def function_env(aws_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    stack = provision(template.load(), unique("h"), REGION)
-    for name, value in stack.properties["UploadFunction"]["Environment"]["Variables"].items():
-        monkeypatch.setenv(name, value)
-    upload._runtime.cache_clear()
-    yield stack
-    upload._runtime.cache_clear()
-    stack.destroy()
+def function_env(function_environment: Any) -> Any:
+    return function_environment("UploadFunction", upload)
 
 
 def test_the_entry_point_answers_a_canned_event_from_its_environment(

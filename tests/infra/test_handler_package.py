@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,14 +15,9 @@ from pipeline.local.provision import provision
 from pipeline.model_store import ModelStore
 from pipeline.scoring.model import publish_model
 from pipeline.settings import child_environment
-from tests.conftest import REGION, unique
+from tests.conftest import REGION, infra_module, unique
 
-ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("package_handler", ROOT / "infra/package_handler.py")
-assert spec is not None
-assert spec.loader is not None
-package_handler = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(package_handler)
+package_handler = infra_module("package_handler")
 
 
 @pytest.fixture(scope="module")

@@ -5,20 +5,14 @@ import pytest
 
 from pipeline.ledger import AttemptError, Ledger
 from pipeline.messages import ErrorInfo, ObjectRef, failed
-from tests.conftest import unique
 
 WHEN = datetime(2026, 11, 21, tzinfo=UTC)
 OBJ = ObjectRef(bucket="in", key="m/a.csv", etag="e", size=1)
 
 
 @pytest.fixture
-def ledger(s3: Any) -> Any:
-    bucket = unique("ledger")
-    s3.create_bucket(Bucket=bucket)
-    yield Ledger(s3, bucket)
-    for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
-        s3.delete_object(Bucket=bucket, Key=item["Key"])
-    s3.delete_bucket(Bucket=bucket)
+def ledger(s3: Any, bucket: str) -> Ledger:
+    return Ledger(s3, bucket)
 
 
 def note(code: str) -> Any:

@@ -7,17 +7,11 @@ from pipeline.errors import InvalidModel, UnknownModel
 from pipeline.messages import ModelRef
 from pipeline.model_store import ModelStore
 from pipeline.scoring.model import ModelCache, publish_model
-from tests.conftest import unique
 
 
 @pytest.fixture
-def store(s3: Any) -> Any:
-    bucket = unique("models")
-    s3.create_bucket(Bucket=bucket)
-    yield ModelStore(s3, bucket)
-    for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
-        s3.delete_object(Bucket=bucket, Key=item["Key"])
-    s3.delete_bucket(Bucket=bucket)
+def store(s3: Any, bucket: str) -> ModelStore:
+    return ModelStore(s3, bucket)
 
 
 def test_publishing_numbers_versions_and_records_what_the_model_is(

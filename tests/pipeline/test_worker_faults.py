@@ -32,6 +32,13 @@ def proxy(aws_endpoint: str) -> Any:
     running.stop()
 
 
+def with_model(stack: Any, s3: Any, model: Any) -> Any:
+    """``stack`` with ``model`` published as ``churn``."""
+    store = ModelStore(s3, stack.outputs["ModelBucketName"])
+    publish_model(store, "churn", model.model_to_string().encode(), "m")
+    return stack
+
+
 @pytest.fixture
 def stack(local_stack: StackFactory, proxy: FaultProxy, binary_model: Any, s3: Any) -> Any:
     started = local_stack(
@@ -39,9 +46,7 @@ def stack(local_stack: StackFactory, proxy: FaultProxy, binary_model: Any, s3: A
         parameters={"TaskVisibilityTimeout": "6", "TaskMaxReceiveCount": "2"},
         settings={"retry_attempts": 1},  # botocore's own retries only: attempts are countable
     )
-    store = ModelStore(s3, started.outputs["ModelBucketName"])
-    publish_model(store, "churn", binary_model.model_to_string().encode(), "m")
-    return started
+    return with_model(started, s3, binary_model)
 
 
 def upload(stack: Any, s3: Any, key: str, body: bytes) -> str:
@@ -199,14 +204,12 @@ def test_a_multipart_upload_is_one_job(stack: Any, s3: Any, sqs: Any) -> None:
 def test_a_file_longer_than_the_visibility_timeout_runs_once(
     local_stack: StackFactory, proxy: FaultProxy, binary_model: Any, s3: Any, sqs: Any
 ) -> None:
-    two = local_stack(
-        workers=2, worker_endpoint_url=proxy.url, parameters={"TaskVisibilityTimeout": "3"}
-    )
-    publish_model(
-        ModelStore(s3, two.outputs["ModelBucketName"]),
-        "churn",
-        binary_model.model_to_string().encode(),
-        "m",
+    two = with_model(
+        local_stack(
+            workers=2, worker_endpoint_url=proxy.url, parameters={"TaskVisibilityTimeout": "3"}
+        ),
+        s3,
+        binary_model,
     )
     key = f"churn/{unique('long')}.csv"
     proxy.delays.append(lambda method, path: 10.0 if method == "GET" and key in path else 0.0)
@@ -242,12 +245,10 @@ def test_a_stopped_worker_finishes_its_file_first(
 def test_a_stuck_file_fails_with_timeout(
     local_stack: StackFactory, proxy: FaultProxy, binary_model: Any, s3: Any, sqs: Any
 ) -> None:
-    limited = local_stack(worker_endpoint_url=proxy.url, settings={"job_timeout_seconds": 2})
-    publish_model(
-        ModelStore(s3, limited.outputs["ModelBucketName"]),
-        "churn",
-        binary_model.model_to_string().encode(),
-        "m",
+    limited = with_model(
+        local_stack(worker_endpoint_url=proxy.url, settings={"job_timeout_seconds": 2}),
+        s3,
+        binary_model,
     )
     key = f"churn/{unique('stuck')}.csv"
     proxy.delays.append(lambda method, path: 30.0 if method == "GET" and key in path else 0.0)
