@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from pipeline import aws
 from pipeline.ledger import PREFIX
 from pipeline.messages import Notification
@@ -89,10 +91,14 @@ def deployed_status(outputs: dict[str, str], jobs: int) -> Status:
     cluster, service = outputs["WorkerClusterName"], outputs["WorkerServiceName"]
     described = ecs.describe_services(cluster=cluster, services=[service])["services"][0]
     tasks = ecs.list_tasks(cluster=cluster, serviceName=service)["taskArns"]
-    protected: set[str] = set()
+    protected: set[str] | None = set()
     if tasks:
-        states = ecs.get_task_protection(cluster=cluster, tasks=tasks)["protectedTasks"]
-        protected = {t["taskArn"] for t in states if t.get("protectionEnabled")}
+        try:
+            states = ecs.get_task_protection(cluster=cluster, tasks=tasks)["protectedTasks"]
+            protected = {t["taskArn"] for t in states if t.get("protectionEnabled")}
+        except (ClientError, BotoCoreError):
+            protected = None  # busy or idle cannot be told; the counts still can
+
     return Status(
         stack=f"{outputs['StackName']} (deployed)",
         waiting=waiting,
@@ -102,7 +108,9 @@ def deployed_status(outputs: dict[str, str], jobs: int) -> Status:
             {
                 "name": arn.rsplit("/", 1)[-1][:12],
                 "pid": "-",
-                "state": "busy" if arn in protected else "idle",
+                "state": "unknown"
+                if protected is None
+                else ("busy" if arn in protected else "idle"),
             }
             for arn in tasks
         ],
