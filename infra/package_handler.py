@@ -2,9 +2,11 @@
 
 ``sam build`` runs this (``Makefile``: ``build-UploadFunction``,
 ``build-DeadLetterFunction``); the tests run it too. It copies the modules of
-``handlers`` and ``pipeline`` that the two entry points import (found by
-importing them, so the package can never miss one or carry the scoring side)
-and installs ``infra/handler-requirements.txt`` beside them.
+``handlers`` and ``pipeline`` that the two entry points import, followed
+through their import statements (read, not run: the building interpreter
+need not have the project's dependencies), so the package can never miss one
+or carry the scoring side, and installs ``infra/handler-requirements.txt``
+beside them.
 
     python infra/package_handler.py OUT_DIR [--python-version 3.12 --platform manylinux2014_x86_64]
     python infra/package_handler.py OUT_DIR --report     # also print size and cold import time
@@ -13,7 +15,7 @@ and installs ``infra/handler-requirements.txt`` beside them.
 from __future__ import annotations
 
 import argparse
-import json
+import ast
 import shutil
 import subprocess
 import sys
@@ -24,18 +26,49 @@ ENTRY_POINTS = ("handlers.upload", "handlers.dead_letter")
 HEAVY = ("lightgbm", "numpy", "pyarrow", "pandas", "sklearn", "scipy", "moto", "pycurl")
 
 
+OUR_PACKAGES = ("pipeline", "handlers")
+
+
+def _module_file(name: str) -> Path | None:
+    """The file of one of our modules (a package's ``__init__``), or None."""
+    path = ROOT.joinpath(*name.split("."))
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    return None
+
+
+def _imported(name: str) -> set[str]:
+    """Our modules that module ``name`` imports, anywhere in it, and its parent packages."""
+    file = _module_file(name)
+    if file is None:
+        raise FileNotFoundError(f"no module {name} under {ROOT}")
+    found = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
+    for node in ast.walk(ast.parse(file.read_text())):
+        if isinstance(node, ast.Import):
+            candidates = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            candidates = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        for candidate in candidates:
+            if candidate.split(".")[0] in OUR_PACKAGES and _module_file(candidate):
+                found.add(candidate)
+    return found
+
+
 def handler_modules() -> list[str]:
-    """Files of our own packages that the entry points import."""
-    code = (
-        "import json, sys\n"
-        + "".join(f"import {name}\n" for name in ENTRY_POINTS)
-        + "print(json.dumps(sorted(m.__file__ for n, m in sys.modules.items()"
-        " if n.split('.')[0] in ('pipeline', 'handlers') and getattr(m, '__file__', None))))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    return [str(Path(f).resolve().relative_to(ROOT)) for f in json.loads(out.stdout)]
+    """Files of our own packages that the entry points import, transitively."""
+    todo, seen = list(ENTRY_POINTS), set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo += _imported(name) - seen
+    files = {_module_file(name) for name in seen}
+    return sorted(str(f.relative_to(ROOT)) for f in files if f is not None)
 
 
 def build(out: Path, python_version: str | None = None, platform: str | None = None) -> None:
