@@ -167,7 +167,6 @@ def _dev(args: argparse.Namespace) -> int:
     from pipeline.local.stack import LocalStack  # noqa: PLC0415 - only dev pays for moto
 
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if not 0 <= args.min_workers <= args.max_workers or args.max_workers < 1:
         raise CliError("need 0 <= --min-workers <= --max-workers and --max-workers >= 1")
     policy = Policy(
@@ -179,6 +178,14 @@ def _dev(args: argparse.Namespace) -> int:
         scaling=policy,
         state_dir=args.outputs.parent / "state",
     )
+
+    def shut_down(*_: object) -> None:
+        if stack.supervisor is not None:
+            stack.supervisor.halt()
+        stop.set()
+
+    signal.signal(signal.SIGTERM, shut_down)
+    signal.signal(signal.SIGINT, shut_down)
     try:
         stack.start()
         stack.write_outputs(args.outputs)
@@ -192,8 +199,6 @@ def _dev(args: argparse.Namespace) -> int:
         )
         while not stop.wait(0.5):
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
         print("pipeline: stopping", flush=True)
         stack.stop()

@@ -109,7 +109,7 @@ class Supervisor:
                 continue
             worker.clear_busy()
             self.workers.remove(worker)
-            if worker.stopping:
+            if worker.stopping or self._stop.is_set():
                 continue
             self._sink(f"[supervisor] {worker.name} exited ({worker.exit_code}); replacing it")
             self._start_worker()
@@ -180,6 +180,14 @@ class Supervisor:
         temporary = self.status_path.with_suffix(".tmp")
         temporary.write_text(json.dumps(status, indent=2))
         temporary.replace(self.status_path)
+
+    def halt(self) -> None:
+        """Stop replacing and scaling workers, at once (safe in a signal handler).
+
+        A terminal's Ctrl-C reaches the workers too: their exits must not look
+        like crashes to be repaired.
+        """
+        self._stop.set()
 
     def stop(self) -> None:
         self._stop.set()

@@ -105,6 +105,42 @@ def test_dev_submit_watch_and_a_clean_stop(dev: Any, tmp_path: Path, binary_mode
     assert not outputs.exists()
 
 
+def test_ctrl_c_stops_everything_without_replacing_workers(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C signals the whole process group: dev and its workers at once."""
+    outputs = tmp_path / "outputs.json"
+    process = subprocess.Popen(
+        [
+            *PIPELINE,
+            "dev",
+            "--outputs",
+            str(outputs),
+            "--stack-name",
+            unique("int"),
+            "--min-workers",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while not outputs.exists():
+        assert process.poll() is None
+        assert time.monotonic() < deadline, "pipeline dev did not become ready"
+        time.sleep(0.2)
+    workers = children_of(process.pid)
+
+    os.killpg(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+
+    assert process.returncode == 0
+    assert len(workers) == 2
+    assert "replacing it" not in output
+    assert not [pid for pid in workers if alive(pid)]
+    assert not outputs.exists()
+
+
 def test_commands_without_a_running_stack_say_what_to_do(tmp_path: Path) -> None:
     result = run("outputs", "--outputs", str(tmp_path / "none.json"), check=False)
     assert result.returncode == 2
