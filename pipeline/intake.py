@@ -17,17 +17,17 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from celery import Celery
 
 from pipeline import aws, events, jobs
 from pipeline.celery_app import SCORE_QUEUE, SCORE_TASK, create_app
-from pipeline.errors import InputChanged, InputError, UnknownModel, located
+from pipeline.errors import InputError, UnknownModel, located
 from pipeline.ledger import Ledger
 from pipeline.messages import ErrorInfo, ModelRef, ObjectRef, ScoreRequest, failed
 from pipeline.model_store import ModelStore
 from pipeline.notify import announce
 from pipeline.settings import Settings
+from pipeline.storage import object_metadata
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -123,18 +123,7 @@ def accept(created: events.ObjectCreated, runtime: IntakeRuntime) -> ScoreReques
 
 
 def _pinned_version(s3: S3Client, obj: ObjectRef) -> int | None:
-    try:
-        head = s3.head_object(Bucket=obj.bucket, Key=obj.key, IfMatch=f'"{obj.etag}"')
-    except ClientError as exc:
-        if aws.error_code(exc) in {"404", "NoSuchKey", "412", "PreconditionFailed"}:
-            raise InputChanged(
-                f"s3://{obj.bucket}/{obj.key} with ETag {obj.etag} no longer exists: it was "
-                "overwritten or deleted after upload"
-            ) from exc
-        raise
-    except BotoCoreError:
-        raise
-    value = head.get("Metadata", {}).get(MODEL_VERSION_METADATA)
+    value = object_metadata(s3, obj).get(MODEL_VERSION_METADATA)
     if value is None:
         return None
     if not value.strip().isdigit() or int(value) < 1:

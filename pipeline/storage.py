@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -33,10 +34,24 @@ def open_object(s3: S3Client, obj: ObjectRef) -> BinaryIO:
     return body
 
 
+def object_metadata(s3: S3Client, obj: ObjectRef) -> dict[str, str]:
+    """The user metadata of exactly the object version the event announced."""
+    with _announced_version(obj):
+        head = s3.head_object(Bucket=obj.bucket, Key=obj.key, IfMatch=f'"{obj.etag}"')
+    return head.get("Metadata", {})
+
+
 def _get_object(s3: S3Client, obj: ObjectRef, **extra: str) -> GetObjectOutputTypeDef:
+    with _announced_version(obj):
+        return s3.get_object(Bucket=obj.bucket, Key=obj.key, IfMatch=f'"{obj.etag}"', **extra)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def _announced_version(obj: ObjectRef) -> Iterator[None]:
+    """Translate the errors of a request for ``obj``'s announced version (``IfMatch``)."""
     where = f"s3://{obj.bucket}/{obj.key}"
     try:
-        return s3.get_object(Bucket=obj.bucket, Key=obj.key, IfMatch=f'"{obj.etag}"', **extra)  # type: ignore[arg-type]
+        yield
     except ClientError as exc:
         if error_code(exc) in {"NoSuchKey", "404", "PreconditionFailed", "412"}:
             raise InputChanged(
