@@ -53,7 +53,6 @@ class EventSourceMapping:
         self._sqs = aws.sqs_client(region)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"poller-{name}", daemon=True)
-        self.invocations = 0
 
     def start(self) -> None:
         arn = self._sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])
@@ -84,7 +83,6 @@ class EventSourceMapping:
         messages = received.get("Messages", [])
         if not messages:
             return 0
-        self.invocations += 1
         try:
             result = self._function(lambda_event(messages, self._queue_arn, self._region))
         except Exception:
