@@ -19,11 +19,13 @@ from __future__ import annotations
 
 from celery import Celery
 
+from pipeline.messages import CompileRequest, ModelRef
 from pipeline.settings import Settings
 
 #: The queue's name as Celery knows it; ``predefined_queues`` maps it to the URL.
 SCORE_QUEUE = "score"
 SCORE_TASK = "pipeline.score"
+COMPILE_TASK = "pipeline.compile"
 
 
 def broker_options(settings: Settings) -> dict[str, object]:
@@ -62,3 +64,9 @@ def create_app(settings: Settings) -> Celery:
         enable_utc=True,
     )
     return app
+
+
+def send_compile(app: Celery, model: ModelRef) -> None:
+    """Ask a worker to compile a published version; files never wait for it."""
+    request = CompileRequest(model=model)
+    app.send_task(COMPILE_TASK, args=[request.model_dump(mode="json")], queue=SCORE_QUEUE)

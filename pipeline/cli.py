@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 from pipeline import aws, jobs
 from pipeline.errors import InputError
-from pipeline.messages import Notification
+from pipeline.messages import ModelRef, Notification
 from pipeline.scaling import Policy
 from pipeline.settings import set_process_environment
 
@@ -225,6 +225,7 @@ def _demo(args: argparse.Namespace) -> int:
             booster.model_to_string().encode(),
             "the demo model",
         )
+        request_compile(out, version.ref)
         key = "churn/demo/customers.csv"
         print(f"Uploading a {args.rows}-row CSV to s3://{out['InputBucketName']}/{key}…")
         started = time.monotonic()
@@ -284,8 +285,17 @@ def _model_publish(args: argparse.Namespace) -> int:
         raise CliError(f"model name {args.name!r} is not valid: {jobs.MODEL_NAME_RULE}")
     store = ModelStore(aws.s3_client(), outputs["ModelBucketName"])
     record = publish_model(store, args.name, args.file.read_bytes(), str(args.file))
+    request_compile(outputs, record.ref)
     print(record.version)
     return 0
+
+
+def request_compile(outputs: dict[str, str], ref: ModelRef) -> None:
+    """Send the version's compile job; files are scored with LightGBM until it is done."""
+    from pipeline.celery_app import create_app, send_compile  # noqa: PLC0415
+    from pipeline.settings import Settings  # noqa: PLC0415
+
+    send_compile(create_app(Settings(task_queue_url=outputs["TaskQueueUrl"])), ref)
 
 
 def _model_list(args: argparse.Namespace) -> int:

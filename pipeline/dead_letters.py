@@ -21,13 +21,20 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
 from pipeline import aws, events
 from pipeline.ledger import PREFIX, Ledger
-from pipeline.messages import ErrorInfo, Notification, ScoreRequest, failed, utc_now
+from pipeline.messages import (
+    CompileRequest,
+    ErrorInfo,
+    Notification,
+    ScoreRequest,
+    failed,
+    utc_now,
+)
 from pipeline.notify import announce
 from pipeline.settings import Settings
 
@@ -36,6 +43,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
 
 log = logging.getLogger(__name__)
+_Request = TypeVar("_Request", ScoreRequest, CompileRequest)
 
 
 @dataclass
@@ -62,7 +70,12 @@ def handle_event(event: dict[str, Any], runtime: DeadLetterRuntime) -> dict[str,
     return {"batchItemFailures": failures}
 
 
-def answer(record: events.SqsRecord, runtime: DeadLetterRuntime) -> Notification:
+def answer(record: events.SqsRecord, runtime: DeadLetterRuntime) -> Notification | None:
+    if compile_request_in(record.body) is not None:
+        # No file waits for a compile: its model stays on LightGBM, and the next
+        # publish or a worker's recheck tries again. Nothing to announce.
+        log.error("compile task %s exhausted its deliveries: %s", record.message_id, record.body)
+        return None
     request = score_request_in(record.body)
     deliveries = int(record.attributes.get("ApproximateReceiveCount", "0"))
     if request is None:
@@ -111,13 +124,21 @@ def answer(record: events.SqsRecord, runtime: DeadLetterRuntime) -> Notification
 
 def score_request_in(body: str) -> ScoreRequest | None:
     """The ScoreRequest a Celery task message carries, or None if it carries none."""
+    return _argument(body, ScoreRequest)
+
+
+def compile_request_in(body: str) -> CompileRequest | None:
+    return _argument(body, CompileRequest)
+
+
+def _argument(body: str, kind: type[_Request]) -> _Request | None:
     try:
         envelope = json.loads(body)
         payload = envelope["body"]
         if envelope.get("properties", {}).get("body_encoding") == "base64":
             payload = base64.b64decode(payload)
         args = json.loads(payload)[0]
-        return ScoreRequest.model_validate(args[0])
+        return kind.model_validate(args[0])
     except (ValueError, KeyError, IndexError, TypeError, ValidationError):
         return None
 

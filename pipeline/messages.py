@@ -50,11 +50,23 @@ class ScoreRequest(_Contract):
     received_at: datetime = Field(description="When the object was created in S3.")
 
 
+class CompileRequest(_Contract):
+    """The argument of the ``compile`` task: compile one published model version."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    model: ModelRef
+
+
 class OutputRef(_Contract):
     bucket: str
     key: str
     rows: int = Field(ge=0)
     format: str = Field(description="The output's format, the same as the input's.")
+    engine: Literal["compiled", "lightgbm"] | None = Field(
+        default=None,
+        description="What scored the file: `compiled` (the model's compiled forest, "
+        "checked against LightGBM) or `lightgbm` (`Booster.predict`).",
+    )
 
 
 class ErrorInfo(_Contract):

@@ -5,16 +5,22 @@ Layout in the model bucket::
     <name>/<version, 6 digits>/model.txt    the LightGBM text model, as published
     <name>/<version, 6 digits>/model.json   its ModelVersion record (written last)
 
+    _compiled/<sha256>/<compiler>/<target>/forest.o      a compiled predictor
+    _compiled/<sha256>/<compiler>/<target>/engine.json   its EngineRecord (written last)
+
 A version exists once its ``model.json`` does. Versions are claimed with a
 conditional put (``If-None-Match: *``), so two concurrent publishes never get
-the same number. This module does no LightGBM work (the handler uses it to
-resolve versions); describing a model file is the publisher's job.
+the same number. Compiled predictors are keyed by what decides their code
+(the model text's sha256, the compiler and the target CPU), not by version:
+two versions with the same text share one, and a worker fetches it once. This
+module does no LightGBM work (the handler uses it to resolve versions);
+describing and compiling a model file belong to the worker's side.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict
@@ -29,6 +35,9 @@ if TYPE_CHECKING:
 
 _MODEL_FILE = "model.txt"
 _RECORD_FILE = "model.json"
+COMPILED_PREFIX = "_compiled/"
+_ARTIFACT_FILE = "forest.o"
+_ENGINE_FILE = "engine.json"
 _CLAIM_ATTEMPTS = 20
 
 
@@ -60,6 +69,29 @@ class ModelVersion(BaseModel):
         return ModelRef(name=self.name, version=self.version)
 
 
+class EngineRecord(BaseModel):
+    """How a model's text is predicted on one target: compiled, or why not."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sha256: str
+    compiler: str
+    target: str
+    status: Literal["compiled", "refused"]
+    #: Why: the gate's verdict, or what the compiler could not reproduce.
+    reason: str
+    compile_seconds: float = 0.0
+    created_at: datetime
+
+    @property
+    def key(self) -> str:
+        return artifact_prefix(self.sha256, self.compiler, self.target)
+
+
+def artifact_prefix(sha256: str, compiler: str, target: str) -> str:
+    return f"{COMPILED_PREFIX}{sha256}/{compiler}/{target}/"
+
+
 def _prefix(name: str, version: int) -> str:
     return f"{name}/{version:06d}/"
 
@@ -85,7 +117,51 @@ class ModelStore:
 
     def names(self) -> list[str]:
         response = self._s3.list_objects_v2(Bucket=self.bucket, Delimiter="/")
-        return sorted(p["Prefix"].rstrip("/") for p in response.get("CommonPrefixes", []))
+        prefixes = (p["Prefix"].rstrip("/") for p in response.get("CommonPrefixes", []))
+        return sorted(name for name in prefixes if MODEL_NAME.match(name))
+
+    def engine(self, sha256: str, compiler: str, target: str) -> EngineRecord | None:
+        """The engine record for this text, compiler and target, if a compile job wrote one."""
+        data = self._get_optional(artifact_prefix(sha256, compiler, target) + _ENGINE_FILE)
+        return None if data is None else EngineRecord.model_validate_json(data)
+
+    def engines(self, sha256: str) -> list[EngineRecord]:
+        """Every engine record for this text (all compilers and targets), newest first."""
+        records = []
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{COMPILED_PREFIX}{sha256}/"):
+            for item in page.get("Contents", []):
+                if item["Key"].endswith("/" + _ENGINE_FILE):
+                    data = self._get_optional(item["Key"])
+                    if data is not None:
+                        records.append(EngineRecord.model_validate_json(data))
+        return sorted(records, key=lambda r: r.created_at, reverse=True)
+
+    def artifact(self, record: EngineRecord) -> bytes:
+        data = self._get_optional(record.key + _ARTIFACT_FILE)
+        if data is None:
+            raise UnknownModel(f"the compiled predictor s3://{self.bucket}/{record.key} is missing")
+        return data
+
+    def save_engine(self, record: EngineRecord, artifact: bytes | None) -> None:
+        """Store a compile job's result; the record goes last, so its artifact is whole."""
+        if artifact is not None:
+            self._s3.put_object(Bucket=self.bucket, Key=record.key + _ARTIFACT_FILE, Body=artifact)
+        self._s3.put_object(
+            Bucket=self.bucket,
+            Key=record.key + _ENGINE_FILE,
+            Body=record.model_dump_json(indent=2).encode(),
+            ContentType="application/json",
+        )
+
+    def _get_optional(self, key: str) -> bytes | None:
+        try:
+            return self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if error_code(exc) in {"NoSuchKey", "404"}:
+                return None
+            raise_transient(exc, f"reading s3://{self.bucket}/{key}")
+            raise
 
     def resolve(self, name: str, pinned: int | None = None) -> ModelRef:
         """The version a file should be scored with: ``pinned``, or the latest."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,8 +40,11 @@ class Settings(BaseSettings):
     #: Rows scored per LightGBM call: large enough to amortize the call, small
     #: enough to keep a worker's memory flat whatever the file size.
     batch_rows: int = Field(default=32_768, gt=0)
-    #: Threads LightGBM may use per prediction call (0: all cores).
+    #: Threads per prediction call, LightGBM's or the compiled forest's (0: all cores).
     predict_threads: int = Field(default=0, ge=0)
+    #: ``auto``: a model's compiled forest once it passed the exactness gate,
+    #: LightGBM until then; ``lightgbm``: always ``Booster.predict``.
+    predict_engine: Literal["auto", "lightgbm"] = "auto"
     #: Attempts at a file when S3 or SNS fail transiently, and the first backoff.
     retry_attempts: int = Field(default=4, ge=1)
     retry_base_seconds: float = Field(default=1.0, ge=0)

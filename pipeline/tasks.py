@@ -1,9 +1,9 @@
-"""The Celery task: parse the request, hand it to one function, report.
+"""The Celery tasks: parse the request, hand it to one function, report.
 
-Like a web view, the task holds no scoring logic; ``pipeline.worker.process``
-does the work and is tested directly, never through eager mode. The task
-passes on the message's properties, where kombu keeps the SQS receipt handle
-and receive count the worker needs to hold and pace the message.
+Like a web view, a task holds no scoring logic; ``pipeline.worker`` does the
+work and is tested directly, never through eager mode. The tasks pass on the
+message's properties, where kombu keeps the SQS receipt handle and receive
+count the worker needs to hold and pace the message.
 """
 
 from __future__ import annotations
@@ -13,14 +13,19 @@ from typing import Any
 
 from celery import Celery, Task
 
-from pipeline.celery_app import SCORE_TASK
+from pipeline.celery_app import COMPILE_TASK, SCORE_TASK
 from pipeline.messages import Notification
 
 Process = Callable[[dict[str, Any], dict[str, Any] | None], Notification]
+Compile = Callable[[dict[str, Any], dict[str, Any] | None], str]
 
 
-def register(app: Celery, process: Process) -> None:
+def register(app: Celery, process: Process, compile_model: Compile) -> None:
     @app.task(name=SCORE_TASK, bind=True, acks_late=True)  # type: ignore[untyped-decorator]
     def score(self: Task, request: dict[str, Any]) -> dict[str, str]:
         notification = process(request, self.request.properties)
         return {"job_id": notification.job_id, "status": notification.status}
+
+    @app.task(name=COMPILE_TASK, bind=True, acks_late=True)  # type: ignore[untyped-decorator]
+    def compile_forest(self: Task, request: dict[str, Any]) -> dict[str, str]:
+        return {"status": compile_model(request, self.request.properties)}

@@ -33,9 +33,17 @@ from pydantic import ValidationError
 from pipeline import aws, tasks
 from pipeline.celery_app import create_app
 from pipeline.delivery import Delivery, Heartbeat, redelivery_delay
-from pipeline.errors import InputError, JobTimeout, PipelineError, located
+from pipeline.errors import InputError, JobTimeout, PipelineError, TransientError, located
 from pipeline.ledger import AttemptError, Ledger
-from pipeline.messages import ErrorInfo, Notification, ScoreRequest, failed, succeeded, utc_now
+from pipeline.messages import (
+    CompileRequest,
+    ErrorInfo,
+    Notification,
+    ScoreRequest,
+    failed,
+    succeeded,
+    utc_now,
+)
 from pipeline.model_store import ModelStore
 from pipeline.notify import announce, publish
 from pipeline.protection import Protection
@@ -61,6 +69,7 @@ class WorkerRuntime:
     s3: S3Client
     sns: SNSClient
     sqs: SQSClient
+    store: ModelStore
     models: ModelCache
     ledger: Ledger
     protection: Protection
@@ -74,7 +83,8 @@ class WorkerRuntime:
             s3=s3,
             sns=aws.sns_client(),
             sqs=aws.sqs_client(),
-            models=ModelCache(store.model_text),
+            store=store,
+            models=ModelCache(store, settings.predict_engine),
             ledger=Ledger(s3, settings.output_bucket),
             protection=Protection(
                 settings.busy_file, settings.ecs_agent_uri, settings.job_timeout_seconds
@@ -184,6 +194,39 @@ def _run_task(payload: dict[str, Any], properties: dict[str, Any] | None) -> Not
     return process(request, runtime(), delivery)
 
 
+def compile_model(
+    request: CompileRequest, runtime: WorkerRuntime, delivery: Delivery | None
+) -> str:
+    """Run a compile job; any failure but a transient one is recorded as the reason.
+
+    A model that cannot be compiled stays on LightGBM, so a compile never
+    fails a file; only S3 hiccups are worth another delivery.
+    """
+    from pipeline.scoring import compiling  # noqa: PLC0415 - llvmlite only for compile jobs
+
+    with Heartbeat(runtime.sqs, delivery, runtime.settings.task_visibility_seconds):
+        try:
+            record = runtime.retrying(
+                lambda: compiling.compile_version(request.model, runtime.store)
+            )
+        except TransientError:
+            raise
+        except Exception as exc:
+            log.exception("compiling %s v%d failed", request.model.name, request.model.version)
+            record = compiling.record_failure(request.model, runtime.store, exc)
+    return str(record.status)
+
+
+def _run_compile(payload: dict[str, Any], properties: dict[str, Any] | None) -> str:
+    delivery = Delivery.from_properties(properties)
+    try:
+        request = CompileRequest.model_validate(payload)
+    except ValidationError as exc:
+        reject_poison(runtime(), delivery, f"not a CompileRequest: {exc.error_count()} error(s)")
+        raise
+    return compile_model(request, runtime(), delivery)
+
+
 app = create_app(Settings())
 app.conf.worker_consumer = "pipeline.worker:RejectingConsumer"
-tasks.register(app, _run_task)
+tasks.register(app, _run_task, _run_compile)

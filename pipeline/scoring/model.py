@@ -1,16 +1,19 @@
 """LightGBM models: validating a file at publish time, loading it once per worker.
 
 A worker keeps every model version it has loaded, keyed by (name, version):
-versions are immutable, so a loaded one is never reloaded.
+versions are immutable, so a loaded one is never reloaded. Each is scored by
+its compiled forest once one has passed the exactness gate, else by
+``Booster.predict`` (see ``compiling``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import lightgbm as lgb
 import numpy as np
@@ -77,12 +80,28 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+ENGINE_LIGHTGBM = "lightgbm"
+ENGINE_COMPILED = "compiled"
+
+
+class Predictor(Protocol):
+    def predict(
+        self, features: npt.NDArray[np.float64], threads: int = 0, raw: bool = False
+    ) -> npt.NDArray[np.float64]: ...
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     ref: ModelRef
     booster: lgb.Booster
     features: tuple[Feature, ...]
     num_outputs: int
+    sha256: str
+    text: str = field(repr=False)
+    #: The compiled forest that passed the gate in this process, if any.
+    compiled: Predictor | None = None
+    #: Why this engine: the gate's verdict, or why the model is on LightGBM.
+    engine_reason: str = "not compiled"
 
     @classmethod
     def from_text(cls, ref: ModelRef, text: str) -> LoadedModel:
@@ -92,7 +111,13 @@ class LoadedModel:
             booster=booster,
             features=features_of(booster),
             num_outputs=booster.num_model_per_iteration(),
+            sha256=sha256_hex(text.encode()),
+            text=text,
         )
+
+    @property
+    def engine(self) -> str:
+        return ENGINE_LIGHTGBM if self.compiled is None else ENGINE_COMPILED
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -108,32 +133,64 @@ class LoadedModel:
     def predict(
         self, features: npt.NDArray[np.float64], threads: int = 0
     ) -> npt.NDArray[np.float64]:
-        """Predictions as a (rows, outputs) array."""
+        """Predictions as a (rows, outputs) array, from the compiled forest if it passed."""
+        if self.compiled is not None:
+            return self.compiled.predict(features, threads)
         params: dict[str, Any] = {"num_threads": threads} if threads else {}
         result = np.asarray(self.booster.predict(features, **params), dtype=np.float64)
         return result.reshape(len(features), self.num_outputs)
 
 
 class ModelCache:
-    """Models loaded in this process, by (name, version)."""
+    """Models loaded in this process, by (name, version), each on the best engine it may use.
 
-    def __init__(self, fetch: Callable[[ModelRef], str]) -> None:
-        self._fetch = fetch
-        self._models: dict[ModelRef, LoadedModel] = {}
+    A model whose compile job has not finished is scored with LightGBM, and
+    the store is asked again for its predictor every ``recheck_seconds``: no
+    file waits for a compile.
+    """
+
+    def __init__(
+        self,
+        store: ModelStore,
+        engine: str = "auto",
+        recheck_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store, self._engine = store, engine
+        self._recheck, self._clock = recheck_seconds, clock
+        self._models: dict[ModelRef, tuple[LoadedModel, float | None]] = {}
         self._lock = threading.Lock()
         self.loads = 0
 
     def get(self, ref: ModelRef) -> LoadedModel:
         with self._lock:
-            model = self._models.get(ref)
-            if model is None:
-                model = self._models[ref] = LoadedModel.from_text(ref, self._fetch(ref))
+            entry = self._models.get(ref)
+            if entry is None:
+                model = LoadedModel.from_text(ref, self._store.model_text(ref))
                 self.loads += 1
+            else:
+                model, recheck_at = entry
+                if recheck_at is None or self._clock() < recheck_at:
+                    return model
+            model, pending = self._choose_engine(model)
+            self._models[ref] = (model, self._clock() + self._recheck if pending else None)
             return model
+
+    def _choose_engine(self, model: LoadedModel) -> tuple[LoadedModel, bool]:
+        """The model on its engine, and whether a compile may still come."""
+        if self._engine == ENGINE_LIGHTGBM:
+            return replace(model, engine_reason="PIPELINE_PREDICT_ENGINE=lightgbm"), False
+        from pipeline.scoring import compiling  # noqa: PLC0415 - llvmlite only when needed
+
+        return compiling.attach(model, self._store)
 
 
 def publish_model(store: ModelStore, name: str, data: bytes, source: str) -> ModelVersion:
-    """Validate a LightGBM text model and store it as the next version of ``name``."""
+    """Validate a LightGBM text model and store it as the next version of ``name``.
+
+    Compiling it is a separate job (``pipeline.celery_app.send_compile``): files
+    are scored with LightGBM until the compiled predictor exists.
+    """
     try:
         text = data.decode()
     except UnicodeDecodeError as exc:

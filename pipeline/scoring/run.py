@@ -52,4 +52,6 @@ def score_object(
             rows += chunk.num_rows
         writer.close()
         sink.complete()
-    return OutputRef(bucket=settings.output_bucket, key=key, rows=rows, format=fmt.name)
+    return OutputRef(
+        bucket=settings.output_bucket, key=key, rows=rows, format=fmt.name, engine=model.engine
+    )

@@ -64,7 +64,7 @@ def test_a_file_that_is_not_a_model_is_refused(store: ModelStore, data: bytes) -
 
 def test_a_worker_loads_each_version_once(store: ModelStore, binary_model: Any) -> None:
     publish_model(store, "churn", binary_model.model_to_string().encode(), "m")
-    cache = ModelCache(store.model_text)
+    cache = ModelCache(store)
 
     first = cache.get(ModelRef(name="churn", version=1))
     again = cache.get(ModelRef(name="churn", version=1))

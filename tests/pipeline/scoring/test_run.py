@@ -52,7 +52,7 @@ def put(s3: Any, stack: Any, key: str, body: bytes) -> ScoreRequest:
 
 
 def models(s3: Any, stack: Any) -> ModelCache:
-    return ModelCache(ModelStore(s3, stack.outputs["ModelBucketName"]).model_text)
+    return ModelCache(ModelStore(s3, stack.outputs["ModelBucketName"]))
 
 
 def big_csv(rows: int, bad_row: int | None = None) -> bytes:

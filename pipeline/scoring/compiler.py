@@ -1,0 +1,385 @@
+"""Compiling a forest to native code that predicts exactly as ``Booster.predict`` does.
+
+Off-the-shelf tree compilers differ from LightGBM in the last bits or worse
+(``../shared/NOTES.md`` has the measurements), so the code is generated here,
+on llvmlite, copying LightGBM's own prediction rules:
+
+* a feature value with ``|x| <= kZeroThreshold`` is 0.0 (LightGBM's predictor
+  never stores such a value, and -0.0 becomes 0.0 with it);
+* numerical splits follow ``Tree::NumericalDecision``: NaN reads as 0.0 unless
+  the split's missing type is NaN; missing type zero or NaN sends the missing
+  value its default way; otherwise ``x <= threshold`` goes left;
+* categorical splits follow ``Tree::CategoricalDecision`` including its
+  ``static_cast<int>``: on x86-64 NaN and values beyond the int range become
+  INT_MIN and go right, values in (-1, 0) become category 0; aarch64's
+  saturating conversion gives NaN category 0 instead;
+* scores are summed onto one accumulator per row and class in tree order,
+  exactly as ``GBDT::PredictRaw`` does (no partial sums per block of trees);
+* the output transform is the objective's ``ConvertOutput``, calling the same
+  libm ``exp`` LightGBM calls.
+
+Trees are emitted ten to an LLVM function: compile time grows faster than
+linearly with function size, and ten trees keep the optimizer near 12 s for
+200 trees of 63 leaves. Code is built for a CPU baseline (``x86-64-v2``, or
+generic aarch64), never for the building host, and with no fast-math, so the
+target cannot change a result.
+
+Whatever is generated must still pass the exactness gate (``gate.py``)
+before it scores a row.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import llvmlite
+import llvmlite.binding as llvm
+from llvmlite import ir
+
+from pipeline.scoring.forest import K_ZERO_THRESHOLD, Forest, Node, Tree
+
+#: Bumped whenever generated code could change: part of every artifact's key.
+GENERATOR_VERSION = "1"
+TREES_PER_FUNCTION = 10
+ROWS_PER_CHUNK = 64
+ENTRY = "lgbm_predict"
+
+_DOUBLE = ir.DoubleType()
+_I64 = ir.IntType(64)
+_I32 = ir.IntType(32)
+_INT_LIMIT = 2147483648.0
+
+
+@dataclass(frozen=True)
+class Target:
+    triple: str
+    cpu: str
+
+    @property
+    def arch(self) -> str:
+        return self.triple.split("-", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}-{self.cpu}"
+
+
+#: The baseline each architecture's workers all have (Fargate's x86 hosts are
+#: all x86-64-v2 or better; Graviton needs nothing beyond armv8).
+BASELINES = {
+    "x86_64": Target("x86_64-unknown-linux-gnu", "x86-64-v2"),
+    "aarch64": Target("aarch64-unknown-linux-gnu", "generic"),
+}
+
+
+def host_target() -> Target | None:
+    """The baseline target for this machine's architecture, or None if we have none."""
+    machine = platform.machine().lower()
+    return BASELINES.get({"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine))
+
+
+def compiler_id() -> str:
+    """Everything besides the model and target that decides the generated code."""
+    major, minor, _ = llvm.llvm_version_info
+    return f"gen{GENERATOR_VERSION}-llvmlite{llvmlite.__version__}-llvm{major}.{minor}"
+
+
+def generate(forest: Forest, target: Target) -> ir.Module:
+    """The LLVM module for ``forest``: one exported ``lgbm_predict`` function.
+
+    ``lgbm_predict(x, row_stride, column_stride, out, begin, end, raw, scratch)``
+    writes rows ``[begin, end)`` of ``out`` (rows x classes, row-major); ``x``
+    is read at ``x[row * row_stride + feature * column_stride]`` (in doubles),
+    so row- and column-ordered matrices both work without a copy. ``scratch``
+    holds ``ROWS_PER_CHUNK * num_features`` doubles, one per calling thread.
+    """
+    module = ir.Module(name="forest")
+    module.triple = target.triple
+    exp = ir.Function(module, ir.FunctionType(_DOUBLE, [_DOUBLE]), "exp")
+    blocks = [
+        _block_function(
+            module, forest, target, forest.trees[start : start + TREES_PER_FUNCTION], start
+        )
+        for start in range(0, len(forest.trees), TREES_PER_FUNCTION)
+    ]
+    _entry_function(module, forest, blocks, exp)
+    return module
+
+
+def compile_object(forest: Forest, target: Target) -> bytes:
+    """An ELF object file with ``lgbm_predict`` for ``target``."""
+    _initialize()
+    machine = llvm.Target.from_triple(target.triple).create_target_machine(
+        cpu=target.cpu, features="", opt=2, reloc="pic", codemodel="default"
+    )
+    module = llvm.parse_assembly(str(generate(forest, target)))
+    module.triple = target.triple
+    module.data_layout = str(machine.target_data)
+    module.verify()
+    builder = llvm.create_pass_builder(machine, llvm.create_pipeline_tuning_options(speed_level=2))
+    builder.getModulePassManager().run(module, builder)
+    return bytes(machine.emit_object(module))
+
+
+_initialized = False
+
+
+def _initialize() -> None:
+    global _initialized  # noqa: PLW0603 - LLVM's targets are process-wide, set up once
+    if not _initialized:
+        llvm.initialize_all_targets()
+        llvm.initialize_all_asmprinters()
+        _initialized = True
+
+
+# ---- code generation -----------------------------------------------------------------
+
+
+def _block_function(
+    module: ir.Module,
+    forest: Forest,
+    target: Target,
+    trees: tuple[Tree, ...],
+    first: int,
+) -> ir.Function:
+    """``block_i(rows, acc, count)``: add these trees' outputs to ``count`` rows.
+
+    ``rows`` holds the rows' features already as LightGBM reads them,
+    ``num_features`` apart, so every node loads from a constant offset.
+    """
+    pointer = _DOUBLE.as_pointer()
+    kind = ir.FunctionType(ir.VoidType(), [pointer, pointer, _I64])
+    fn = ir.Function(module, kind, f"block_{first // TREES_PER_FUNCTION}")
+    fn.linkage = "internal"
+    # Inlined into the entry point, the blocks would make one huge function again.
+    fn.attributes.add("noinline")
+    rows, acc, count = fn.args
+    for arg in (rows, acc):
+        arg.add_attribute("noalias")
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    width = ir.Constant(_I64, forest.num_features)
+    classes = ir.Constant(_I64, forest.num_class)
+
+    def row(r: ir.Value) -> None:
+        row_ptr = builder.gep(rows, [builder.mul(r, width)])
+        for offset, tree in enumerate(trees):
+            value = _emit_tree(builder, fn, tree, row_ptr, target)
+            k = (first + offset) % forest.num_class
+            slot = builder.gep(acc, [builder.add(builder.mul(r, classes), ir.Constant(_I64, k))])
+            builder.store(builder.fadd(builder.load(slot), value), slot)
+
+    _loop(builder, ir.Constant(_I64, 0), count, row)
+    builder.ret_void()
+    return fn
+
+
+def _emit_tree(
+    builder: ir.IRBuilder, fn: ir.Function, tree: Tree, row: ir.Value, target: Target
+) -> ir.Value:
+    if not tree.nodes:
+        return ir.Constant(_DOUBLE, tree.leaves[0])
+    done = fn.append_basic_block("tree.done")
+    nodes = [fn.append_basic_block(f"node{i}") for i in range(len(tree.nodes))]
+    leaves = [fn.append_basic_block(f"leaf{i}") for i in range(len(tree.leaves))]
+
+    def block(child: int) -> ir.Block:
+        return nodes[child] if child >= 0 else leaves[~child]
+
+    builder.branch(nodes[0])
+    for node, start in zip(tree.nodes, nodes, strict=True):
+        builder.position_at_end(start)
+        left, right = block(node.left), block(node.right)
+        value = builder.load(builder.gep(row, [ir.Constant(_I64, node.feature)]))
+        if node.categorical:
+            _categorical(builder, node, value, (left, right), target.arch)
+        else:
+            _numerical(builder, node, value, left, right)
+    builder.position_at_end(done)
+    result = builder.phi(_DOUBLE)
+    for value, leaf in zip(tree.leaves, leaves, strict=True):
+        builder.position_at_end(leaf)
+        builder.branch(done)
+        result.add_incoming(ir.Constant(_DOUBLE, value), leaf)
+    builder.position_at_end(done)
+    return result
+
+
+def _numerical(
+    builder: ir.IRBuilder, node: Node, value: ir.Value, left: ir.Block, right: ir.Block
+) -> None:
+    fn = builder.function
+    threshold = ir.Constant(_DOUBLE, node.threshold)
+    default = left if node.default_left else right
+    if node.missing_type == 0:  # NaN is read as 0.0
+        compare = builder.fcmp_unordered if node.threshold >= 0.0 else builder.fcmp_ordered
+        builder.cbranch(compare("<=", value, threshold), left, right)
+        return
+    if node.missing_type == 1:  # NaN is 0.0, and 0.0 is missing
+        missing = builder.fcmp_unordered("==", value, ir.Constant(_DOUBLE, 0.0))
+    else:  # NaN is missing
+        missing = builder.fcmp_unordered("uno", value, value)
+    present = fn.append_basic_block("present")
+    builder.cbranch(missing, default, present)
+    builder.position_at_end(present)
+    builder.cbranch(builder.fcmp_ordered("<=", value, threshold), left, right)
+
+
+def _categorical(
+    builder: ir.IRBuilder,
+    node: Node,
+    value: ir.Value,
+    branches: tuple[ir.Block, ir.Block],
+    arch: str,
+) -> None:
+    """``static_cast<int>(x)`` as the target's CPU does it, then the category bitset."""
+    fn = builder.function
+    left, right = branches
+    if arch == "aarch64":  # fcvtzs: NaN converts to 0
+        present = fn.append_basic_block("cat.present")
+        missing = builder.fcmp_unordered("uno", value, value)
+        nan_block = right if node.missing_type == 2 else fn.append_basic_block("cat.nan")
+        builder.cbranch(missing, nan_block, present)
+        if node.missing_type != 2:
+            builder.position_at_end(nan_block)
+            _category_switch(builder, node, ir.Constant(_I32, 0), left, right)
+        builder.position_at_end(present)
+    # x86's cvttsd2si gives INT_MIN for NaN and out-of-range values: negative, so right.
+    above = builder.fcmp_ordered(">", value, ir.Constant(_DOUBLE, -1.0))
+    below = builder.fcmp_ordered("<", value, ir.Constant(_DOUBLE, _INT_LIMIT))
+    in_range = fn.append_basic_block("cat.int")
+    builder.cbranch(builder.and_(above, below), in_range, right)
+    builder.position_at_end(in_range)
+    _category_switch(builder, node, builder.fptosi(value, _I32), left, right)
+
+
+def _category_switch(
+    builder: ir.IRBuilder, node: Node, category: ir.Value, left: ir.Block, right: ir.Block
+) -> None:
+    switch = builder.switch(category, right)
+    for value in node.category_values():
+        switch.add_case(ir.Constant(_I32, value), left)
+
+
+def _entry_function(
+    module: ir.Module, forest: Forest, blocks: list[ir.Function], exp: ir.Function
+) -> None:
+    pointer = _DOUBLE.as_pointer()
+    kind = ir.FunctionType(ir.VoidType(), [pointer, _I64, _I64, pointer, _I64, _I64, _I32, pointer])
+    fn = ir.Function(module, kind, ENTRY)
+    x, rs, cs, out, begin, end, raw, scratch = fn.args
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    classes = ir.Constant(_I64, forest.num_class)
+    width = ir.Constant(_I64, forest.num_features)
+    zero = ir.Constant(_DOUBLE, 0.0)
+    fabs = module.declare_intrinsic("llvm.fabs", [_DOUBLE])
+
+    def clear(i: ir.Value) -> None:
+        builder.store(zero, builder.gep(out, [i]))
+
+    _loop(builder, builder.mul(begin, classes), builder.mul(end, classes), clear)
+
+    def chunk(start: ir.Value) -> None:
+        stop = builder.add(start, ir.Constant(_I64, ROWS_PER_CHUNK))
+        stop = builder.select(builder.icmp_signed("<", stop, end), stop, end)
+        count = builder.sub(stop, start)
+
+        def load_row(i: ir.Value) -> None:
+            source = builder.gep(x, [builder.mul(builder.add(start, i), rs)])
+            target = builder.gep(scratch, [builder.mul(i, width)])
+
+            def load_feature(j: ir.Value) -> None:
+                # LightGBM's predictor keeps no value with |x| <= kZeroThreshold: it reads 0.0.
+                value = builder.load(builder.gep(source, [builder.mul(j, cs)]))
+                tiny = builder.fcmp_ordered(
+                    "<=", builder.call(fabs, [value]), ir.Constant(_DOUBLE, K_ZERO_THRESHOLD)
+                )
+                builder.store(builder.select(tiny, zero, value), builder.gep(target, [j]))
+
+            _loop(builder, ir.Constant(_I64, 0), width, load_feature)
+
+        _loop(builder, ir.Constant(_I64, 0), count, load_row)
+        acc = builder.gep(out, [builder.mul(start, classes)])
+        for block in blocks:
+            builder.call(block, [scratch, acc, count])
+
+    _loop(builder, begin, end, chunk, step=ROWS_PER_CHUNK)
+    transformed = fn.append_basic_block("transform")
+    finished = fn.append_basic_block("finished")
+    builder.cbranch(builder.icmp_signed("!=", raw, ir.Constant(_I32, 0)), finished, transformed)
+    builder.position_at_end(transformed)
+
+    def transform(r: ir.Value) -> None:
+        base = builder.mul(r, classes)
+        slots = [
+            builder.gep(out, [builder.add(base, ir.Constant(_I64, k))])
+            for k in range(forest.num_class)
+        ]
+        _transform(builder, forest, exp, slots)
+
+    _loop(builder, begin, end, transform)
+    builder.branch(finished)
+    builder.position_at_end(finished)
+    builder.ret_void()
+
+
+def _transform(
+    builder: ir.IRBuilder, forest: Forest, exp: ir.Function, slots: list[ir.Value]
+) -> None:
+    """The objective's ``ConvertOutput``, operation for operation."""
+    one = ir.Constant(_DOUBLE, 1.0)
+    kind = forest.transform
+    if kind == "identity":
+        return
+    values = [builder.load(slot) for slot in slots]
+    if kind == "sigmoid":  # 1.0 / (1.0 + exp(-sigmoid * x))
+        scale = ir.Constant(_DOUBLE, -forest.sigmoid)
+        results = [
+            builder.fdiv(one, builder.fadd(one, builder.call(exp, [builder.fmul(scale, v)])))
+            for v in values
+        ]
+    elif kind == "exp":
+        results = [builder.call(exp, [v]) for v in values]
+    elif kind == "signed_square":  # Common::Sign(x) * x * x
+        zero = ir.Constant(_DOUBLE, 0.0)
+        results = []
+        for v in values:
+            positive = builder.uitofp(builder.fcmp_ordered(">", v, zero), _DOUBLE)
+            negative = builder.uitofp(builder.fcmp_ordered("<", v, zero), _DOUBLE)
+            results.append(builder.fmul(builder.fmul(builder.fsub(positive, negative), v), v))
+    else:  # softmax: max, exp(x - max) summed in order, then each divided by the sum
+        top = values[0]
+        for v in values[1:]:  # std::max(v, top) is (v < top) ? top : v
+            top = builder.select(builder.fcmp_ordered("<", v, top), top, v)
+        exps = [builder.call(exp, [builder.fsub(v, top)]) for v in values]
+        total = ir.Constant(_DOUBLE, 0.0)
+        for e in exps:
+            total = builder.fadd(total, e)
+        results = [builder.fdiv(e, total) for e in exps]
+    for slot, result in zip(slots, results, strict=True):
+        builder.store(result, slot)
+
+
+def _loop(
+    builder: ir.IRBuilder,
+    start: ir.Value,
+    stop: ir.Value,
+    body: Callable[[ir.Value], None],
+    step: int = 1,
+) -> None:
+    before = builder.block
+    fn = builder.function
+    check = fn.append_basic_block("loop.check")
+    inside = fn.append_basic_block("loop.body")
+    after = fn.append_basic_block("loop.end")
+    builder.branch(check)
+    builder.position_at_end(check)
+    index = builder.phi(_I64)
+    index.add_incoming(start, before)
+    builder.cbranch(builder.icmp_signed("<", index, stop), inside, after)
+    builder.position_at_end(inside)
+    body(index)
+    index.add_incoming(builder.add(index, ir.Constant(_I64, step)), builder.block)
+    builder.branch(check)
+    builder.position_at_end(after)

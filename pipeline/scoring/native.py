@@ -1,0 +1,94 @@
+"""Loading a compiled forest and predicting with it from several threads.
+
+The object file is linked into this process by LLVM's MCJIT (no compiler or
+linker on the worker, and loading takes milliseconds); ``exp`` resolves to the
+process's libm, the one LightGBM calls. The entry point is called through
+ctypes, which releases the GIL, so rows split over threads run in parallel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import llvmlite.binding as llvm
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.scoring.compiler import ENTRY, ROWS_PER_CHUNK
+
+_SIGNATURE = ctypes.CFUNCTYPE(
+    None,
+    ctypes.c_void_p,
+    ctypes.c_int64,
+    ctypes.c_int64,
+    ctypes.c_void_p,
+    ctypes.c_int64,
+    ctypes.c_int64,
+    ctypes.c_int32,
+    ctypes.c_void_p,
+)
+#: Fewer rows than this per thread are not worth a hand-off.
+_MIN_ROWS_PER_THREAD = 2048
+_lock = threading.Lock()
+_initialized = False
+
+
+class NativeForest:
+    """A compiled forest, callable on float64 matrices of any memory order."""
+
+    def __init__(self, obj: bytes, num_class: int, num_features: int) -> None:
+        global _initialized  # noqa: PLW0603 - LLVM's native target is process-wide
+        with _lock:
+            if not _initialized:
+                llvm.initialize_native_target()
+                llvm.initialize_native_asmprinter()
+                _initialized = True
+            machine = llvm.Target.from_default_triple().create_target_machine()
+            self._engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), machine)
+            self._engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+            self._engine.finalize_object()
+            address = self._engine.get_function_address(ENTRY)
+        if not address:
+            raise ValueError(f"the object file has no {ENTRY} function")
+        self._function = _SIGNATURE(address)
+        self.num_class, self.num_features = num_class, num_features
+        self._pool: ThreadPoolExecutor | None = None
+
+    def predict(
+        self, features: npt.NDArray[np.float64], threads: int = 0, raw: bool = False
+    ) -> npt.NDArray[np.float64]:
+        """Predictions as a (rows, classes) array, as ``Booster.predict`` gives them."""
+        if features.dtype != np.float64 or features.ndim != 2:
+            raise TypeError("features must be a 2-D float64 array")
+        if features.shape[1] != self.num_features:
+            raise ValueError(
+                f"{features.shape[1]} feature columns; the model has {self.num_features}"
+            )
+        rows = features.shape[0]
+        out = np.empty((rows, self.num_class), dtype=np.float64)
+        if rows == 0:
+            return out
+        row_stride, column_stride = (s // 8 for s in features.strides)
+        x, y = features.ctypes.data, out.ctypes.data
+
+        def run(begin: int, end: int) -> None:
+            scratch = np.empty(ROWS_PER_CHUNK * self.num_features, dtype=np.float64)
+            self._function(
+                x, row_stride, column_stride, y, begin, end, int(raw), scratch.ctypes.data
+            )
+
+        parts = max(1, min(threads or os.cpu_count() or 1, rows // _MIN_ROWS_PER_THREAD))
+        if parts == 1:
+            run(0, rows)
+            return out
+        if self._pool is None or self._pool._max_workers < parts:
+            self._pool = ThreadPoolExecutor(parts, thread_name_prefix="predict")
+        bounds = np.linspace(0, rows, parts + 1).astype(int)
+        futures = [self._pool.submit(run, int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+        for future in futures:
+            future.result()
+        return out
