@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 from pipeline import aws, jobs
 from pipeline.errors import InputError
 from pipeline.messages import ModelRef, Notification
+from pipeline.model_store import EngineRecord
 from pipeline.scaling import Policy
 from pipeline.settings import set_process_environment
 
@@ -310,9 +311,20 @@ def _model_list(args: argparse.Namespace) -> int:
             info = record.info
             print(
                 f"{name}\tv{version}\t{record.published_at:%Y-%m-%d %H:%M:%S}\t"
-                f"{info.objective}\t{len(info.feature_names)} features\t{record.sha256[:12]}"
+                f"{info.objective}\t{len(info.feature_names)} features\t{record.sha256[:12]}\t"
+                f"{engine_summary(store.engines(record.sha256))}"
             )
     return 0
+
+
+def engine_summary(records: list[EngineRecord]) -> str:
+    """The newest engine record of a model text, as a person reads it."""
+    if not records:
+        return "lightgbm (compile pending)"
+    record = records[0]
+    if record.status == "compiled":
+        return f"compiled ({record.target}, {record.compile_seconds:.1f} s; {record.reason})"
+    return f"lightgbm ({record.reason})"
 
 
 def _submit(args: argparse.Namespace) -> int:

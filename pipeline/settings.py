@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     #: ``auto``: a model's compiled forest once it passed the exactness gate,
     #: LightGBM until then; ``lightgbm``: always ``Booster.predict``.
     predict_engine: Literal["auto", "lightgbm"] = "auto"
+    #: While a model's compile is pending, how often a worker looks for its result.
+    engine_recheck_seconds: float = Field(default=5.0, ge=0)
     #: Attempts at a file when S3 or SNS fail transiently, and the first backoff.
     retry_attempts: int = Field(default=4, ge=1)
     retry_base_seconds: float = Field(default=1.0, ge=0)

@@ -84,7 +84,7 @@ class WorkerRuntime:
             sns=aws.sns_client(),
             sqs=aws.sqs_client(),
             store=store,
-            models=ModelCache(store, settings.predict_engine),
+            models=ModelCache(store, settings.predict_engine, settings.engine_recheck_seconds),
             ledger=Ledger(s3, settings.output_bucket),
             protection=Protection(
                 settings.busy_file, settings.ecs_agent_uri, settings.job_timeout_seconds

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -115,6 +116,23 @@ def function_environment(
 StackFactory = Callable[..., LocalStack]
 
 
+def compile_version(stack: LocalStack, store: Any, version: Any, timeout: float = 120) -> Any:
+    """Send a version's compile job to the stack's workers; its EngineRecord once written."""
+    from pipeline.cli import request_compile
+    from pipeline.scoring import compiler
+
+    target = compiler.host_target()
+    assert target is not None
+    request_compile(stack.outputs, version.ref)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = store.engine(version.sha256, compiler.compiler_id(), target.name)
+        if record is not None:
+            return record
+        time.sleep(0.1)
+    raise AssertionError(f"{version.name} v{version.version} was not compiled in {timeout} s")
+
+
 @pytest.fixture
 def local_stack(aws_endpoint: str) -> Iterator[StackFactory]:
     """Start stacks with unique names on the shared emulator; stop them after the test."""
@@ -160,9 +178,13 @@ def scoring_stack(
         sink=lambda _line: None,
     ).start()
     store = ModelStore(aws.s3_client(REGION), stack.outputs["ModelBucketName"])
-    publish_model(store, "churn", binary_model.model_to_string().encode(), "churn.txt")
-    publish_model(store, "segments", multiclass_model.model_to_string().encode(), "seg.txt")
-    publish_model(store, "colors", categorical_model[0].model_to_string().encode(), "col.txt")
+    versions = [
+        publish_model(store, "churn", binary_model.model_to_string().encode(), "churn.txt"),
+        publish_model(store, "segments", multiclass_model.model_to_string().encode(), "seg.txt"),
+        publish_model(store, "colors", categorical_model[0].model_to_string().encode(), "c.txt"),
+    ]
+    for version in versions:
+        assert compile_version(stack, store, version).status == "compiled"
     yield stack
     stack.stop()
 

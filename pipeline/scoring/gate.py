@@ -104,7 +104,7 @@ def verify(compiled: Any, booster: Any, forest: Forest) -> Verdict:
         False,
         len(rows),
         worst,
-        f"differs from LightGBM by up to {worst:.3g} on {len(rows)} check rows (raw scores and predictions)",
+        f"differs from LightGBM by up to {worst:.3g} on {len(rows)} check rows",
     )
 
 

@@ -1,0 +1,42 @@
+"""``python -m pipeline.scoring.selfcheck``: can this machine compile and run exact forests?
+
+The worker image runs it at build time, so an image that lacks what the
+compiled engine needs (llvmlite's LLVM, the CPU target, libm's ``exp``) fails
+to build instead of quietly scoring everything with LightGBM.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import lightgbm as lgb
+import numpy as np
+
+from pipeline.scoring import compiler, forest, gate
+from pipeline.scoring.native import NativeForest
+
+
+def check() -> gate.Verdict:
+    target = compiler.host_target()
+    if target is None:
+        return gate.Verdict(False, 0, float("inf"), "no compile target for this architecture")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 4))
+    x[:, 3] = rng.integers(0, 6, 600)
+    x[rng.random(x.shape) < 0.05] = np.nan
+    booster = lgb.train(
+        {"objective": "multiclass", "num_class": 3, "verbose": -1, "min_data_per_group": 5},
+        lgb.Dataset(x, rng.integers(0, 3, 600), categorical_feature=[3]),
+        num_boost_round=4,
+    )
+    parsed = forest.parse(booster.model_to_string())
+    native = NativeForest(
+        compiler.compile_object(parsed, target), parsed.num_class, parsed.num_features
+    )
+    return gate.verify(native, booster, parsed)
+
+
+if __name__ == "__main__":
+    verdict = check()
+    print(f"compiled engine ({compiler.compiler_id()}): {verdict.reason}")
+    sys.exit(0 if verdict.passed else 1)

@@ -1,0 +1,145 @@
+"""Which engine scores a file, end to end: real worker, compile tasks over SQS, the store in S3."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.csv as pa_csv
+import pytest
+
+from pipeline import aws
+from pipeline.cli import main
+from pipeline.model_store import EngineRecord, ModelStore
+from pipeline.scoring import compiler
+from pipeline.scoring.model import publish_model
+from tests.conftest import REGION, compile_version, unique
+from tests.pipeline.test_worker import csv_of, split_edge_rows, submit
+
+
+def scored(s3: Any, note: Any) -> np.ndarray:
+    data = s3.get_object(Bucket=note.output.bucket, Key=note.output.key)["Body"].read()
+    return pa_csv.read_csv(io.BytesIO(data)).column("prediction").to_numpy()
+
+
+@pytest.fixture
+def file_rows(binary_model: Any) -> tuple[np.ndarray, bytes]:
+    rng = np.random.default_rng(3)
+    x = np.vstack([rng.normal(size=(2000, 4)), split_edge_rows(binary_model, rng)])
+    x[::13, 0] = np.nan
+    return x, csv_of(x, binary_model.feature_name(), order=[0, 1, 2, 3]).replace(b",nan,", b",,")
+
+
+def test_a_file_before_the_compile_is_scored_by_lightgbm_and_after_it_by_the_compiled_forest(
+    local_stack: Any, s3: Any, sqs: Any, binary_model: Any, file_rows: Any
+) -> None:
+    stack = local_stack(settings={"engine_recheck_seconds": 0})
+    store = ModelStore(aws.s3_client(REGION), stack.outputs["ModelBucketName"])
+    version = publish_model(store, "churn", binary_model.model_to_string().encode(), "m.txt")
+    x, body = file_rows
+
+    before = submit(stack, s3, sqs, f"churn/{unique('early')}.csv", body)
+    record = compile_version(stack, store, version)
+    after = submit(stack, s3, sqs, f"churn/{unique('late')}.csv", body)
+
+    assert before.output is not None
+    assert after.output is not None
+    assert before.output.engine == "lightgbm"
+    assert record.status == "compiled", record.reason
+    assert after.output.engine == "compiled"
+    np.testing.assert_array_equal(scored(s3, after), scored(s3, before))
+    assert np.max(np.abs(scored(s3, after) - binary_model.predict(x))) <= 1e-12
+
+
+def test_a_wrong_artifact_fails_the_gate_on_load_and_the_model_stays_on_lightgbm(
+    local_stack: Any,
+    s3: Any,
+    sqs: Any,
+    binary_model: Any,
+    multiclass_model: Any,
+    file_rows: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stack = local_stack()
+    store = ModelStore(aws.s3_client(REGION), stack.outputs["ModelBucketName"])
+    # Another model's compiled forest (the same one, a tree short), stored as churn's.
+    shorter = publish_model(store, "shorter", _one_tree_less(binary_model), "shorter.txt")
+    decoy_record = compile_version(stack, store, shorter)
+    version = publish_model(store, "churn", binary_model.model_to_string().encode(), "m.txt")
+    wrong = EngineRecord(
+        sha256=version.sha256,
+        compiler=decoy_record.compiler,
+        target=decoy_record.target,
+        status="compiled",
+        reason="injected by the test",
+        created_at=decoy_record.created_at,
+    )
+    store.save_engine(wrong, store.artifact(decoy_record))
+    x, body = file_rows
+
+    note = submit(stack, s3, sqs, f"churn/{unique('gate')}.csv", body)
+
+    assert note.output is not None
+    assert note.output.engine == "lightgbm"
+    assert np.max(np.abs(scored(s3, note) - binary_model.predict(x))) <= 1e-12
+    record = store.engine(version.sha256, wrong.compiler, wrong.target)
+    assert record is not None
+    assert record.status == "refused"
+    assert "failed the gate on load" in record.reason
+    outputs = tmp_path / "outputs.json"
+    stack.write_outputs(outputs)
+    assert main(["model", "list", "--name", "churn", "--outputs", str(outputs)]) == 0
+    listed = capsys.readouterr().out
+    assert "lightgbm (the compiled predictor failed the gate on load" in listed
+
+
+def _one_tree_less(booster: Any) -> bytes:
+    import lightgbm as lgb
+
+    text = booster.model_to_string(num_iteration=booster.num_trees() - 1)
+    return lgb.Booster(model_str=text).model_to_string().encode()
+
+
+def test_the_stock_engine_can_be_forced(
+    local_stack: Any, s3: Any, sqs: Any, binary_model: Any, file_rows: Any
+) -> None:
+    stack = local_stack(settings={"predict_engine": "lightgbm"})
+    store = ModelStore(aws.s3_client(REGION), stack.outputs["ModelBucketName"])
+    version = publish_model(store, "churn", binary_model.model_to_string().encode(), "m.txt")
+    assert compile_version(stack, store, version).status == "compiled"
+
+    note = submit(stack, s3, sqs, f"churn/{unique('forced')}.csv", file_rows[1])
+
+    assert note.output is not None
+    assert note.output.engine == "lightgbm"
+
+
+def test_a_model_the_compiler_cannot_reproduce_is_refused_with_the_reason(
+    local_stack: Any, s3: Any, sqs: Any
+) -> None:
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(500, 3))
+    linear = lgb.train(
+        {"objective": "regression", "linear_tree": True, "verbose": -1},
+        lgb.Dataset(x, x[:, 0] * 2 + x[:, 1], feature_name=["a", "b", "c"]),
+        num_boost_round=5,
+    )
+    stack = local_stack()
+    store = ModelStore(aws.s3_client(REGION), stack.outputs["ModelBucketName"])
+    version = publish_model(store, "lin", linear.model_to_string().encode(), "lin.txt")
+
+    record = compile_version(stack, store, version)
+    body = b"a,b,c\n" + b"".join(f"{r[0]},{r[1]},{r[2]}\n".encode() for r in x[:50])
+    note = submit(stack, s3, sqs, f"lin/{unique('lin')}.csv", body)
+
+    assert record.status == "refused"
+    assert "linear trees" in record.reason
+    assert record.target == (compiler.host_target() or compiler.BASELINES["x86_64"]).name
+    assert note.output is not None
+    assert note.output.engine == "lightgbm"
+    np.testing.assert_allclose(scored(s3, note), linear.predict(x[:50]), rtol=0, atol=1e-12)
