@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from pipeline.scoring.formats import ByteSink, Chunk
+from pipeline.scoring.codec import ByteSink, Chunk
 from pipeline.scoring.streams import output_stream
 
 

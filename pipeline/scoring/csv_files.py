@@ -17,7 +17,7 @@ import pyarrow.csv as pa_csv
 
 from pipeline.errors import EmptyFile, SchemaMismatch, UnreadableFile
 from pipeline.scoring.batches import ArrowBatchWriter, output_schema, rebatch
-from pipeline.scoring.formats import ByteSink, ByteSource, Chunk, ObjectSource, Reader
+from pipeline.scoring.codec import ByteSink, ByteSource, Chunk, ObjectSource, Reader
 from pipeline.scoring.streams import Prefixed, decompressed
 
 #: pyarrow's streaming CSV reader buffers many blocks ahead; small blocks keep

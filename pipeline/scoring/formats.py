@@ -1,81 +1,25 @@
-"""File formats: telling them apart, and the reader/writer contract they share.
+"""File formats: telling them apart, and handing each to its codec.
 
 A format is told by the key's extension; a key without a known one (``data``,
-``export.gz``) is told by its first bytes. A reader yields ``Chunk``s of about
-``batch_rows`` rows and knows its columns before the first one (a header-only
-CSV still has columns); a writer takes each chunk with its predictions and
-writes the same format back, compressed the same way.
+``export.gz``) is told by its first bytes. What a codec reads and writes is
+the contract in ``codec``.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
-
-import numpy as np
-import numpy.typing as npt
-import pyarrow as pa
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from pipeline.errors import UnsupportedFormat
+from pipeline.scoring import csv_files, json_lines, parquet_files
+from pipeline.scoring.codec import ByteSink, Codec, ObjectSource, Reader, Writer
 
-
-class ByteSource(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-
-
-class ByteSink(Protocol):
-    def write(self, data: bytes, /) -> int: ...
-
-
-class ObjectSource(Protocol):
-    """The input object, readable as a stream or with random access."""
-
-    def stream(self) -> ByteSource: ...
-
-    def random_access(self) -> ByteSource: ...
-
-    def head(self, size: int) -> bytes: ...
-
-
-@dataclass
-class Chunk:
-    #: The rows' columns as Arrow arrays; features are read from these.
-    batch: pa.RecordBatch
-    #: 1-based data row number of the chunk's first row.
-    first_row: int
-    #: The rows as they were in the file, for formats that pass records through verbatim.
-    records: list[bytes] = field(default_factory=list)
-
-    @property
-    def num_rows(self) -> int:
-        return int(self.batch.num_rows)
-
-
-class Reader(Protocol):
-    @property
-    def columns(self) -> Sequence[str]: ...
-
-    def __iter__(self) -> Iterator[Chunk]: ...
-
-
-class Writer(Protocol):
-    def write(self, chunk: Chunk, predictions: npt.NDArray[np.float64]) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class Codec(Protocol):
-    """How one kind of file is read and written (see csv_files, parquet_files, json_lines)."""
-
-    def open(
-        self, source: ObjectSource, compression: str | None, where: str, batch_rows: int
-    ) -> Reader: ...
-
-    def writer(
-        self, sink: ByteSink, compression: str | None, reader: Reader, outputs: Sequence[str]
-    ) -> Writer: ...
+_CODECS: dict[str, Codec] = {
+    "csv": csv_files.CODEC,
+    "parquet": parquet_files.CODEC,
+    "jsonl": json_lines.CODEC,
+}
 
 
 @dataclass(frozen=True)
@@ -105,14 +49,7 @@ class Format:
 
     @property
     def codec(self) -> Codec:
-        from pipeline.scoring import csv_files, json_lines, parquet_files  # noqa: PLC0415
-
-        codecs: dict[str, Codec] = {
-            "csv": csv_files.CODEC,
-            "parquet": parquet_files.CODEC,
-            "jsonl": json_lines.CODEC,
-        }
-        return codecs[self.kind]
+        return _CODECS[self.kind]
 
     def open(self, source: ObjectSource, where: str, batch_rows: int) -> Reader:
         return self.codec.open(source, self.compression, where, batch_rows)

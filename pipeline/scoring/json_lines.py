@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 
 from pipeline.errors import EmptyFile, UnreadableFile
-from pipeline.scoring.formats import ByteSink, Chunk, ObjectSource, Reader
+from pipeline.scoring.codec import ByteSink, Chunk, ObjectSource, Reader
 from pipeline.scoring.streams import decompressed, output_stream
 
 

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from pipeline.errors import SchemaMismatch, UnreadableFile
 from pipeline.scoring.batches import ArrowBatchWriter, output_schema
-from pipeline.scoring.formats import ByteSink, Chunk, ObjectSource, Reader
+from pipeline.scoring.codec import ByteSink, Chunk, ObjectSource, Reader
 
 
 class ParquetReader:

@@ -7,7 +7,7 @@ import io
 import pyarrow as pa
 
 from pipeline.errors import UnreadableFile
-from pipeline.scoring.formats import ByteSink, ByteSource
+from pipeline.scoring.codec import ByteSink, ByteSource
 
 
 class _NativeReader(io.RawIOBase):

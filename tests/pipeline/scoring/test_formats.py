@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.errors import EmptyFile, SchemaMismatch, UnreadableFile, UnsupportedFormat
-from pipeline.scoring import formats
+from pipeline.scoring import codec, formats
 
 
 class InMemory:
@@ -29,7 +29,7 @@ class InMemory:
         return self.data[:size]
 
 
-def read(name: str, data: bytes, batch_rows: int = 65536) -> tuple[formats.Reader, list]:
+def read(name: str, data: bytes, batch_rows: int = 65536) -> tuple[codec.Reader, list]:
     reader = formats.BY_NAME[name].open(InMemory(data), f"m/f.{name}", batch_rows)
     return reader, list(reader)
 
