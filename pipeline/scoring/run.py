@@ -1,20 +1,27 @@
-"""Scoring one file: S3 in, chunks through LightGBM, multipart upload out.
+"""Scoring one file: S3 in, chunks through the model, multipart upload out.
 
-Memory stays flat whatever the file size: readers hold a few small blocks (or
-one Parquet row group), chunks of about ``batch_rows`` rows go through each
-LightGBM call, and the output leaves in 8 MiB parts. The output object
-appears only when the last row is written; any error aborts the upload.
+Reading and parsing, building features, predicting, and encoding with
+uploading run at the same time (``stages``), so a file takes about as long as
+its slowest stage. Memory stays flat whatever the file size: readers hold a
+few small blocks (or one Parquet row group), each hand-off holds two chunks
+of about ``batch_rows`` rows, and the output leaves in parts. The output
+object appears only when the last row is written; any error aborts the upload.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
+
 from pipeline import jobs
 from pipeline.errors import EmptyFile, FileTooLarge
 from pipeline.messages import OutputRef, ScoreRequest
 from pipeline.scoring import features, formats
+from pipeline.scoring.codec import Chunk
 from pipeline.scoring.model import ModelCache
+from pipeline.scoring.stages import overlapped
 from pipeline.storage import MultipartWriter, S3Object
 
 if TYPE_CHECKING:
@@ -23,6 +30,7 @@ if TYPE_CHECKING:
     from pipeline.settings import Settings
 
 _SNIFF_BYTES = 4096
+Scored = tuple[Chunk, npt.NDArray[np.float64]]
 
 
 def score_object(
@@ -45,10 +53,19 @@ def score_object(
         reader = fmt.open(source, where, settings.batch_rows)
         features.check_columns(reader.columns, model.feature_names, model.output_columns, where)
         writer = fmt.writer(sink, reader, model.output_columns)
+
+        def featurize(chunk: Chunk) -> tuple[Chunk, npt.NDArray[np.float64]]:
+            return chunk, features.feature_matrix(
+                chunk.batch, model.features, chunk.first_row, where
+            )
+
+        def predict(item: tuple[Chunk, npt.NDArray[np.float64]]) -> Scored:
+            chunk, matrix = item
+            return chunk, model.predict(matrix, settings.predict_threads)
+
         rows = 0
-        for chunk in reader:
-            matrix = features.feature_matrix(chunk.batch, model.features, chunk.first_row, where)
-            writer.write(chunk, model.predict(matrix, settings.predict_threads))
+        for chunk, predictions in overlapped(reader, [featurize, predict]):
+            writer.write(chunk, predictions)
             rows += chunk.num_rows
         writer.close()
         sink.complete()

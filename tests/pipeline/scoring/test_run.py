@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import jobs
+from pipeline import aws, jobs
 from pipeline.errors import BadValue, FileTooLarge
 from pipeline.local import template
 from pipeline.local.provision import provision
@@ -116,3 +116,17 @@ def test_the_model_is_loaded_once_for_many_files(stack: Any, s3: Any) -> None:
     for n in range(3):
         score_object(put(s3, stack, f"churn/{n}.csv", big_csv(5)), s3, cache, settings_for(stack))
     assert cache.loads == 1
+
+
+def test_a_small_output_is_one_put_and_no_multipart_upload(stack: Any, s3: Any) -> None:
+    """Small files are most files: their output costs one request, not three."""
+    request = put(s3, stack, f"churn/{unique('small')}.csv", big_csv(100))
+    settings = settings_for(stack)
+    client = aws.s3_client(REGION)
+    calls: list[str] = []
+    client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+
+    out = score_object(request, client, models(s3, stack), settings)
+
+    assert out.rows == 100
+    assert [c for c in calls if c != "GetObject"] == ["PutObject"]

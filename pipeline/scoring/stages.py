@@ -1,0 +1,104 @@
+"""Running the stages of scoring a file at the same time, in order, with bounded hand-offs.
+
+Reading and parsing, building features and predicting each run in a thread
+of their own, handing items on through small queues; the caller consumes the
+last stage (encoding and uploading). pyarrow, LightGBM and the compiled
+forest release the GIL, so the slowest stage sets the pace instead of the sum
+of all. Each stage is one thread, so order is kept; each queue holds
+``depth`` items, so memory stays bounded whatever the file's size.
+
+An exception in any stage reaches the caller from ``next()``; leaving the
+iterator early (an error, the watchdog's ``JobTimeout``) stops every stage.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+_POLL_SECONDS = 0.1
+_JOIN_SECONDS = 10.0
+_DONE = object()
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def overlapped(
+    source: Iterable[Any], steps: list[Callable[[Any], Any]], depth: int = 2
+) -> Iterator[Any]:
+    """``step_n(...step_1(item))`` for each item of ``source``, stages running concurrently."""
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def put(out: queue.Queue[Any], item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=_POLL_SECONDS)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def get(inbox: queue.Queue[Any]) -> Any:
+        while not stop.is_set():
+            try:
+                return inbox.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                continue
+        return _DONE
+
+    def produce(out: queue.Queue[Any]) -> None:
+        try:
+            for item in source:
+                if not put(out, item):
+                    return
+            put(out, _DONE)
+        except BaseException as exc:
+            put(out, _Failed(exc))
+
+    def transform(
+        step: Callable[[Any], Any], inbox: queue.Queue[Any], out: queue.Queue[Any]
+    ) -> None:
+        while True:
+            item = get(inbox)
+            if item is _DONE or isinstance(item, _Failed):
+                put(out, item)
+                return
+            try:
+                result = step(item)
+            except BaseException as exc:
+                put(out, _Failed(exc))
+                return
+            if not put(out, result):
+                return
+
+    inbox: queue.Queue[Any] = queue.Queue(depth)
+    threads.append(threading.Thread(target=produce, args=(inbox,), name="stage-read"))
+    for index, step in enumerate(steps):
+        out: queue.Queue[Any] = queue.Queue(depth)
+        threads.append(
+            threading.Thread(target=transform, args=(step, inbox, out), name=f"stage-{index + 1}")
+        )
+        inbox = out
+    for thread in threads:
+        thread.daemon = True
+        thread.start()
+    try:
+        while True:
+            item = inbox.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        for thread in threads:
+            # A stage inside a long read sees the stop when it returns; it is a
+            # daemon, so a stuck one cannot keep the worker from its next file.
+            thread.join(timeout=_JOIN_SECONDS)
