@@ -1,0 +1,236 @@
+"""Upload to notification through the local stack, beside the in-process bounds, in one run.
+
+A 1M-row CSV (33 numeric features) and a 200-tree x 63-leaf binary model:
+
+* the naive script: pandas ``read_csv`` -> ``Booster.predict`` -> ``to_csv``, local file;
+* the in-process bounds: pyarrow reads the whole file, the model predicts
+  (stock ``Booster.predict``, or the compiled forest), pyarrow writes it;
+* the pipeline (the machinery ``pipeline dev`` runs, one solo worker): upload
+  done -> notification, and the worker's started -> finished; with the
+  compiled forest and with ``PIPELINE_PREDICT_ENGINE=lightgbm``; the same rows
+  as Parquet and as JSON lines too;
+* small files: SMALL uploads of a 1,000-row CSV one after another, percentiles
+  of upload -> notification and where the time goes.
+
+    .venv/bin/python bench/e2e.py [--rows 1000000] [--small 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from pipeline import aws, consumer
+from pipeline.cli import request_compile
+from pipeline.local.stack import LocalStack
+from pipeline.messages import Notification
+from pipeline.model_store import ModelStore
+from pipeline.scoring import compiler, forest
+from pipeline.scoring.model import publish_model
+from pipeline.scoring.native import NativeForest
+
+FEATURES = [f"f{i:02d}" for i in range(33)]
+NAIVE = """
+import sys, lightgbm as lgb, pandas as pd
+booster = lgb.Booster(model_file=sys.argv[1])
+frame = pd.read_csv(sys.argv[2])
+frame["prediction"] = booster.predict(frame[booster.feature_name()])
+frame.to_csv(sys.argv[3], index=False)
+"""
+
+
+def train() -> lgb.Booster:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50_000, len(FEATURES)))
+    y = (x[:, :5].sum(axis=1) + 0.5 * rng.normal(size=len(x)) > 0).astype(int)
+    return lgb.train(
+        {"objective": "binary", "num_leaves": 63, "verbose": -1, "seed": 1},
+        lgb.Dataset(x, y, feature_name=FEATURES),
+        num_boost_round=200,
+    )
+
+
+def table(rows: int, seed: int = 1) -> pa.Table:
+    x = np.round(np.random.default_rng(seed).normal(size=(rows, len(FEATURES))), 6)
+    x[np.random.default_rng(seed + 1).random(x.shape) < 0.02] = np.nan
+    return pa.table({name: x[:, j] for j, name in enumerate(FEATURES)})
+
+
+def encode(data: pa.Table, kind: str) -> bytes:
+    out = io.BytesIO()
+    if kind == "csv":
+        pa_csv.write_csv(data, out)
+    elif kind == "parquet":
+        pq.write_table(data, out, row_group_size=65_536)
+    else:
+        for batch in data.to_batches(65_536):
+            lines = (json.dumps(r, allow_nan=False) for r in _finite(batch.to_pylist()))
+            out.write(("\n".join(lines) + "\n").encode())
+    return out.getvalue()
+
+
+def _finite(records: list[dict[str, float]]) -> list[dict[str, float | None]]:
+    return [{k: (None if math.isnan(v) else v) for k, v in r.items()} for r in records]
+
+
+def in_process(path: Path, predict: Any) -> float:
+    """The bound: read the whole file with pyarrow, predict, write with pyarrow."""
+    started = time.perf_counter()
+    data = pa_csv.read_csv(path)
+    matrix = np.column_stack([data.column(n).to_numpy() for n in FEATURES]).astype(np.float64)
+    scored = data.append_column("prediction", pa.array(predict(np.asfortranarray(matrix))))
+    pa_csv.write_csv(scored, path.with_suffix(".scored.csv"))
+    return time.perf_counter() - started
+
+
+def local_runs(
+    model: bytes, body: bytes, booster: lgb.Booster, native: NativeForest
+) -> tuple[float, float, float]:
+    """Seconds for the naive script and the two in-process bounds, on a local copy."""
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        (work / "model.txt").write_bytes(model)
+        (work / "in.csv").write_bytes(body)
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-c", NAIVE, str(work / "model.txt"), str(work / "in.csv"),
+             str(work / "naive.csv")],
+            check=True,
+        )  # fmt: skip
+        naive = time.perf_counter() - started
+        stock = in_process(work / "in.csv", booster.predict)
+        bound = in_process(work / "in.csv", lambda m: native.predict(m)[:, 0])
+    return naive, stock, bound
+
+
+class Pipeline:
+    def __init__(self, name: str, model: bytes, settings: dict[str, Any]) -> None:
+        self.stack = LocalStack(stack_name=name, settings=settings, sink=lambda _l: None).start()
+        self.s3, self.sqs = aws.s3_client(), aws.sqs_client()
+        self.out = self.stack.outputs
+        store = ModelStore(self.s3, self.out["ModelBucketName"])
+        version = publish_model(store, "bench", model, "bench")
+        request_compile(self.out, version.ref)
+        target = compiler.host_target()
+        assert target is not None
+        deadline = time.monotonic() + 300
+        while store.engine(version.sha256, compiler.compiler_id(), target.name) is None:
+            assert time.monotonic() < deadline, "the compile job did not finish"
+            time.sleep(0.2)
+
+    def score(self, key: str, body: bytes) -> tuple[float, Notification]:
+        put = self.s3.put_object(Bucket=self.out["InputBucketName"], Key=key, Body=body)
+        uploaded = time.monotonic()
+        etag = put["ETag"].strip('"')
+        note = consumer.wait_for(
+            self.sqs, self.out["NotificationQueueUrl"], lambda n: n.is_for(key, etag), timeout=900
+        )
+        assert note is not None, f"no notification for {key}"
+        assert note.status == "succeeded", note.error
+        return time.monotonic() - uploaded, note
+
+    def stop(self) -> None:
+        self.stack.stop()
+
+
+def worker_seconds(note: Notification) -> float:
+    assert note.started_at is not None
+    return (note.finished_at - note.started_at).total_seconds()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--small", type=int, default=40)
+    args = parser.parse_args()
+
+    print(f"training the model, writing {args.rows:,} rows…", flush=True)
+    booster = train()
+    model = booster.model_to_string().encode()
+    data = table(args.rows)
+    bodies = {kind: encode(data, kind) for kind in ("csv", "parquet", "jsonl")}
+    small = encode(table(1000, seed=7), "csv")
+    target = compiler.host_target()
+    assert target is not None
+    parsed = forest.parse(booster.model_to_string())
+    native = NativeForest(compiler.compile_object(parsed, target), 1, len(FEATURES))
+    rows: list[tuple[str, float, str]] = []
+
+    naive, stock, bound = local_runs(model, bodies["csv"], booster, native)
+    rows.append(("naive script (pandas, local file)", naive, ""))
+    rows.append(("in-process bound, stock LightGBM", stock, ""))
+    rows.append(("in-process bound, compiled", bound, ""))
+
+    mb = len(bodies["csv"]) / 1e6
+    pipeline_csv: tuple[float, Notification] | None = None
+    latencies: list[tuple[float, Notification]] = []
+    for engine in ("auto", "lightgbm"):
+        pipeline = Pipeline(f"bench-{engine[:4]}", model, {"predict_engine": engine})
+        try:
+            kinds = ("csv", "parquet", "jsonl") if engine == "auto" else ("csv",)
+            for kind in kinds:
+                seconds, note = pipeline.score(f"bench/big-{engine}.{kind}", bodies[kind])
+                assert note.output is not None
+                label = f"pipeline {kind}, {note.output.engine} ({len(bodies[kind]) / 1e6:.0f} MB)"
+                rows.append((label, seconds, f"worker {worker_seconds(note):.1f} s"))
+                if pipeline_csv is None:
+                    pipeline_csv = (seconds, note)
+            if engine == "auto":
+                for i in range(args.small):
+                    latencies.append(pipeline.score(f"bench/small-{i}.csv", small))
+        finally:
+            pipeline.stop()
+
+    print(f"\n{args.rows:,}-row CSV ({mb:.0f} MB), 200 trees x 63 leaves, 2 cores\n")
+    print("| path | seconds | vs naive | |\n| --- | ---: | ---: | --- |")
+    for label, seconds, extra in rows:
+        print(f"| {label} | {seconds:.1f} | {naive / seconds:.1f}x | {extra} |")
+    assert pipeline_csv is not None
+    seconds, note = pipeline_csv
+    print(
+        f"\nworker started->finished / in-process compiled bound: "
+        f"{worker_seconds(note) / bound:.2f}x (target <= 1.3x); "
+        f"upload->notification vs naive: {naive / seconds:.1f}x faster (target >= 8x)"
+    )
+    _small_table(latencies)
+
+
+def _small_table(latencies: list[tuple[float, Notification]]) -> None:
+    totals = sorted(s for s, _ in latencies)
+    hops: dict[str, list[float]] = {
+        "upload -> worker start": [],
+        "worker": [],
+        "worker done -> received": [],
+    }
+    for seconds, note in latencies:
+        assert note.started_at is not None
+        hops["upload -> worker start"].append((note.started_at - note.received_at).total_seconds())
+        hops["worker"].append(worker_seconds(note))
+        done = seconds - (note.finished_at - note.received_at).total_seconds()
+        hops["worker done -> received"].append(done)
+    p = statistics.quantiles(totals, n=20)
+    print(f"\n{len(totals)} files of 1,000 rows, upload -> notification (ms)\n")
+    print("| | p50 | p95 |\n| --- | ---: | ---: |")
+    print(f"| total | {statistics.median(totals) * 1e3:.0f} | {p[18] * 1e3:.0f} |")
+    for hop, values in hops.items():
+        q = statistics.quantiles(values, n=20)
+        print(f"| {hop} | {statistics.median(values) * 1e3:.0f} | {q[18] * 1e3:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
