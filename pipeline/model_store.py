@@ -19,6 +19,7 @@ describing and compiling a model file belong to the worker's side.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
@@ -28,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from pipeline.aws import error_code, raise_transient
 from pipeline.errors import UnknownModel
 from pipeline.jobs import MODEL_NAME, MODEL_NAME_RULE
-from pipeline.messages import ModelRef
+from pipeline.messages import ModelRef, utc_now
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -38,6 +39,7 @@ _RECORD_FILE = "model.json"
 COMPILED_PREFIX = "_compiled/"
 _ARTIFACT_FILE = "forest.o"
 _ENGINE_FILE = "engine.json"
+_CLAIM_FILE = "claim.json"
 _CLAIM_ATTEMPTS = 20
 
 
@@ -153,6 +155,31 @@ class ModelStore:
             Body=record.model_dump_json(indent=2).encode(),
             ContentType="application/json",
         )
+
+    def claim_compile(self, sha256: str, compiler: str, target: str, stale_seconds: float) -> bool:
+        """Whether this caller should compile: no one has, or their claim has gone stale.
+
+        A compile that died (its worker was stopped) leaves a claim and no
+        record; once the claim is ``stale_seconds`` old, the next claimant
+        compiles again.
+        """
+        key = artifact_prefix(sha256, compiler, target) + _CLAIM_FILE
+        now = utc_now()
+        body = json.dumps({"claimed_at": now.isoformat()}).encode()
+        try:
+            self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
+        except ClientError as exc:
+            if error_code(exc) not in {"PreconditionFailed", "ConditionalRequestConflict"}:
+                raise_transient(exc, f"claiming s3://{self.bucket}/{key}")
+                raise
+            existing = self._get_optional(key)
+            claimed = (
+                datetime.fromisoformat(json.loads(existing)["claimed_at"]) if existing else now
+            )
+            if (now - claimed).total_seconds() < stale_seconds:
+                return False
+            self._s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+        return True
 
     def _get_optional(self, key: str) -> bytes | None:
         try:

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from pipeline import aws, tasks
 from pipeline.celery_app import create_app
 from pipeline.delivery import Delivery, Heartbeat, redelivery_delay
-from pipeline.errors import InputError, JobTimeout, PipelineError, TransientError, located
+from pipeline.errors import InputError, JobTimeout, PipelineError, located
 from pipeline.ledger import AttemptError, Ledger
 from pipeline.messages import (
     CompileRequest,
@@ -194,27 +194,13 @@ def _run_task(payload: dict[str, Any], properties: dict[str, Any] | None) -> Not
     return process(request, runtime(), delivery)
 
 
-def compile_model(
-    request: CompileRequest, runtime: WorkerRuntime, delivery: Delivery | None
-) -> str:
-    """Run a compile job; any failure but a transient one is recorded as the reason.
-
-    A model that cannot be compiled stays on LightGBM, so a compile never
-    fails a file; only S3 hiccups are worth another delivery.
-    """
+def compile_model(request: CompileRequest, runtime: WorkerRuntime) -> str:
+    """Start the version's compile beside this worker and return at once (see ``compiling``)."""
     from pipeline.scoring import compiling  # noqa: PLC0415 - llvmlite only for compile jobs
 
-    with Heartbeat(runtime.sqs, delivery, runtime.settings.task_visibility_seconds):
-        try:
-            record = runtime.retrying(
-                lambda: compiling.compile_version(request.model, runtime.store)
-            )
-        except TransientError:
-            raise
-        except Exception as exc:
-            log.exception("compiling %s v%d failed", request.model.name, request.model.version)
-            record = compiling.record_failure(request.model, runtime.store, exc)
-    return str(record.status)
+    started: str = runtime.retrying(lambda: compiling.start_compile(request.model, runtime.store))
+    log.info("compile of %s v%d: %s", request.model.name, request.model.version, started)
+    return started
 
 
 def _run_compile(payload: dict[str, Any], properties: dict[str, Any] | None) -> str:
@@ -224,7 +210,7 @@ def _run_compile(payload: dict[str, Any], properties: dict[str, Any] | None) -> 
     except ValidationError as exc:
         reject_poison(runtime(), delivery, f"not a CompileRequest: {exc.error_count()} error(s)")
         raise
-    return compile_model(request, runtime(), delivery)
+    return compile_model(request, runtime())
 
 
 app = create_app(Settings())

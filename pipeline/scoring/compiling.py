@@ -1,17 +1,27 @@
 """Compile jobs, and putting their output to use only after it proves exact.
 
-Publishing a model sends a ``compile`` task; the worker that takes it parses
-the text, generates and compiles the forest for this architecture's baseline
-CPU, runs the gate against ``Booster.predict`` and stores the object file with
-an ``EngineRecord`` (or a record of why the model stays on LightGBM). A worker
-loading a model looks for that record: compiled, it downloads the object once,
-runs the gate again in its own process (a wrong or damaged artifact is caught
-here and recorded as refused), and only then scores with it.
+Publishing a model sends a ``compile`` task. The worker that takes it does not
+compile in its own slot: a solo worker holds one message at a time, and a
+file queued behind a 20-second compile would wait for it. It claims the
+compile in the store and starts it in a child process (``python -m
+pipeline.scoring.compiling NAME VERSION``), then takes its next message at
+once. The child parses the text, generates and compiles the forest for this
+architecture's baseline CPU, runs the gate against ``Booster.predict`` and
+stores the object file with an ``EngineRecord`` (or a record of why the model
+stays on LightGBM). A child that dies leaves a claim that goes stale; any
+worker that loads the model while its compile is pending claims it again.
+
+A worker loading a model looks for the record: compiled, it downloads the
+object once, runs the gate again in its own process (a wrong or damaged
+artifact is caught here and recorded as refused), and only then scores with it.
 """
 
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import threading
 import time
 from dataclasses import replace
 
@@ -22,6 +32,36 @@ from pipeline.scoring.model import LoadedModel
 from pipeline.scoring.native import NativeForest
 
 log = logging.getLogger(__name__)
+
+#: A claim older than this with no record means its compile died.
+CLAIM_STALE_SECONDS = 900.0
+
+
+def start_compile(ref: ModelRef, store: ModelStore, sha256: str | None = None) -> str:
+    """Compile ``ref`` in a child process unless it is done or under way; return which."""
+    target = compiler.host_target()
+    if target is None:
+        return "no target"
+    sha256 = sha256 or store.record(ref).sha256
+    if store.engine(sha256, compiler.compiler_id(), target.name) is not None:
+        return "done"
+    if not store.claim_compile(sha256, compiler.compiler_id(), target.name, CLAIM_STALE_SECONDS):
+        return "under way"
+    command = [sys.executable, "-m", "pipeline.scoring.compiling", ref.name, str(ref.version)]
+
+    def run() -> None:
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        level = logging.INFO if result.returncode == 0 else logging.ERROR
+        log.log(
+            level,
+            "compile of %s v%d: %s",
+            ref.name,
+            ref.version,
+            result.stdout.strip() or result.stderr.strip()[-2000:],
+        )
+
+    threading.Thread(target=run, name=f"compile-{ref.name}-{ref.version}", daemon=True).start()
+    return "started"
 
 
 def compile_version(ref: ModelRef, store: ModelStore) -> EngineRecord:
@@ -81,6 +121,7 @@ def attach(model: LoadedModel, store: ModelStore) -> tuple[LoadedModel, bool]:
         return replace(model, engine_reason="no compile target for this architecture"), False
     record = store.engine(model.sha256, compiler.compiler_id(), target.name)
     if record is None:
+        start_compile(model.ref, store, model.sha256)  # a no-op while one is under way
         return replace(model, engine_reason="compile pending"), True
     if record.status != "compiled":
         return replace(model, engine_reason=record.reason), False
@@ -96,3 +137,26 @@ def attach(model: LoadedModel, store: ModelStore) -> tuple[LoadedModel, bool]:
         store.save_engine(record.model_copy(update={"status": "refused", "reason": reason}), None)
         return replace(model, engine_reason=reason), False
     return replace(model, compiled=native, engine_reason=record.reason), False
+
+
+def main(argv: list[str]) -> int:
+    """The compile child: compile one version, record any failure but a transient one."""
+    from pipeline import aws  # noqa: PLC0415
+    from pipeline.errors import TransientError  # noqa: PLC0415
+    from pipeline.settings import Settings  # noqa: PLC0415
+
+    ref = ModelRef(name=argv[0], version=int(argv[1]))
+    store = ModelStore(aws.s3_client(), Settings().model_bucket)
+    try:
+        record = compile_version(ref, store)
+    except TransientError as exc:  # the claim goes stale; a later load claims it again
+        print(f"not compiled now: {exc}")
+        return 1
+    except Exception as exc:
+        record = record_failure(ref, store, exc)
+    print(f"{record.status}: {record.reason} ({record.compile_seconds:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -11,7 +11,7 @@ import pyarrow.csv as pa_csv
 import pytest
 
 from pipeline import aws
-from pipeline.cli import main
+from pipeline.cli import main, request_compile
 from pipeline.model_store import EngineRecord, ModelStore
 from pipeline.scoring import compiler
 from pipeline.scoring.model import publish_model
@@ -32,25 +32,47 @@ def file_rows(binary_model: Any) -> tuple[np.ndarray, bytes]:
     return x, csv_of(x, binary_model.feature_name(), order=[0, 1, 2, 3]).replace(b",nan,", b",,")
 
 
-def test_a_file_before_the_compile_is_scored_by_lightgbm_and_after_it_by_the_compiled_forest(
-    local_stack: Any, s3: Any, sqs: Any, binary_model: Any, file_rows: Any
+def test_a_file_sent_after_the_compile_task_does_not_wait_for_it(
+    local_stack: Any, s3: Any, sqs: Any
 ) -> None:
+    """One solo worker, the compile task ahead of the file on the queue: the file goes first.
+
+    The compile runs in a child process the task starts; the worker takes the
+    file at once and scores it with LightGBM. Later files get the compiled forest.
+    """
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(20_000, 8))
+    big = lgb.train(  # a few seconds to compile
+        {"objective": "binary", "num_leaves": 31, "verbose": -1},
+        lgb.Dataset(x, (x[:, :3].sum(axis=1) > 0).astype(int), feature_name=list("abcdefgh")),
+        num_boost_round=150,
+    )
     stack = local_stack(settings={"engine_recheck_seconds": 0})
     store = ModelStore(aws.s3_client(REGION), stack.outputs["ModelBucketName"])
-    version = publish_model(store, "churn", binary_model.model_to_string().encode(), "m.txt")
-    x, body = file_rows
+    version = publish_model(store, "big", big.model_to_string().encode(), "big.txt")
+    target = compiler.host_target()
+    assert target is not None
+    rows = x[:500]
+    body = b"a,b,c,d,e,f,g,h\n" + b"".join(
+        (",".join(repr(float(v)) for v in row) + "\n").encode() for row in rows
+    )
 
-    before = submit(stack, s3, sqs, f"churn/{unique('early')}.csv", body)
+    request_compile(stack.outputs, version.ref)
+    before = submit(stack, s3, sqs, f"big/{unique('early')}.csv", body)
+    compiled_yet = store.engine(version.sha256, compiler.compiler_id(), target.name)
     record = compile_version(stack, store, version)
-    after = submit(stack, s3, sqs, f"churn/{unique('late')}.csv", body)
+    after = submit(stack, s3, sqs, f"big/{unique('late')}.csv", body)
 
     assert before.output is not None
     assert after.output is not None
     assert before.output.engine == "lightgbm"
+    assert compiled_yet is None
     assert record.status == "compiled", record.reason
     assert after.output.engine == "compiled"
     np.testing.assert_array_equal(scored(s3, after), scored(s3, before))
-    assert np.max(np.abs(scored(s3, after) - binary_model.predict(x))) <= 1e-12
+    assert np.max(np.abs(scored(s3, after) - big.predict(rows))) <= 1e-12
 
 
 def test_a_wrong_artifact_fails_the_gate_on_load_and_the_model_stays_on_lightgbm(
