@@ -37,6 +37,7 @@ from pipeline import aws, jobs
 from pipeline.local import emulator
 from pipeline.messages import ModelRef, ObjectRef, ScoreRequest
 from pipeline.model_store import ModelStore
+from pipeline.scoring import compiling
 from pipeline.scoring.model import ModelCache, publish_model
 from pipeline.scoring.run import score_object
 from pipeline.settings import Settings, child_environment, set_process_environment
@@ -142,7 +143,11 @@ def main() -> None:
     s3 = aws.s3_client(REGION)
     bucket = "bench-memory"
     s3.create_bucket(Bucket=bucket)
-    publish_model(ModelStore(s3, bucket), "bench", make_model().model_to_string().encode(), "m")
+    store = ModelStore(s3, bucket)
+    version = publish_model(store, "bench", make_model().model_to_string().encode(), "m")
+    # What a worker scores with once the compile job is done (no compile runs mid-measurement).
+    engine = compiling.compile_version(version.ref, store)
+    print(f"engine: {engine.status} ({engine.reason})")
     cores = Path("/proc/cpuinfo").read_text().count("processor")
     print(
         f"model: 100 trees, 31 leaves, {FEATURES} features; {cores} cores; "

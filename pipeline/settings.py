@@ -37,9 +37,10 @@ class Settings(BaseSettings):
     broker_wait_seconds: int = Field(default=20, ge=1, le=20)
     #: Files larger than this are refused before any byte is read.
     max_input_bytes: int = Field(default=50 * 1024**3, gt=0)
-    #: Rows scored per LightGBM call: large enough to amortize the call, small
-    #: enough to keep a worker's memory flat whatever the file size.
-    batch_rows: int = Field(default=32_768, gt=0)
+    #: Rows per chunk through the overlapped stages: each stage and hand-off
+    #: holds a chunk, so this sets the worker's memory; large enough to amortize
+    #: a prediction call (bench/memory.py measured 8192 against 16k and 32k).
+    batch_rows: int = Field(default=8_192, gt=0)
     #: Threads per prediction call, LightGBM's or the compiled forest's (0: all cores).
     predict_threads: int = Field(default=0, ge=0)
     #: ``auto``: a model's compiled forest once it passed the exactness gate,

@@ -5,7 +5,8 @@ of their own, handing items on through small queues; the caller consumes the
 last stage (encoding and uploading). pyarrow, LightGBM and the compiled
 forest release the GIL, so the slowest stage sets the pace instead of the sum
 of all. Each stage is one thread, so order is kept; each queue holds
-``depth`` items, so memory stays bounded whatever the file's size.
+``depth`` items (one by default: every item in flight is memory), so
+memory stays bounded whatever the file's size.
 
 An exception in any stage reaches the caller from ``next()``; leaving the
 iterator early (an error, the watchdog's ``JobTimeout``) stops every stage.
@@ -29,7 +30,7 @@ class _Failed:
 
 
 def overlapped(
-    source: Iterable[Any], steps: list[Callable[[Any], Any]], depth: int = 2
+    source: Iterable[Any], steps: list[Callable[[Any], Any]], depth: int = 1
 ) -> Iterator[Any]:
     """``step_n(...step_1(item))`` for each item of ``source``, stages running concurrently."""
     stop = threading.Event()
@@ -74,8 +75,10 @@ def overlapped(
             except BaseException as exc:
                 put(out, _Failed(exc))
                 return
+            del item  # hold the output alone while waiting to hand it on
             if not put(out, result):
                 return
+            del result
 
     inbox: queue.Queue[Any] = queue.Queue(depth)
     threads.append(threading.Thread(target=produce, args=(inbox,), name="stage-read"))
