@@ -51,7 +51,7 @@ def drain(name: str, policy: Policy | None, bodies: list[bytes], model: bytes) -
             s3.put_object(Bucket=out["InputBucketName"], Key=f"m/{name}/{i}.csv", Body=body)
         answered, worker_seconds, last = 0, 0.0, started  # uploads count: workers start on them
         while answered < len(bodies):
-            answered += sum(1 for _ in consumer.receive(sqs, out["NotificationQueueUrl"], 1))
+            answered += sum(1 for _ in consumer.take_from(sqs, out["NotificationQueueUrl"], 1))
             now = time.monotonic()
             worker_seconds += len(supervisor.running) * (now - last)
             last = now

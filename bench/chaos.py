@@ -74,7 +74,7 @@ def main() -> None:  # noqa: PLR0915 - one scenario, told top to bottom
         kills, last_kill = 0, time.monotonic()
         deadline = started + args.timeout
         while time.monotonic() < deadline:
-            for note in consumer.receive(sqs, out["NotificationQueueUrl"], 1):
+            for note in consumer.take_from(sqs, out["NotificationQueueUrl"], 1):
                 if note.input is not None:
                     notes[note.input.key].append(note)
             if all(any(n.status == "succeeded" for n in notes[k]) for k in keys):

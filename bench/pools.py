@@ -99,7 +99,7 @@ def run(stack: LocalStack, setup: str, n: int, files: list[bytes], rows: int) ->
         keys.add(key)
     answered = 0
     while answered < len(keys):
-        for note in consumer.receive(sqs, out["NotificationQueueUrl"], 1):
+        for note in consumer.take_from(sqs, out["NotificationQueueUrl"], 1):
             assert note.status == "succeeded", note.error
             answered += 1
     elapsed = time.monotonic() - started

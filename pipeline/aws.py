@@ -12,9 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    ParamValidationError,
+)
 
-from pipeline.errors import JobTimeout, TransientError
+from pipeline.errors import ConfigurationError, JobTimeout, TransientError
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -41,6 +47,8 @@ _TRANSIENT_CODES = frozenset(
         "RequestTimeoutException",
         "RequestLimitExceeded",
         "KMSThrottlingException",
+        # Another conditional write to the same key is in progress: retry it.
+        "ConditionalRequestConflict",
     }
 )
 
@@ -75,13 +83,21 @@ def http_status(exc: ClientError) -> int:
 
 
 def is_transient(exc: BaseException) -> bool:
+    """Worth another try: throttling, 5xx, a conflicting write, a failed or broken connection.
+
+    Narrowly so: botocore's other errors (a parameter that fails validation, no
+    credentials) are the deployment's, and the same call fails the same way.
+    """
     if isinstance(exc, ClientError):
         return error_code(exc) in _TRANSIENT_CODES or http_status(exc) >= 500
-    return isinstance(exc, ConnectionError | ReadTimeoutError | BotoCoreError)
+    return isinstance(exc, ConnectionError | HTTPClientError)
 
 
 def raise_transient(exc: BaseException, doing: str) -> None:
     """Re-raise ``exc`` as ``TransientError`` when it is worth retrying.
+
+    A configuration error (botocore refusing a parameter, missing credentials)
+    becomes ``ConfigurationError``: no delivery can succeed until it is fixed.
 
     An error botocore raised because the job's time limit interrupted a
     request (it wraps whatever a request raises) is the time limit, never
@@ -94,3 +110,7 @@ def raise_transient(exc: BaseException, doing: str) -> None:
         cause = cause.__cause__ or cause.__context__
     if is_transient(exc):
         raise TransientError(f"{doing}: {exc}") from exc
+    if isinstance(exc, ParamValidationError | NoCredentialsError):
+        raise ConfigurationError(
+            f"{doing}: {exc} (check the PIPELINE_* settings and AWS credentials of this process)"
+        ) from exc

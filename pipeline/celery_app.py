@@ -17,6 +17,10 @@ Choices, each measured (see the README's "Broker settings"):
 
 from __future__ import annotations
 
+import base64
+import json
+from typing import Any
+
 from celery import Celery
 
 from pipeline.messages import CompileRequest, ModelRef
@@ -70,3 +74,20 @@ def send_compile(app: Celery, model: ModelRef) -> None:
     """Ask a worker to compile a published version; files never wait for it."""
     request = CompileRequest(model=model)
     app.send_task(COMPILE_TASK, args=[request.model_dump(mode="json")], queue=SCORE_QUEUE)
+
+
+def task_argument(body: str) -> Any:
+    """The first argument of the Celery task message in an SQS body, or None if none.
+
+    The dead-letter handler reads messages Celery wrote: the envelope is JSON,
+    its ``body`` the JSON-encoded ``[args, kwargs, embed]``, base64-encoded
+    when the envelope says so.
+    """
+    try:
+        envelope = json.loads(body)
+        payload = envelope["body"]
+        if envelope.get("properties", {}).get("body_encoding") == "base64":
+            payload = base64.b64decode(payload)
+        return json.loads(payload)[0][0]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None

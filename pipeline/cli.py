@@ -11,19 +11,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
 from pipeline import aws, jobs
 from pipeline.errors import InputError
-from pipeline.messages import ModelRef, Notification
+from pipeline.messages import ModelRef, Notification, utc_now
 from pipeline.model_store import EngineRecord
 from pipeline.scaling import Policy
-from pipeline.settings import set_process_environment
+from pipeline.settings import Settings, set_process_environment
 
 DEFAULT_OUTPUTS = Path(".pipeline/outputs.json")
 
@@ -45,6 +47,37 @@ def main(argv: list[str] | None = None) -> int:
     return result
 
 
+def outputs_option(p: argparse.ArgumentParser, deployed: bool = True) -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--outputs",
+        type=Path,
+        default=DEFAULT_OUTPUTS,
+        metavar="FILE",
+        help=f"a local stack's outputs file (default: {DEFAULT_OUTPUTS})",
+    )
+    if deployed:
+        where.add_argument(
+            "--stack",
+            metavar="NAME",
+            help="a deployed stack (reads its CloudFormation outputs)",
+        )
+
+
+def _model_commands(sub: Any) -> None:
+    model = sub.add_parser("model", help="publish and list model versions")
+    model_sub = model.add_subparsers(required=True, metavar="ACTION")
+    p = model_sub.add_parser("publish", help="store a LightGBM text model as a new version")
+    p.set_defaults(run=_model_publish)
+    p.add_argument("file", type=Path, help="a LightGBM text model (Booster.save_model)")
+    p.add_argument("--name", required=True, help=f"the model's name: {jobs.MODEL_NAME_RULE}")
+    outputs_option(p)
+    p = model_sub.add_parser("list", help="show published model versions")
+    p.set_defaults(run=_model_list)
+    p.add_argument("--name", help="only this model")
+    outputs_option(p)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pipeline", description="Score files with LightGBM models: drop in S3, get results."
@@ -55,22 +88,6 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(run=run)
         return p
-
-    def outputs_option(p: argparse.ArgumentParser, deployed: bool = True) -> None:
-        where = p.add_mutually_exclusive_group()
-        where.add_argument(
-            "--outputs",
-            type=Path,
-            default=DEFAULT_OUTPUTS,
-            metavar="FILE",
-            help=f"a local stack's outputs file (default: {DEFAULT_OUTPUTS})",
-        )
-        if deployed:
-            where.add_argument(
-                "--stack",
-                metavar="NAME",
-                help="a deployed stack (reads its CloudFormation outputs)",
-            )
 
     dev = command("dev", "run the whole pipeline locally on the embedded AWS emulator", _dev)
     outputs_option(dev, deployed=False)
@@ -104,17 +121,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("schema", "print the JSON Schema of notifications", _schema)
 
-    model = sub.add_parser("model", help="publish and list model versions")
-    model_sub = model.add_subparsers(required=True, metavar="ACTION")
-    p = model_sub.add_parser("publish", help="store a LightGBM text model as a new version")
-    p.set_defaults(run=_model_publish)
-    p.add_argument("file", type=Path, help="a LightGBM text model (Booster.save_model)")
-    p.add_argument("--name", required=True, help=f"the model's name: {jobs.MODEL_NAME_RULE}")
-    outputs_option(p)
-    p = model_sub.add_parser("list", help="show published model versions")
-    p.set_defaults(run=_model_list)
-    p.add_argument("--name", help="only this model")
-    outputs_option(p)
+    _model_commands(sub)
 
     p = command("submit", "upload a file to be scored by a model", _submit)
     p.add_argument("file", type=Path)
@@ -123,6 +130,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model-version", type=int, help="pin a model version (default: latest)")
     p.add_argument("--wait", action="store_true", help="wait for the notification and print it")
     p.add_argument("--timeout", type=float, default=600, help="seconds --wait waits (600)")
+    outputs_option(p)
+
+    p = command("retry", "run failed files again, once what failed them is fixed", _retry)
+    p.add_argument("job_ids", nargs="*", metavar="JOB_ID", help="failed jobs to run again")
+    p.add_argument(
+        "--failed-since",
+        metavar="DURATION",
+        help="also every failure announced within DURATION (e.g. 30m, 2h, 1d) not retried yet",
+    )
     outputs_option(p)
 
     p = command("watch", "print notifications as JSON lines as they arrive", _watch)
@@ -229,15 +245,12 @@ def _demo(args: argparse.Namespace) -> int:
         request_compile(out, version.ref)
         key = "churn/demo/customers.csv"
         print(f"Uploading a {args.rows}-row CSV to s3://{out['InputBucketName']}/{key}…")
-        started = time.monotonic()
-        put = s3.put_object(Bucket=out["InputBucketName"], Key=key, Body=demo.csv_bytes(args.rows))
-        etag = put["ETag"].strip('"')
-        notification = consumer.wait_for(
-            sqs,
-            out["NotificationQueueUrl"],
-            lambda n: n.is_for(key, etag),
-            timeout=120,
-        )
+        with consumer.Subscription(sqs, aws.sns_client(), out["NotificationTopicArn"]) as sub:
+            started = time.monotonic()
+            data = demo.csv_bytes(args.rows)
+            put = s3.put_object(Bucket=out["InputBucketName"], Key=key, Body=data)
+            etag = put["ETag"].strip('"')
+            notification = sub.wait_for(lambda n: n.is_for(key, etag), timeout=120)
         if notification is None:
             print("\n".join(log[-40:]), file=sys.stderr)
             raise CliError("no notification arrived within 120 s (worker log above)")
@@ -294,9 +307,57 @@ def _model_publish(args: argparse.Namespace) -> int:
 def request_compile(outputs: dict[str, str], ref: ModelRef) -> None:
     """Send the version's compile job; files are scored with LightGBM until it is done."""
     from pipeline.celery_app import create_app, send_compile  # noqa: PLC0415
-    from pipeline.settings import Settings  # noqa: PLC0415
 
-    send_compile(create_app(Settings(task_queue_url=outputs["TaskQueueUrl"])), ref)
+    send_compile(create_app(stack_settings(outputs)), ref)
+
+
+def stack_settings(outputs: dict[str, str]) -> Settings:
+    """The settings a stack's functions get from the template, from its outputs."""
+    return Settings(
+        input_bucket=outputs["InputBucketName"],
+        output_bucket=outputs["OutputBucketName"],
+        model_bucket=outputs["ModelBucketName"],
+        notification_topic_arn=outputs["NotificationTopicArn"],
+        task_queue_url=outputs["TaskQueueUrl"],
+    )
+
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _retry(args: argparse.Namespace) -> int:
+    from pipeline.errors import NotRetryable  # noqa: PLC0415
+    from pipeline.intake import IntakeRuntime  # noqa: PLC0415
+    from pipeline.retries import failed_since, retry  # noqa: PLC0415
+
+    outputs = connect(args)
+    runtime = IntakeRuntime.create(stack_settings(outputs))
+    job_ids = list(args.job_ids)
+    if args.failed_since:
+        match = _DURATION.match(args.failed_since)
+        if match is None:
+            raise CliError(f"--failed-since {args.failed_since!r}: give a number and s, m, h or d")
+        seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        job_ids += failed_since(runtime.ledger, utc_now() - timedelta(seconds=seconds))
+    if not job_ids:
+        if args.failed_since:
+            print(f"no failures to retry since {args.failed_since} ago", file=sys.stderr)
+            return 0
+        raise CliError("name the jobs to retry, or give --failed-since DURATION")
+    refused = 0
+    for job_id in job_ids:
+        try:
+            request = retry(job_id, runtime)
+        except NotRetryable as exc:
+            print(f"pipeline: {exc}", file=sys.stderr)
+            refused += 1
+            continue
+        if request is None:
+            print(f"{job_id}: refused again at intake; its notification says why")
+        else:
+            print(f"{job_id} -> {request.job_id} (run {request.run})")
+    return 1 if refused else 0
 
 
 def _model_list(args: argparse.Namespace) -> int:
@@ -306,11 +367,10 @@ def _model_list(args: argparse.Namespace) -> int:
     store = ModelStore(aws.s3_client(), outputs["ModelBucketName"])
     names = [args.name] if args.name else store.names()
     for name in names:
-        for version in store.versions(name):
-            record = store.record(store.resolve(name, version))
+        for record in store.records(name):
             info = record.info
             print(
-                f"{name}\tv{version}\t{record.published_at:%Y-%m-%d %H:%M:%S}\t"
+                f"{name}\tv{record.version}\t{record.published_at:%Y-%m-%d %H:%M:%S}\t"
                 f"{info.objective}\t{len(info.feature_names)} features\t{record.sha256[:12]}\t"
                 f"{engine_summary(store.engines(record.sha256))}"
             )
@@ -328,48 +388,80 @@ def engine_summary(records: list[EngineRecord]) -> str:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from pipeline import consumer  # noqa: PLC0415
+    from pipeline.consumer import Subscription  # noqa: PLC0415
 
     outputs = connect(args)
     if not args.file.is_file():
         raise CliError(f"{args.file}: no such file")
     key = f"{args.model}/{args.key or args.file.name}"
     jobs.model_name_for(key)
-    extra: dict[str, Any] = {}
-    if args.model_version is not None:
-        extra["Metadata"] = {"model-version": str(args.model_version)}
-    s3 = aws.s3_client()
-    with args.file.open("rb") as body:
-        put = s3.put_object(Bucket=outputs["InputBucketName"], Key=key, Body=body, **extra)
-    etag = put["ETag"].strip('"')
-    print(f"uploaded s3://{outputs['InputBucketName']}/{key} (ETag {etag})", file=sys.stderr)
+    metadata = {} if args.model_version is None else {"model-version": str(args.model_version)}
+    bucket = outputs["InputBucketName"]
     if not args.wait:
+        etag = upload(args.file, bucket, key, metadata)
+        print(f"uploaded s3://{bucket}/{key} (ETag {etag})", file=sys.stderr)
         return 0
-    notification = consumer.wait_for(
+    # Subscribed before the upload, so the answer cannot come before we listen.
+    with Subscription(
         aws.sqs_client(),
-        outputs["NotificationQueueUrl"],
-        lambda n: n.is_for(key, etag),
-        timeout=args.timeout,
-    )
+        aws.sns_client(),
+        outputs["NotificationTopicArn"],
+        filter_policy={"model": [args.model]},
+    ) as subscription:
+        etag = upload(args.file, bucket, key, metadata)
+        print(f"uploaded s3://{bucket}/{key} (ETag {etag})", file=sys.stderr)
+        notification = subscription.wait_for(lambda n: n.is_for(key, etag), args.timeout)
     if notification is None:
         raise CliError(f"no notification for {key} within {args.timeout:g} s")
     print(notification.model_dump_json(indent=2))
     return 0 if notification.status == "succeeded" else 1
 
 
+def upload(path: Path, bucket: str, key: str, metadata: dict[str, str]) -> str:
+    """Upload with boto3's managed transfer (parallel parts, any size S3 takes); the ETag.
+
+    On a terminal a progress bar shows on stderr.
+    """
+    from boto3.s3.transfer import TransferConfig  # noqa: PLC0415
+
+    s3 = aws.s3_client()
+    size = path.stat().st_size
+    progress = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm  # noqa: PLC0415
+
+        progress = tqdm(total=size, unit="B", unit_scale=True, desc=f"uploading {path.name}")
+    try:
+        s3.upload_file(
+            str(path),
+            bucket,
+            key,
+            ExtraArgs={"Metadata": metadata} if metadata else None,
+            Callback=progress.update if progress is not None else None,
+            Config=TransferConfig(multipart_chunksize=max(8 << 20, -(-size // 9_000))),
+        )
+    finally:
+        if progress is not None:
+            progress.close()
+    return s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+
+
 def _watch(args: argparse.Namespace) -> int:
-    from pipeline import consumer  # noqa: PLC0415
+    from pipeline.consumer import Subscription  # noqa: PLC0415
 
     outputs = connect(args)
-    sqs = aws.sqs_client()
     seen = 0
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    while (args.count is None or seen < args.count) and (
-        deadline is None or time.monotonic() < deadline
-    ):
-        for notification in consumer.receive(sqs, outputs["NotificationQueueUrl"], 2):
-            print(notification.model_dump_json(), flush=True)
-            seen += 1
+    with Subscription(
+        aws.sqs_client(), aws.sns_client(), outputs["NotificationTopicArn"]
+    ) as subscription:
+        while (args.count is None or seen < args.count) and (
+            deadline is None or time.monotonic() < deadline
+        ):
+            most = 10 if args.count is None else args.count - seen
+            for notification in subscription.notifications(wait_seconds=2, most=most):
+                print(notification.model_dump_json(), flush=True)
+                seen += 1
     return 0
 
 

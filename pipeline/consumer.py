@@ -1,27 +1,125 @@
-"""Reading notifications from the notification queue, as a consumer would.
+"""Reading notifications, as a consumer would, without taking them from anyone else.
 
-The queue is subscribed to the topic with raw delivery, so each message body
-is one ``Notification``. ``wait_for`` takes only the notification it looks
-for and hands every other one straight back (visibility 0), so waiting for one
-file never hides another file's notification from other consumers.
+The stack's notification queue belongs to its consumers. A tool that only
+wants to watch (``pipeline submit --wait``, ``pipeline watch``) must never
+receive from it: every receive counts towards the queue's ``maxReceiveCount``,
+so handing others' notifications back pushes them into the dead-letter queue
+within seconds. ``Subscription`` gives such a tool a queue of its own,
+subscribed to the topic with raw delivery (and an SNS filter policy where
+that narrows what it gets), and removes both on exit, Ctrl-C included.
+
+``take_from`` reads a queue its caller owns outright (a test's own stack, a
+benchmark's): everything it receives is deleted.
 """
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
 
 from pipeline.messages import Notification
 
 if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
+Match = Callable[[Notification], bool]
 
-def receive(sqs: SQSClient, queue_url: str, wait_seconds: int = 5) -> Iterator[Notification]:
-    """Notifications as they arrive; each is deleted once yielded."""
+
+class Subscription:
+    """A temporary queue subscribed to the notification topic; gone when the block ends."""
+
+    def __init__(
+        self,
+        sqs: SQSClient,
+        sns: SNSClient,
+        topic_arn: str,
+        filter_policy: dict[str, list[str]] | None = None,
+    ) -> None:
+        self._sqs, self._sns, self.topic_arn = sqs, sns, topic_arn
+        self._filter = filter_policy
+        self.queue_url = ""
+        self._subscription_arn = ""
+
+    def __enter__(self) -> Self:
+        name = f"pipeline-cli-{uuid.uuid4().hex[:12]}"
+        self.queue_url = self._sqs.create_queue(
+            QueueName=name,
+            Attributes={"SqsManagedSseEnabled": "true", "MessageRetentionPeriod": "3600"},
+        )["QueueUrl"]
+        try:
+            arn = self._sqs.get_queue_attributes(
+                QueueUrl=self.queue_url, AttributeNames=["QueueArn"]
+            )["Attributes"]["QueueArn"]
+            self._sqs.set_queue_attributes(
+                QueueUrl=self.queue_url, Attributes={"Policy": _topic_may_send(arn, self.topic_arn)}
+            )
+            attributes = {"RawMessageDelivery": "true"}
+            if self._filter:
+                attributes["FilterPolicy"] = json.dumps(self._filter)
+            self._subscription_arn = self._sns.subscribe(
+                TopicArn=self.topic_arn,
+                Protocol="sqs",
+                Endpoint=arn,
+                Attributes=attributes,
+                ReturnSubscriptionArn=True,
+            )["SubscriptionArn"]
+        except BaseException:
+            self._remove()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._remove()
+
+    def _remove(self) -> None:
+        if self._subscription_arn:
+            self._sns.unsubscribe(SubscriptionArn=self._subscription_arn)
+            self._subscription_arn = ""
+        if self.queue_url:
+            self._sqs.delete_queue(QueueUrl=self.queue_url)
+            self.queue_url = ""
+
+    def notifications(self, wait_seconds: int = 5, most: int = 10) -> Iterator[Notification]:
+        """The notifications that arrive within one long poll, at most ``most``."""
+        return take_from(self._sqs, self.queue_url, wait_seconds, most)
+
+    def wait_for(self, match: Match, timeout: float) -> Notification | None:
+        return wait_for(self._sqs, self.queue_url, match, timeout)
+
+
+def _topic_may_send(queue_arn: str, topic_arn: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "sns.amazonaws.com"},
+                    "Action": "sqs:SendMessage",
+                    "Resource": queue_arn,
+                    "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+                }
+            ],
+        }
+    )
+
+
+def take_from(
+    sqs: SQSClient, queue_url: str, wait_seconds: int = 5, most: int = 10
+) -> Iterator[Notification]:
+    """Notifications from a queue the caller owns; each is deleted once yielded."""
     response = sqs.receive_message(
-        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds
+        QueueUrl=queue_url, MaxNumberOfMessages=max(1, min(10, most)), WaitTimeSeconds=wait_seconds
     )
     for message in response.get("Messages", []):
         yield Notification.model_validate_json(message["Body"])
@@ -29,27 +127,25 @@ def receive(sqs: SQSClient, queue_url: str, wait_seconds: int = 5) -> Iterator[N
 
 
 def wait_for(
-    sqs: SQSClient,
-    queue_url: str,
-    match: Callable[[Notification], bool],
-    timeout: float,
-    wait_seconds: int = 2,
+    sqs: SQSClient, queue_url: str, match: Match, timeout: float, wait_seconds: int = 2
 ) -> Notification | None:
+    """The first matching notification on a queue the caller owns.
+
+    Notifications received while waiting are deleted from the queue but kept
+    in this process, and a later wait on the same queue looks at them first:
+    waiting for one file after another never loses the second's answer.
+    """
+    kept = _unclaimed.setdefault(queue_url, [])
+    for index, notification in enumerate(kept):
+        if match(notification):
+            return kept.pop(index)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        response = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds
-        )
-        found = None
-        for message in response.get("Messages", []):
-            notification = Notification.model_validate_json(message["Body"])
-            if found is None and match(notification):
-                found = notification
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-            else:
-                sqs.change_message_visibility(
-                    QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-                )
-        if found is not None:
-            return found
+        for notification in take_from(sqs, queue_url, wait_seconds):
+            if match(notification):
+                return notification
+            kept.append(notification)
     return None
+
+
+_unclaimed: dict[str, list[Notification]] = {}

@@ -15,9 +15,7 @@ A message too broken to name a file (not a Celery message, not a
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +24,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import ValidationError
 
 from pipeline import aws, events
-from pipeline.ledger import PREFIX, Ledger
+from pipeline.celery_app import task_argument
+from pipeline.ledger import Ledger
 from pipeline.messages import (
     CompileRequest,
     ErrorInfo,
@@ -88,7 +87,7 @@ def answer(record: events.SqsRecord, runtime: DeadLetterRuntime) -> Notification
                 code="poison_message",
                 message=f"a task message that names no file reached the dead-letter queue "
                 f"(SQS message {record.message_id}); it is kept at "
-                f"s3://{runtime.ledger.bucket}/{PREFIX}{job_id}/dead-letter.json",
+                f"{runtime.ledger.dead_letter_location(job_id)}",
             ),
             received_at=_sent_at(record),
             finished_at=utc_now(),
@@ -108,14 +107,10 @@ def answer(record: events.SqsRecord, runtime: DeadLetterRuntime) -> Notification
                 f"every delivery of its task failed{reason}",
             ),
             received_at=request.received_at,
+            run=request.run,
         )
-    runtime.s3.put_object(
-        Bucket=runtime.ledger.bucket,
-        Key=f"{PREFIX}{job_id}/dead-letter.json",
-        Body=json.dumps(
-            {"messageId": record.message_id, "body": record.body, "deliveries": deliveries}
-        ).encode(),
-        ContentType="application/json",
+    runtime.ledger.keep_dead_letter(
+        job_id, {"messageId": record.message_id, "body": record.body, "deliveries": deliveries}
     )
     return announce(
         runtime.ledger, runtime.sns, runtime.settings.notification_topic_arn, notification
@@ -133,13 +128,8 @@ def compile_request_in(body: str) -> CompileRequest | None:
 
 def _argument(body: str, kind: type[_Request]) -> _Request | None:
     try:
-        envelope = json.loads(body)
-        payload = envelope["body"]
-        if envelope.get("properties", {}).get("body_encoding") == "base64":
-            payload = base64.b64decode(payload)
-        args = json.loads(payload)[0]
-        return kind.model_validate(args[0])
-    except (ValueError, KeyError, IndexError, TypeError, ValidationError):
+        return kind.model_validate(task_argument(body))
+    except ValidationError:
         return None
 
 

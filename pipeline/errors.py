@@ -72,10 +72,26 @@ class InputChanged(InputError):
     code = "input_changed"
 
 
+class NotRetryable(InputError):
+    """``pipeline retry`` was asked for a job that cannot run again (and why)."""
+
+    code = "not_retryable"
+
+
 class JobTimeout(PipelineError):
     """The file ran longer than the job time limit; final, like an input error."""
 
     code = "timeout"
+
+
+class ConfigurationError(PipelineError):
+    """The deployment is wrong (an empty bucket name, no credentials); final for this run.
+
+    Retrying cannot help until someone fixes the settings, so the file fails at
+    once with code ``configuration``; ``pipeline retry`` reruns it afterwards.
+    """
+
+    code = "configuration"
 
 
 class TransientError(PipelineError):

@@ -85,8 +85,13 @@ def handle_event(event: dict[str, Any], runtime: IntakeRuntime) -> dict[str, Any
     return {"batchItemFailures": failures}
 
 
-def accept(created: events.ObjectCreated, runtime: IntakeRuntime) -> ScoreRequest | None:
-    """Enqueue the object's job, or announce why it cannot be scored."""
+def accept(
+    created: events.ObjectCreated, runtime: IntakeRuntime, run: int = 0
+) -> ScoreRequest | None:
+    """Enqueue the object's job, or announce why it cannot be scored.
+
+    ``run`` is 0 for an upload's event, and n for the n-th retry of its job.
+    """
     obj = created.object
     model: ModelRef | None = None
     try:
@@ -95,20 +100,22 @@ def accept(created: events.ObjectCreated, runtime: IntakeRuntime) -> ScoreReques
         model = runtime.models.resolve(name, pinned)
     except InputError as exc:
         notification = failed(
-            job_id=jobs.job_id(obj, model),
+            job_id=jobs.job_id(obj, model, run),
             input=obj,
             model=model,
             error=ErrorInfo(code=exc.code, message=located(exc, f"s3://{obj.bucket}/{obj.key}")),
             received_at=created.event_time,
+            run=run,
         )
         announce(runtime.ledger, runtime.sns, runtime.settings.notification_topic_arn, notification)
         log.info("refused s3://%s/%s: %s", obj.bucket, obj.key, exc)
         return None
     request = ScoreRequest(
-        job_id=jobs.job_id(obj, model),
+        job_id=jobs.job_id(obj, model, run),
         input=obj,
         model=model,
         received_at=created.event_time,
+        run=run,
     )
     runtime.celery.send_task(SCORE_TASK, args=[request.model_dump(mode="json")], queue=SCORE_QUEUE)
     log.info(

@@ -32,11 +32,15 @@ def model_name_for(key: str) -> str:
     return head
 
 
-def job_id(obj: ObjectRef, model: ModelRef | None) -> str:
-    """Deterministic id of scoring one version of one object with one model version."""
+def job_id(obj: ObjectRef, model: ModelRef | None, run: int = 0) -> str:
+    """Deterministic id of one run of scoring one version of one object with one model version.
+
+    Run 0 is the upload's own; ``pipeline retry`` starts run 1, 2, … of a failed
+    job, each a job of its own with its own single outcome.
+    """
     version = "" if model is None else f"{model.name}@{model.version}"
-    digest = hashlib.sha256(f"{obj.bucket}\n{obj.key}\n{obj.etag}\n{version}".encode())
-    return digest.hexdigest()[:32]
+    text = f"{obj.bucket}\n{obj.key}\n{obj.etag}\n{version}" + (f"\nrun {run}" if run else "")
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def output_key(stem: str, job: str, suffix: str) -> str:

@@ -12,23 +12,35 @@ Layout, in the output bucket under a prefix no model name can take
 
     _jobs/<job_id>/outcome.json       the Notification announced for the job
     _jobs/<job_id>/last-error.json    the last non-input error, for the dead-letter handler
+    _jobs/<job_id>/retried.json       written once when a failed job is retried (its next run)
+    _jobs/<job_id>/dead-letter.json   the task message that reached the dead-letter queue
+    _jobs/_recent/<newest first>-<job_id>   an empty marker per settled outcome
+
+S3 lists keys in name order and job ids are hashes, so the markers' names
+(an inverted millisecond timestamp) are what lets ``pipeline status`` list
+the latest outcomes without reading the whole ledger.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.aws import error_code, raise_transient
-from pipeline.messages import Notification
+from pipeline.messages import Notification, utc_now
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 PREFIX = "_jobs/"
+RECENT = f"{PREFIX}_recent/"
+_LATEST_MS = 10**13 - 1
 
 
 class AttemptError(BaseModel):
@@ -69,6 +81,58 @@ class Ledger:
             raise_transient(exc, f"recording the outcome of job {notification.job_id}")
             raise
         return notification
+
+    def mark_recent(self, notification: Notification) -> None:
+        """Index a newly settled outcome by time, for ``recent``; a diagnostic only."""
+        finished_ms = int(notification.finished_at.timestamp() * 1000)
+        key = f"{RECENT}{_LATEST_MS - finished_ms:013d}-{notification.job_id}"
+        with contextlib.suppress(ClientError, BotoCoreError):
+            self._s3.put_object(Bucket=self.bucket, Key=key, Body=b"")
+
+    def recent(self, count: int) -> list[Notification]:
+        """The ``count`` latest settled outcomes, newest first."""
+        return list(itertools.islice(self.latest(), count))
+
+    def latest(self) -> Iterator[Notification]:
+        """Settled outcomes, newest first, read as they are needed."""
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=RECENT):
+            for item in page.get("Contents", []):
+                outcome = self.outcome(item["Key"].rsplit("-", 1)[1])
+                if outcome is not None:
+                    yield outcome
+
+    def claim_retry(self, job_id: str) -> bool:
+        """Whether this caller may retry the job: a job is retried once, by one caller."""
+        try:
+            self._s3.put_object(
+                Bucket=self.bucket,
+                Key=f"{PREFIX}{job_id}/retried.json",
+                Body=json.dumps({"retried_at": utc_now().isoformat()}).encode(),
+                IfNoneMatch="*",
+                ContentType="application/json",
+            )
+        except ClientError as exc:
+            if error_code(exc) == "PreconditionFailed":
+                return False
+            raise_transient(exc, f"claiming the retry of job {job_id}")
+            raise
+        return True
+
+    def was_retried(self, job_id: str) -> bool:
+        return self._get(f"{PREFIX}{job_id}/retried.json") is not None
+
+    def dead_letter_location(self, job_id: str) -> str:
+        return f"s3://{self.bucket}/{PREFIX}{job_id}/dead-letter.json"
+
+    def keep_dead_letter(self, job_id: str, message: dict[str, object]) -> None:
+        """Keep a dead-lettered task message beside its job, for whoever investigates."""
+        self._s3.put_object(
+            Bucket=self.bucket,
+            Key=f"{PREFIX}{job_id}/dead-letter.json",
+            Body=json.dumps(message).encode(),
+            ContentType="application/json",
+        )
 
     def note_error(self, job_id: str, error: AttemptError) -> None:
         # A diagnostic only: if it cannot be written, the delivery still fails and is retried.

@@ -48,6 +48,7 @@ class ScoreRequest(_Contract):
     input: ObjectRef
     model: ModelRef
     received_at: datetime = Field(description="When the object was created in S3.")
+    run: int = Field(default=0, ge=0, description="0 for the upload; n for its n-th retry.")
 
 
 class CompileRequest(_Contract):
@@ -97,6 +98,9 @@ class Notification(_Contract):
         default=None, description="When a worker started on the file; absent if it never did."
     )
     finished_at: datetime
+    run: int = Field(
+        default=0, ge=0, description="0 for the upload's own run; n for its n-th retry."
+    )
 
     def is_for(self, key: str, etag: str) -> bool:
         """Whether this answers the upload of ``key`` with this ETag."""
@@ -113,6 +117,7 @@ def succeeded(request: ScoreRequest, output: OutputRef, started_at: datetime) ->
         received_at=request.received_at,
         started_at=started_at,
         finished_at=utc_now(),
+        run=request.run,
     )
 
 
@@ -124,6 +129,7 @@ def failed(
     received_at: datetime,
     model: ModelRef | None = None,
     started_at: datetime | None = None,
+    run: int = 0,
 ) -> Notification:
     return Notification(
         job_id=job_id,
@@ -134,4 +140,5 @@ def failed(
         received_at=received_at,
         started_at=started_at,
         finished_at=utc_now(),
+        run=run,
     )

@@ -189,6 +189,9 @@ class ModelStore:
                 return None
             raise_transient(exc, f"reading s3://{self.bucket}/{key}")
             raise
+        except BotoCoreError as exc:
+            raise_transient(exc, f"reading s3://{self.bucket}/{key}")
+            raise
 
     def resolve(self, name: str, pinned: int | None = None) -> ModelRef:
         """The version a file should be scored with: ``pinned``, or the latest."""
@@ -207,6 +210,10 @@ class ModelStore:
             )
         return ModelRef(name=name, version=pinned)
 
+    def records(self, name: str) -> list[ModelVersion]:
+        """Every published version of ``name``, oldest first: one listing, one read each."""
+        return [self.record(ModelRef(name=name, version=v)) for v in self.versions(name)]
+
     def record(self, ref: ModelRef) -> ModelVersion:
         key = _prefix(ref.name, ref.version) + _RECORD_FILE
         return ModelVersion.model_validate_json(self._get(key, ref))
@@ -215,13 +222,10 @@ class ModelStore:
         return self._get(_prefix(ref.name, ref.version) + _MODEL_FILE, ref).decode()
 
     def _get(self, key: str, ref: ModelRef) -> bytes:
-        try:
-            return self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if error_code(exc) in {"NoSuchKey", "404"}:
-                raise UnknownModel(f"model {ref.name!r} version {ref.version} is missing") from exc
-            raise_transient(exc, f"reading model {ref.name!r} version {ref.version}")
-            raise
+        data = self._get_optional(key)
+        if data is None:
+            raise UnknownModel(f"model {ref.name!r} version {ref.version} is missing")
+        return data
 
     def publish(
         self, name: str, text: bytes, info: ModelInfo, sha256: str, published_at: datetime

@@ -46,4 +46,6 @@ def announce(
     """Settle the job's outcome and publish it; return what was published."""
     outcome = ledger.settle(notification)
     publish(sns, topic_arn, outcome)
+    if outcome is notification:  # settled by this call, not a replay
+        ledger.mark_recent(outcome)
     return outcome

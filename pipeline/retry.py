@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from typing import TypeVar
 from pipeline.errors import TransientError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def with_retries(
@@ -23,8 +25,12 @@ def with_retries(
     for attempt in range(1, attempts + 1):
         try:
             return action()
-        except TransientError:
+        except TransientError as exc:
             if attempt == attempts:
                 raise
-            sleep(random.uniform(0, min(max_seconds, base_seconds * 2 ** (attempt - 1))))  # noqa: S311
+            wait = random.uniform(0, min(max_seconds, base_seconds * 2 ** (attempt - 1)))  # noqa: S311
+            log.warning(
+                "attempt %d of %d failed, again in %.2f s: %s", attempt, attempts, wait, exc
+            )
+            sleep(wait)
     raise AssertionError("unreachable")

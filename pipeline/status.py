@@ -10,14 +10,12 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline import aws
-from pipeline.ledger import PREFIX
+from pipeline.ledger import Ledger
 from pipeline.messages import Notification
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
-
-_SCANNED_JOBS = 1000
 
 
 @dataclass
@@ -45,22 +43,8 @@ def queue_depth(sqs: SQSClient, url: str) -> tuple[int, int]:
 
 
 def recent_jobs(s3: S3Client, bucket: str, count: int) -> list[Notification]:
-    """The latest outcomes in the ledger (of the first keys listed, for a large ledger)."""
-    listed: list[tuple[Any, str]] = []
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(
-        Bucket=bucket, Prefix=PREFIX, PaginationConfig={"MaxItems": _SCANNED_JOBS}
-    ):
-        listed += [
-            (item["LastModified"], item["Key"])
-            for item in page.get("Contents", [])
-            if item["Key"].endswith("/outcome.json")
-        ]
-    newest = sorted(listed, reverse=True)[:count]
-    return [
-        Notification.model_validate_json(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        for _, key in newest
-    ]
+    """The latest outcomes in the ledger, newest first."""
+    return Ledger(s3, bucket).recent(count)
 
 
 def local_status(outputs: dict[str, str], jobs: int) -> Status:

@@ -24,11 +24,21 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef, GetObjectOutputTypeDef
 
-#: S3 parts must be at least 5 MiB (but the last); 8 MiB keeps 10,000 parts
-#: good for 78 GiB of output while holding one part in memory.
+#: S3 parts must be at least 5 MiB (but the last) and at most 10,000. Parts
+#: start at 8 MiB and double every 1,000 parts: small outputs hold little in
+#: memory, and 10,000 parts reach 8 TiB, past S3's 5 TiB object limit.
 PART_BYTES = 8 * 1024 * 1024
-#: Parts uploading while the next is filled: overlap without holding many parts.
-_IN_FLIGHT = 2
+_PARTS_PER_SIZE = 1000
+MAX_PARTS = 10_000
+
+
+def part_size(number: int, first: int = PART_BYTES) -> int:
+    """The size of part ``number`` (from 1) of an output."""
+    return first << ((number - 1) // _PARTS_PER_SIZE)
+
+
+#: Parts uploading while the next is filled: overlap, holding one part more.
+_IN_FLIGHT = 1
 
 
 def open_object(s3: S3Client, obj: ObjectRef) -> BinaryIO:
@@ -99,9 +109,9 @@ class MultipartWriter(io.RawIOBase):
         view = memoryview(data)
         self._buffer += view
         self.bytes_written += len(view)
-        while len(self._buffer) >= self._part_bytes:
-            self._start_part(bytes(self._buffer[: self._part_bytes]))
-            del self._buffer[: self._part_bytes]
+        while len(self._buffer) >= (size := part_size(len(self._parts) + 1, self._part_bytes)):
+            self._start_part(bytes(self._buffer[:size]))
+            del self._buffer[:size]
         return len(view)
 
     def _start_part(self, chunk: bytes) -> None:

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from celery.worker.consumer import Consumer
 from pydantic import ValidationError
@@ -33,7 +34,7 @@ from pydantic import ValidationError
 from pipeline import aws, tasks
 from pipeline.celery_app import create_app
 from pipeline.delivery import Delivery, Heartbeat, redelivery_delay
-from pipeline.errors import InputError, JobTimeout, PipelineError, located
+from pipeline.errors import ConfigurationError, InputError, JobTimeout, PipelineError, located
 from pipeline.ledger import AttemptError, Ledger
 from pipeline.messages import (
     CompileRequest,
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -91,14 +93,40 @@ class WorkerRuntime:
             ),
         )
 
-    def retrying(self, action: Any) -> Any:
+    def retrying(self, action: Callable[[], T]) -> T:
         return with_retries(action, self.settings.retry_attempts, self.settings.retry_base_seconds)
 
 
 def process(
     request: ScoreRequest, runtime: WorkerRuntime, delivery: Delivery | None = None
 ) -> Notification:
-    """Score one file and announce its outcome (see the module docstring)."""
+    """Score one file and announce its outcome (see the module docstring).
+
+    Everything that can fail, from the ledger lookup to the final announce,
+    fails the same way: the error is noted for the dead-letter handler and the
+    delivery is paced by the redelivery backoff.
+    """
+    try:
+        return _answer(request, runtime, delivery)
+    except Exception as exc:
+        code = exc.code if isinstance(exc, PipelineError) else "internal"
+        where = f"s3://{request.input.bucket}/{request.input.key}"
+        message = located(f"{type(exc).__name__}: {exc}", where)
+        count = delivery.receive_count if delivery else 1
+        log.exception("job %s: delivery %d failed", request.job_id, count)
+        runtime.ledger.note_error(
+            request.job_id, AttemptError(code=code, message=message, delivery=count)
+        )
+        if delivery is not None:
+            delivery.set_visibility(
+                runtime.sqs, redelivery_delay(count, runtime.settings.redelivery_base_seconds)
+            )
+        raise
+
+
+def _answer(
+    request: ScoreRequest, runtime: WorkerRuntime, delivery: Delivery | None
+) -> Notification:
     settings = runtime.settings
     topic = settings.notification_topic_arn
     settled = runtime.retrying(lambda: runtime.ledger.outcome(request.job_id))
@@ -107,7 +135,7 @@ def process(
             "job %s was answered already (%s); announcing it again", request.job_id, settled.status
         )
         runtime.retrying(lambda: publish(runtime.sns, topic, settled))
-        return settled  # type: ignore[no-any-return]
+        return settled
 
     where = f"s3://{request.input.bucket}/{request.input.key}"
     started = utc_now()
@@ -121,25 +149,11 @@ def process(
                 lambda: score_object(request, runtime.s3, runtime.models, settings)
             )
         notification = succeeded(request, output, started)
-    except (InputError, JobTimeout) as exc:
+    except (InputError, JobTimeout, ConfigurationError) as exc:
+        # Final: retrying cannot help; the file is answered now.
         log.info("job %s: %s: %s", request.job_id, exc.code, exc)
         notification = _failed(request, exc.code, located(exc, where), started)
-    except Exception as exc:
-        code = exc.code if isinstance(exc, PipelineError) else "internal"
-        message = located(f"{type(exc).__name__}: {exc}", where)
-        count = delivery.receive_count if delivery else 1
-        log.exception("job %s: delivery %d failed", request.job_id, count)
-        runtime.ledger.note_error(
-            request.job_id, AttemptError(code=code, message=message, delivery=count)
-        )
-        if delivery is not None:
-            delivery.set_visibility(
-                runtime.sqs, redelivery_delay(count, settings.redelivery_base_seconds)
-            )
-        raise
-    return runtime.retrying(  # type: ignore[no-any-return]
-        lambda: announce(runtime.ledger, runtime.sns, topic, notification)
-    )
+    return runtime.retrying(lambda: announce(runtime.ledger, runtime.sns, topic, notification))
 
 
 def reject_poison(runtime: WorkerRuntime, delivery: Delivery | None, reason: str) -> None:
@@ -161,6 +175,7 @@ def _failed(request: ScoreRequest, code: str, message: str, started: datetime) -
         error=ErrorInfo(code=code, message=message),
         received_at=request.received_at,
         started_at=started,
+        run=request.run,
     )
 
 

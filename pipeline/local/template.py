@@ -49,8 +49,13 @@ _Loader.add_multi_constructor("!", _tag)
 
 
 def default_path() -> Path:
-    """``template.yaml`` at the project root, beside the ``pipeline`` package."""
-    return Path(__file__).resolve().parents[2] / "template.yaml"
+    """``template.yaml`` as packaged beside this module.
+
+    In the repository it is a link to the root's ``template.yaml`` (where
+    ``sam`` reads it); a built wheel holds a copy, so an installed
+    ``pipeline dev`` provisions exactly what ``sam deploy`` would.
+    """
+    return Path(__file__).with_name("template.yaml")
 
 
 def load(path: Path | None = None) -> dict[str, Any]:

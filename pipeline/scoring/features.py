@@ -55,6 +55,25 @@ def check_columns(
         )
 
 
+def check_no_outputs(
+    batch: pa.RecordBatch, outputs: Sequence[str], first_row: int, where: str
+) -> None:
+    """Refuse a record that already has a field the output adds.
+
+    The header check covers CSV and Parquet; a JSON lines record far into the
+    file can bring such a field of its own, and would get it twice.
+    """
+    for name in outputs:
+        if name in batch.schema.names:
+            present = pc.is_valid(batch.column(name))
+            index = pc.index(present, True).as_py()
+            row = first_row + (index if index >= 0 else 0)
+            raise SchemaMismatch(
+                f"{where}: row {row} already has a field named {name!r}, which the output "
+                "adds; rename or drop it"
+            )
+
+
 def feature_matrix(
     batch: pa.RecordBatch, features: Sequence[Feature], first_row: int, where: str
 ) -> npt.NDArray[np.float64]:

@@ -55,6 +55,7 @@ def score_object(
         writer = fmt.writer(sink, reader, model.output_columns)
 
         def featurize(chunk: Chunk) -> tuple[Chunk, npt.NDArray[np.float64]]:
+            features.check_no_outputs(chunk.batch, model.output_columns, chunk.first_row, where)
             return chunk, features.feature_matrix(
                 chunk.batch, model.features, chunk.first_row, where
             )

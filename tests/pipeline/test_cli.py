@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from tests.conftest import unique
@@ -79,8 +80,25 @@ def test_dev_submit_watch_and_a_clean_stop(dev: Any, tmp_path: Path, binary_mode
     published = run("model", "publish", str(model), "--name", "churn", "--outputs", str(outputs))
     listed = run("model", "list", "--outputs", str(outputs))
     waited = run("submit", str(data), "--model", "churn", "--wait", "--outputs", str(outputs))
+    # watch shows what is published once it listens, from a queue of its own.
+    watch = subprocess.Popen(
+        [*PIPELINE, "watch", "--count", "1", "--timeout", "60", "--outputs", str(outputs)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=stack["EndpointUrl"],
+        region_name=stack["Region"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    deadline = time.monotonic() + 30
+    while not sqs.list_queues(QueueNamePrefix="pipeline-cli-").get("QueueUrls"):
+        assert time.monotonic() < deadline, "watch never subscribed"
+        time.sleep(0.1)
     run("submit", str(data), "--model", "churn", "--key", "again.csv", "--outputs", str(outputs))
-    watched = run("watch", "--count", "1", "--timeout", "60", "--outputs", str(outputs))
+    watched_out, _ = watch.communicate(timeout=90)
     status = run("status", "--outputs", str(outputs)).stdout
 
     assert published.stdout.strip() == "1"
@@ -89,7 +107,7 @@ def test_dev_submit_watch_and_a_clean_stop(dev: Any, tmp_path: Path, binary_mode
     assert note["status"] == "succeeded"
     assert note["input"]["key"] == "churn/people.csv"
     assert note["output"]["rows"] == 2
-    (line,) = watched.stdout.splitlines()
+    (line,) = watched_out.splitlines()
     assert json.loads(line)["input"]["key"] == "churn/again.csv"
     assert "task queue:        0 waiting, 0 in flight" in status
     assert "dead-letter queue: 0" in status

@@ -35,3 +35,25 @@ def test_the_last_error_is_kept_for_the_dead_letter_handler(ledger: Ledger) -> N
     ledger.note_error("j1", AttemptError(code="transient", message="503", delivery=1))
     ledger.note_error("j1", AttemptError(code="internal", message="bug", delivery=2))
     assert ledger.last_error("j1") == AttemptError(code="internal", message="bug", delivery=2)
+
+
+def test_recent_lists_the_latest_outcomes_newest_first(ledger: Ledger) -> None:
+    """Job ids are hashes: listing the ledger itself gives them in no useful order."""
+    from datetime import timedelta
+
+    from pipeline.notify import announce
+
+    class NoSns:
+        def publish(self, **_: Any) -> None:
+            pass
+
+    ids = ["f" * 32, "0" * 32, "a" * 32, "5" * 32]
+    for minutes, job_id in enumerate(ids):
+        outcome = failed(
+            job_id=job_id, input=OBJ, error=ErrorInfo(code="x", message="x"), received_at=WHEN
+        ).model_copy(update={"finished_at": WHEN + timedelta(minutes=minutes)})
+        announce(ledger, NoSns(), "arn", outcome)  # type: ignore[arg-type]
+    announce(ledger, NoSns(), "arn", ledger.outcome(ids[0]))  # type: ignore[arg-type]  # a replay
+
+    assert [n.job_id for n in ledger.recent(3)] == [ids[3], ids[2], ids[1]]
+    assert [n.job_id for n in ledger.recent(10)] == ids[::-1]

@@ -64,10 +64,25 @@ def test_a_file_that_is_not_a_model_is_refused(store: ModelStore, data: bytes) -
 
 def test_a_worker_loads_each_version_once(store: ModelStore, binary_model: Any) -> None:
     publish_model(store, "churn", binary_model.model_to_string().encode(), "m")
-    cache = ModelCache(store)
+    cache = ModelCache(store, engine="lightgbm")
 
     first = cache.get(ModelRef(name="churn", version=1))
     again = cache.get(ModelRef(name="churn", version=1))
 
     assert first is again
     assert cache.loads == 1
+
+
+def test_listing_a_models_versions_lists_once_and_reads_each_once(
+    store: ModelStore, binary_model: Any
+) -> None:
+    for _ in range(4):
+        publish_model(store, "churn", binary_model.model_to_string().encode(), "m")
+    calls: list[str] = []
+    store._s3.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+
+    records = store.records("churn")
+
+    assert [r.version for r in records] == [1, 2, 3, 4]
+    assert calls.count("ListObjectsV2") == 1
+    assert calls.count("GetObject") == 4

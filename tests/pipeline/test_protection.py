@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,22 @@ def test_a_busy_worker_protects_its_task_and_clears_it_after(agent: Any, tmp_pat
 
     assert calls[-1] == ("PUT", "/api/abc/task-protection/v1/state", {"ProtectionEnabled": False})
     assert not marker.exists()
+
+
+def test_with_no_job_time_limit_protection_lasts_ecs_longest_and_is_renewed(agent: Any) -> None:
+    """JobTimeoutSeconds 0 means no limit: protection must not lapse after five minutes."""
+    uri, calls = agent
+    protection = Protection("", uri, expires_seconds=0, renew_seconds=0.05)
+
+    with protection.busy("job-1"):
+        deadline = time.monotonic() + 10
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    enabled = [c[2] for c in calls if c[2]["ProtectionEnabled"]]
+    assert enabled[0] == {"ProtectionEnabled": True, "ExpiresInMinutes": 2880}
+    assert len(enabled) >= 3
+    assert calls[-1][2] == {"ProtectionEnabled": False}
 
 
 def test_protection_is_cleared_when_the_file_fails(agent: Any) -> None:

@@ -41,3 +41,22 @@ def test_other_errors_are_not_retried() -> None:
     with pytest.raises(BadValue):
         with_retries(bad, attempts=5, base_seconds=0.0, sleep=lambda _s: None)
     assert calls == [1]
+
+
+def test_each_retry_is_logged_with_its_cause(caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[int] = []
+
+    def flaky() -> int:
+        calls.append(1)
+        if len(calls) < 3:
+            raise TransientError(f"503 number {len(calls)}")
+        return 7
+
+    with caplog.at_level("WARNING", logger="pipeline.retry"):
+        assert with_retries(flaky, attempts=3, base_seconds=0.0, sleep=lambda _: None) == 7
+
+    assert [r.getMessage().split(":", 1)[1].strip() for r in caplog.records] == [
+        "503 number 1",
+        "503 number 2",
+    ]
+    assert caplog.records[0].getMessage().startswith("attempt 1 of 3 failed")

@@ -8,6 +8,7 @@ from pipeline.ledger import Ledger
 from pipeline.local import template
 from pipeline.local.provision import provision
 from pipeline.messages import ErrorInfo, ObjectRef, failed
+from pipeline.notify import announce
 from pipeline.status import deployed_status, render
 from tests.conftest import REGION, unique
 
@@ -27,13 +28,16 @@ def test_a_deployed_stack_reports_queues_workers_and_recent_jobs(
     )["service"]["serviceName"]
     try:
         sqs.send_message(QueueUrl=stack.outputs["TaskQueueUrl"], MessageBody="{}")
-        Ledger(s3, stack.outputs["OutputBucketName"]).settle(
+        announce(  # as every component answers for a file
+            Ledger(s3, stack.outputs["OutputBucketName"]),
+            aws.sns_client(REGION),
+            stack.outputs["NotificationTopicArn"],
             failed(
                 job_id="j1",
                 input=ObjectRef(bucket="b", key="churn/x.csv", etag="e", size=1),
                 error=ErrorInfo(code="bad_value", message="row 2"),
                 received_at=datetime(2026, 11, 21, tzinfo=UTC),
-            )
+            ),
         )
         outputs = {
             **stack.outputs,

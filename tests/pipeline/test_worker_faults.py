@@ -10,11 +10,13 @@ import base64
 import io
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pipeline import consumer
+from pipeline.cli import main
 from pipeline.messages import Notification
 from pipeline.model_store import ModelStore
 from pipeline.scoring.model import publish_model
@@ -132,6 +134,36 @@ def test_a_file_that_fails_every_delivery_ends_in_exhausted(
     assert drained(sqs, stack.outputs["TaskDeadLetterQueueUrl"])
 
 
+def test_an_exhausted_file_runs_again_with_pipeline_retry_once_s3_is_well(
+    stack: Any, proxy: FaultProxy, s3: Any, sqs: Any, tmp_path: Path
+) -> None:
+    key = f"churn/{unique('outage')}.csv"
+    proxy.rules.append(lambda method, path: method == "GET" and key in path)
+    etag = upload(stack, s3, key, GOOD_CSV)
+    exhausted = wait(stack, sqs, key, etag)
+    assert exhausted.error is not None
+    assert exhausted.error.code == "exhausted"
+    outputs = tmp_path / "outputs.json"
+    stack.write_outputs(outputs)
+
+    proxy.rules.clear()  # the outage is over
+    assert main(["retry", exhausted.job_id, "--outputs", str(outputs)]) == 0
+    rerun = consumer.wait_for(
+        sqs,
+        stack.outputs["NotificationQueueUrl"],
+        lambda n: n.is_for(key, etag) and n.run == 1,
+        timeout=TIMEOUT,
+    )
+
+    assert rerun is not None
+    assert rerun.status == "succeeded", rerun.error
+    assert rerun.job_id != exhausted.job_id
+    assert rerun.output is not None
+    assert rerun.output.rows == 2
+    # The first run keeps its one outcome; a second retry of it is refused.
+    assert main(["retry", exhausted.job_id, "--outputs", str(outputs)]) == 1
+
+
 def celery_envelope(args: list[Any]) -> str:
     body = base64.b64encode(json.dumps([args, {}, {}]).encode()).decode()
     return json.dumps(
@@ -189,7 +221,7 @@ def notifications_for(sqs: Any, stack: Any, key: str, settle_seconds: float) -> 
     while time.monotonic() < deadline:
         found += [
             n
-            for n in consumer.receive(sqs, stack.outputs["NotificationQueueUrl"], 1)
+            for n in consumer.take_from(sqs, stack.outputs["NotificationQueueUrl"], 1)
             if n.input is not None and n.input.key == key
         ]
     return found

@@ -95,7 +95,7 @@ def test_chaos_kill_busy_workers_and_lose_nothing(
     deadline = time.monotonic() + 180
     while not all(any(n.status == "succeeded" for n in ns) for ns in notes.values()):
         assert time.monotonic() < deadline, "some files never succeeded"
-        for note in consumer.receive(sqs, stack.outputs["NotificationQueueUrl"], 1):
+        for note in consumer.take_from(sqs, stack.outputs["NotificationQueueUrl"], 1):
             assert note.input is not None
             notes[note.input.key].append(note)
     while depth(sqs, stack.outputs["TaskQueueUrl"]) or depth(
@@ -147,7 +147,7 @@ def test_autoscaling_follows_the_queue_and_never_stops_a_busy_worker(
     deadline = time.monotonic() + 120
     while len(notes) < len(keys):
         assert time.monotonic() < deadline, f"{len(notes)} of {len(keys)} files answered"
-        for note in consumer.receive(sqs, stack.outputs["NotificationQueueUrl"], 1):
+        for note in consumer.take_from(sqs, stack.outputs["NotificationQueueUrl"], 1):
             assert note.input is not None
             notes[note.input.key] = note
     while supervisor.running:

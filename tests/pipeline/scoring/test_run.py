@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import aws, jobs
-from pipeline.errors import BadValue, FileTooLarge
+from pipeline.errors import BadValue, FileTooLarge, SchemaMismatch
 from pipeline.local import template
 from pipeline.local.provision import provision
 from pipeline.messages import ModelRef, ObjectRef, ScoreRequest
@@ -52,7 +52,7 @@ def put(s3: Any, stack: Any, key: str, body: bytes) -> ScoreRequest:
 
 
 def models(s3: Any, stack: Any) -> ModelCache:
-    return ModelCache(ModelStore(s3, stack.outputs["ModelBucketName"]))
+    return ModelCache(ModelStore(s3, stack.outputs["ModelBucketName"]), engine="lightgbm")
 
 
 def big_csv(rows: int, bad_row: int | None = None) -> bytes:
@@ -130,3 +130,15 @@ def test_a_small_output_is_one_put_and_no_multipart_upload(stack: Any, s3: Any) 
 
     assert out.rows == 100
     assert [c for c in calls if c != "GetObject"] == ["PutObject"]
+
+
+def test_a_json_record_far_into_the_file_with_a_prediction_field_is_refused(
+    stack: Any, s3: Any
+) -> None:
+    """The header check sees only the first records; this one comes in a later chunk."""
+    records = [b'{"age": 1, "income": 2, "score": 3, "balance": 4}'] * 30
+    records[24] = b'{"age": 1, "income": 2, "score": 3, "balance": 4, "prediction": 0.5}'
+    request = put(s3, stack, f"churn/{unique('pred')}.jsonl", b"\n".join(records) + b"\n")
+
+    with pytest.raises(SchemaMismatch, match=r"row 25 already has a field named 'prediction'"):
+        score_object(request, s3, models(s3, stack), settings_for(stack, batch_rows=10))

@@ -1,0 +1,57 @@
+"""Telling botocore's errors apart: worth a retry, the deployment's fault, or a bug."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
+
+from pipeline.aws import is_transient, raise_transient
+from pipeline.errors import ConfigurationError, TransientError
+
+
+def client_error(code: str, status: int) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "PutObject",
+    )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        client_error("SlowDown", 503),
+        client_error("InternalError", 500),
+        client_error("ConditionalRequestConflict", 409),
+        EndpointConnectionError(endpoint_url="http://127.0.0.1:9"),
+        ReadTimeoutError(endpoint_url="http://127.0.0.1:9"),
+    ],
+    ids=["slow-down", "5xx", "conditional-conflict", "no-connection", "read-timeout"],
+)
+def test_these_are_worth_another_try(error: Exception) -> None:
+    assert is_transient(error)
+    with pytest.raises(TransientError):
+        raise_transient(error, "doing")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ParamValidationError(report='Invalid bucket name ""'), NoCredentialsError()],
+    ids=["bad-parameter", "no-credentials"],
+)
+def test_the_deployments_errors_are_final_and_say_where_to_look(error: Exception) -> None:
+    assert not is_transient(error)
+    with pytest.raises(ConfigurationError, match="check the PIPELINE_"):
+        raise_transient(error, "reading model churn")
+
+
+def test_a_client_error_of_the_callers_making_is_left_to_the_caller() -> None:
+    error = client_error("AccessDenied", 403)
+
+    assert not is_transient(error)
+    raise_transient(error, "doing")  # returns: the caller re-raises it as it is

@@ -1,0 +1,129 @@
+"""The CLI watches notifications without taking any from the notification queue's consumers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline import aws
+from pipeline.model_store import ModelStore
+from pipeline.scoring.model import publish_model
+from tests.conftest import REGION
+
+PIPELINE = [sys.executable, "-m", "pipeline.cli"]
+
+
+def csv_rows(rows: int, seed: int) -> bytes:
+    x = np.round(np.random.default_rng(seed).normal(size=(rows, 4)), 4)
+    return b"age,income,score,balance\n" + "\n".join(",".join(map(str, r)) for r in x).encode()
+
+
+def queue_depth(sqs: Any, url: str) -> int:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(v) for v in attributes.values())
+
+
+def dead_letter_url(sqs: Any, url: str) -> str:
+    policy = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])
+    arn = json.loads(policy["Attributes"]["RedrivePolicy"])["deadLetterTargetArn"]
+    return str(sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[1])["QueueUrl"])
+
+
+def cli_queues(sqs: Any) -> list[str]:
+    return list(sqs.list_queues(QueueNamePrefix="pipeline-cli-").get("QueueUrls", []))
+
+
+def wait_until(condition: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_submit_wait_and_watch_take_nothing_from_the_notification_queue(
+    local_stack: Any, s3: Any, sqs: Any, binary_model: Any, tmp_path: Path
+) -> None:
+    stack = local_stack()
+    out = stack.outputs
+    outputs = tmp_path / "outputs.json"
+    stack.write_outputs(outputs)
+    publish_model(
+        ModelStore(aws.s3_client(REGION), out["ModelBucketName"]),
+        "churn",
+        binary_model.model_to_string().encode(),
+        "m",
+    )
+    queue = out["NotificationQueueUrl"]
+    # Another consumer's file: its notification waits on the queue, unread.
+    s3.put_object(Bucket=out["InputBucketName"], Key="churn/theirs.csv", Body=csv_rows(10, 1))
+    wait_until(lambda: queue_depth(sqs, queue) == 1)
+    big = tmp_path / "mine.csv"
+    big.write_bytes(csv_rows(300_000, 2))  # seconds of scoring while submit waits
+
+    submitted = subprocess.run(
+        [*PIPELINE, "submit", str(big), "--model", "churn", "--wait", "--outputs", str(outputs)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    watch = subprocess.Popen(
+        [*PIPELINE, "watch", "--count", "1", "--timeout", "60", "--outputs", str(outputs)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    wait_until(lambda: len(cli_queues(sqs)) == 1)  # watch is listening
+    s3.put_object(Bucket=out["InputBucketName"], Key="churn/later.csv", Body=csv_rows(10, 3))
+    watched, _ = watch.communicate(timeout=60)
+
+    assert submitted.returncode == 0, submitted.stderr
+    assert json.loads(submitted.stdout)["input"]["key"] == "churn/mine.csv"
+    assert json.loads(watched)["input"]["key"] == "churn/later.csv"
+    wait_until(lambda: queue_depth(sqs, queue) >= 3)
+    received = sqs.receive_message(
+        QueueUrl=queue,
+        MaxNumberOfMessages=10,
+        WaitTimeSeconds=1,
+        MessageSystemAttributeNames=["ApproximateReceiveCount"],
+    )["Messages"]
+    jobs = {json.loads(m["Body"])["job_id"]: json.loads(m["Body"]) for m in received}
+    keys = sorted(n["input"]["key"] for n in jobs.values())
+    assert keys == ["churn/later.csv", "churn/mine.csv", "churn/theirs.csv"]
+    # This is the first receive of each: the CLI never touched them.
+    assert {m["Attributes"]["ApproximateReceiveCount"] for m in received} == {"1"}
+    # mine.csv went up in parts (over 8 MiB): one job, whatever events the upload fired.
+    assert big.stat().st_size > 8 * 1024**2
+    assert queue_depth(sqs, dead_letter_url(sqs, queue)) == 0
+    assert cli_queues(sqs) == []
+
+
+def test_ctrl_c_removes_the_watchers_queue_and_subscription(
+    local_stack: Any, sqs: Any, tmp_path: Path
+) -> None:
+    stack = local_stack()
+    outputs = tmp_path / "outputs.json"
+    stack.write_outputs(outputs)
+    sns = aws.sns_client(REGION)
+    topic = stack.outputs["NotificationTopicArn"]
+    before = len(sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"])
+    watch = subprocess.Popen([*PIPELINE, "watch", "--outputs", str(outputs)])
+    wait_until(lambda: len(cli_queues(sqs)) == 1)
+    wait_until(
+        lambda: len(sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]) == before + 1
+    )
+
+    watch.send_signal(signal.SIGINT)
+
+    assert watch.wait(timeout=30) == 130
+    assert cli_queues(sqs) == []
+    assert len(sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]) == before
