@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline.aws import error_code, raise_transient
 from pipeline.messages import Notification, utc_now
+from pipeline.storage import read_optional
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -149,13 +150,4 @@ class Ledger:
         return None if data is None else AttemptError.model_validate_json(data)
 
     def _get(self, key: str) -> bytes | None:
-        try:
-            return self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if error_code(exc) in {"NoSuchKey", "404"}:
-                return None
-            raise_transient(exc, f"reading s3://{self.bucket}/{key}")
-            raise
-        except BotoCoreError as exc:
-            raise_transient(exc, f"reading s3://{self.bucket}/{key}")
-            raise
+        return read_optional(self._s3, self.bucket, key)

@@ -30,6 +30,7 @@ from pipeline.aws import error_code, raise_transient
 from pipeline.errors import UnknownModel
 from pipeline.jobs import MODEL_NAME, MODEL_NAME_RULE
 from pipeline.messages import ModelRef, utc_now
+from pipeline.storage import read_optional
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -182,16 +183,7 @@ class ModelStore:
         return True
 
     def _get_optional(self, key: str) -> bytes | None:
-        try:
-            return self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if error_code(exc) in {"NoSuchKey", "404"}:
-                return None
-            raise_transient(exc, f"reading s3://{self.bucket}/{key}")
-            raise
-        except BotoCoreError as exc:
-            raise_transient(exc, f"reading s3://{self.bucket}/{key}")
-            raise
+        return read_optional(self._s3, self.bucket, key)
 
     def resolve(self, name: str, pinned: int | None = None) -> ModelRef:
         """The version a file should be scored with: ``pinned``, or the latest."""

@@ -41,6 +41,20 @@ def part_size(number: int, first: int = PART_BYTES) -> int:
 _IN_FLIGHT = 1
 
 
+def read_optional(s3: S3Client, bucket: str, key: str) -> bytes | None:
+    """A small object's bytes, or None if there is none: for records we keep in S3."""
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if error_code(exc) in {"NoSuchKey", "404"}:
+            return None
+        raise_transient(exc, f"reading s3://{bucket}/{key}")
+        raise
+    except BotoCoreError as exc:
+        raise_transient(exc, f"reading s3://{bucket}/{key}")
+        raise
+
+
 def open_object(s3: S3Client, obj: ObjectRef) -> BinaryIO:
     """A read stream of exactly the object version the event announced."""
     body: BinaryIO = _get_object(s3, obj)["Body"]  # type: ignore[assignment]

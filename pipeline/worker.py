@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Request = TypeVar("Request", ScoreRequest, CompileRequest)
 
 
 @dataclass
@@ -199,13 +200,20 @@ def runtime() -> WorkerRuntime:
     return WorkerRuntime.create(Settings())
 
 
-def _run_task(payload: dict[str, Any], properties: dict[str, Any] | None) -> Notification:
+def _parse(
+    kind: type[Request], payload: dict[str, Any], properties: dict[str, Any] | None
+) -> tuple[Request, Delivery | None]:
+    """A task's argument as its contract, or the message is poison (and raises)."""
     delivery = Delivery.from_properties(properties)
     try:
-        request = ScoreRequest.model_validate(payload)
+        return kind.model_validate(payload), delivery
     except ValidationError as exc:
-        reject_poison(runtime(), delivery, f"not a ScoreRequest: {exc.error_count()} error(s)")
+        reject_poison(runtime(), delivery, f"not a {kind.__name__}: {exc.error_count()} error(s)")
         raise
+
+
+def _run_task(payload: dict[str, Any], properties: dict[str, Any] | None) -> Notification:
+    request, delivery = _parse(ScoreRequest, payload, properties)
     return process(request, runtime(), delivery)
 
 
@@ -219,12 +227,7 @@ def compile_model(request: CompileRequest, runtime: WorkerRuntime) -> str:
 
 
 def _run_compile(payload: dict[str, Any], properties: dict[str, Any] | None) -> str:
-    delivery = Delivery.from_properties(properties)
-    try:
-        request = CompileRequest.model_validate(payload)
-    except ValidationError as exc:
-        reject_poison(runtime(), delivery, f"not a CompileRequest: {exc.error_count()} error(s)")
-        raise
+    request, _ = _parse(CompileRequest, payload, properties)
     return compile_model(request, runtime())
 
 

@@ -39,6 +39,15 @@ def load_event(name: str) -> dict[str, Any]:
     return event
 
 
+def queue_depth(sqs: Any, url: str) -> int:
+    """Messages on a queue, visible or held by a consumer."""
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(v) for v in attributes.values())
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 

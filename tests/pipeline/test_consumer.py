@@ -15,7 +15,7 @@ import numpy as np
 from pipeline import aws
 from pipeline.model_store import ModelStore
 from pipeline.scoring.model import publish_model
-from tests.conftest import REGION
+from tests.conftest import REGION, queue_depth
 
 PIPELINE = [sys.executable, "-m", "pipeline.cli"]
 
@@ -23,14 +23,6 @@ PIPELINE = [sys.executable, "-m", "pipeline.cli"]
 def csv_rows(rows: int, seed: int) -> bytes:
     x = np.round(np.random.default_rng(seed).normal(size=(rows, 4)), 4)
     return b"age,income,score,balance\n" + "\n".join(",".join(map(str, r)) for r in x).encode()
-
-
-def queue_depth(sqs: Any, url: str) -> int:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return sum(int(v) for v in attributes.values())
 
 
 def dead_letter_url(sqs: Any, url: str) -> str:
@@ -127,3 +119,28 @@ def test_ctrl_c_removes_the_watchers_queue_and_subscription(
     assert watch.wait(timeout=30) == 130
     assert cli_queues(sqs) == []
     assert len(sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]) == before
+
+
+def test_taking_at_most_n_leaves_the_rest_on_the_queue(aws_endpoint: str, sqs: Any) -> None:
+    """watch --count 1 must not take ten notifications to print one."""
+    from datetime import UTC, datetime
+
+    from pipeline import consumer
+    from pipeline.messages import ErrorInfo, ObjectRef, failed
+    from tests.conftest import unique
+
+    url = sqs.create_queue(QueueName=unique("mine"))["QueueUrl"]
+    for i in range(3):
+        note = failed(
+            job_id=f"j{i}",
+            input=ObjectRef(bucket="b", key="m/a.csv", etag="e", size=1),
+            error=ErrorInfo(code="x", message="x"),
+            received_at=datetime(2026, 11, 21, tzinfo=UTC),
+        )
+        sqs.send_message(QueueUrl=url, MessageBody=note.model_dump_json())
+
+    taken = list(consumer.take_from(sqs, url, wait_seconds=1, most=1))
+
+    assert len(taken) == 1
+    assert queue_depth(sqs, url) == 2
+    sqs.delete_queue(QueueUrl=url)

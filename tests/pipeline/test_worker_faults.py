@@ -20,7 +20,7 @@ from pipeline.cli import main
 from pipeline.messages import Notification
 from pipeline.model_store import ModelStore
 from pipeline.scoring.model import publish_model
-from tests.conftest import StackFactory, unique
+from tests.conftest import StackFactory, queue_depth, unique
 from tests.faults import FaultProxy
 
 TIMEOUT = 90
@@ -62,16 +62,6 @@ def wait(stack: Any, sqs: Any, key: str, etag: str) -> Notification:
     )
     assert note is not None, f"no notification for {key}"
     return note
-
-
-def queue_depth(sqs: Any, url: str) -> int:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(
-        attributes["ApproximateNumberOfMessagesNotVisible"]
-    )
 
 
 def drained(sqs: Any, url: str, timeout: float = 10) -> bool:

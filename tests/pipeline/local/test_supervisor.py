@@ -16,7 +16,7 @@ from pipeline import consumer
 from pipeline.messages import Notification
 from pipeline.model_store import ModelStore
 from pipeline.scoring.model import publish_model
-from tests.conftest import StackFactory, unique
+from tests.conftest import StackFactory, queue_depth, unique
 from tests.faults import FaultProxy
 
 
@@ -25,14 +25,6 @@ def proxy(aws_endpoint: str) -> Any:
     running = FaultProxy(aws_endpoint).start()
     yield running
     running.stop()
-
-
-def depth(sqs: Any, url: str) -> int:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return sum(int(v) for v in attributes.values())
 
 
 def test_a_worker_that_dies_is_replaced(local_stack: StackFactory) -> None:
@@ -98,7 +90,7 @@ def test_chaos_kill_busy_workers_and_lose_nothing(
         for note in consumer.take_from(sqs, stack.outputs["NotificationQueueUrl"], 1):
             assert note.input is not None
             notes[note.input.key].append(note)
-    while depth(sqs, stack.outputs["TaskQueueUrl"]) or depth(
+    while queue_depth(sqs, stack.outputs["TaskQueueUrl"]) or queue_depth(
         sqs, stack.outputs["TaskDeadLetterQueueUrl"]
     ):
         assert time.monotonic() < deadline, "messages left on the task or dead-letter queue"
