@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
-import logging
 from typing import Any
 
+from pipeline import logs
 from pipeline.dead_letters import DeadLetterRuntime, handle_event
 from pipeline.settings import Settings
 
-logging.getLogger().setLevel(logging.INFO)
+logs.configure("dead-letter-function", Settings().log_level)
 
 
 @functools.cache

@@ -7,13 +7,13 @@ that could not be enqueued are delivered again.
 from __future__ import annotations
 
 import functools
-import logging
 from typing import Any
 
+from pipeline import logs
 from pipeline.intake import IntakeRuntime, handle_event
 from pipeline.settings import Settings
 
-logging.getLogger().setLevel(logging.INFO)
+logs.configure("upload-function", Settings().log_level)
 
 
 @functools.cache

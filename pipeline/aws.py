@@ -25,6 +25,7 @@ from pipeline.errors import ConfigurationError, JobTimeout, TransientError
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
     from mypy_boto3_ecs import ECSClient
+    from mypy_boto3_logs import CloudWatchLogsClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
@@ -67,6 +68,10 @@ def sns_client(region: str | None = None) -> SNSClient:
 
 def cloudformation_client(region: str | None = None) -> CloudFormationClient:
     return boto3.client("cloudformation", region_name=region, config=_CONFIG)
+
+
+def logs_client(region: str | None = None) -> CloudWatchLogsClient:
+    return boto3.client("logs", region_name=region, config=_CONFIG)
 
 
 def ecs_client(region: str | None = None) -> ECSClient:

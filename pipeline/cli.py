@@ -141,6 +141,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     outputs_option(p)
 
+    p = command("logs", "one job's log lines from every process, in time order", _logs)
+    p.add_argument("job_id", metavar="JOB_ID")
+    p.add_argument("--follow", action="store_true", help="keep printing until the job ends")
+    p.add_argument("--json", action="store_true", help="print the JSON lines as they are")
+    outputs_option(p)
+
     p = command("watch", "print notifications as JSON lines as they arrive", _watch)
     p.add_argument("--count", type=int, help="stop after this many notifications")
     p.add_argument("--timeout", type=float, help="stop after this many seconds")
@@ -194,6 +200,7 @@ def _dev(args: argparse.Namespace) -> int:
         port=args.port,
         scaling=policy,
         state_dir=args.outputs.parent / "state",
+        logs_dir=args.outputs.parent / "logs",
     )
 
     def shut_down(*_: object) -> None:
@@ -444,6 +451,34 @@ def upload(path: Path, bucket: str, key: str, metadata: dict[str, str]) -> str:
         if progress is not None:
             progress.close()
     return s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from pipeline import joblogs, logs  # noqa: PLC0415
+    from pipeline.ledger import Ledger  # noqa: PLC0415
+
+    outputs = connect(args)
+
+    def lines() -> list[dict[str, Any]]:
+        if args.stack:
+            groups = joblogs.log_groups(aws.cloudformation_client(), args.stack)
+            return joblogs.cloudwatch_lines(aws.logs_client(), groups, args.job_id)
+        return joblogs.local_lines(Path(outputs["LogsFolder"]))
+
+    ledger = Ledger(aws.s3_client(), outputs["OutputBucketName"])
+    shown = 0
+    while True:
+        done = not args.follow or ledger.outcome(args.job_id) is not None
+        found = joblogs.of_job(lines(), args.job_id)
+        for line in found[shown:]:
+            print(json.dumps(line) if args.json else logs.render(line), flush=True)
+        shown = len(found)
+        if done:
+            break
+        time.sleep(1)
+    if not shown:
+        raise CliError(f"no log lines of job {args.job_id}")
+    return 0
 
 
 def _watch(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
-from pipeline import aws, events
+from pipeline import aws, events, logs
 from pipeline.celery_app import task_argument
 from pipeline.ledger import Ledger
 from pipeline.messages import (
@@ -112,9 +112,14 @@ def answer(record: events.SqsRecord, runtime: DeadLetterRuntime) -> Notification
     runtime.ledger.keep_dead_letter(
         job_id, {"messageId": record.message_id, "body": record.body, "deliveries": deliveries}
     )
-    return announce(
+    outcome = announce(
         runtime.ledger, runtime.sns, runtime.settings.notification_topic_arn, notification
     )
+    key = outcome.input.key if outcome.input else None
+    with logs.job_context(job_id=job_id, key=key, delivery=deliveries):
+        code = outcome.error.code if outcome.error else ""
+        log.info("dead letter answered: %s %s", outcome.status, code)
+    return outcome
 
 
 def score_request_in(body: str) -> ScoreRequest | None:

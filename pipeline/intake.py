@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
-from pipeline import aws, events, jobs
+from pipeline import aws, events, jobs, logs
 from pipeline.celery_app import SCORE_QUEUE, SCORE_TASK, create_app
 from pipeline.errors import InputError, UnknownModel, located
 from pipeline.ledger import Ledger
@@ -108,7 +108,8 @@ def accept(
             run=run,
         )
         announce(runtime.ledger, runtime.sns, runtime.settings.notification_topic_arn, notification)
-        log.info("refused s3://%s/%s: %s", obj.bucket, obj.key, exc)
+        with logs.job_context(job_id=notification.job_id, key=obj.key):
+            log.info("refused s3://%s/%s: %s: %s", obj.bucket, obj.key, exc.code, exc)
         return None
     request = ScoreRequest(
         job_id=jobs.job_id(obj, model, run),
@@ -118,14 +119,10 @@ def accept(
         run=run,
     )
     runtime.celery.send_task(SCORE_TASK, args=[request.model_dump(mode="json")], queue=SCORE_QUEUE)
-    log.info(
-        "job %s: s3://%s/%s -> %s@%s",
-        request.job_id,
-        obj.bucket,
-        obj.key,
-        model.name,
-        model.version,
-    )
+    with logs.job_context(
+        job_id=request.job_id, key=obj.key, model=f"{model.name}@{model.version}"
+    ):
+        log.info("accepted s3://%s/%s (run %d)", obj.bucket, obj.key, run)
     return request
 
 

@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from celery import signals
 from celery.worker.consumer import Consumer
 from pydantic import ValidationError
 
-from pipeline import aws, tasks
+from pipeline import aws, logs, tasks
 from pipeline.celery_app import create_app
 from pipeline.delivery import Delivery, Heartbeat, redelivery_delay
 from pipeline.errors import ConfigurationError, InputError, JobTimeout, PipelineError, located
@@ -101,6 +102,17 @@ class WorkerRuntime:
 def process(
     request: ScoreRequest, runtime: WorkerRuntime, delivery: Delivery | None = None
 ) -> Notification:
+    model = f"{request.model.name}@{request.model.version}"
+    count = delivery.receive_count if delivery else 1
+    with logs.job_context(
+        job_id=request.job_id, key=request.input.key, model=model, delivery=count
+    ):
+        return _process(request, runtime, delivery)
+
+
+def _process(
+    request: ScoreRequest, runtime: WorkerRuntime, delivery: Delivery | None
+) -> Notification:
     """Score one file and announce its outcome (see the module docstring).
 
     Everything that can fail, from the ledger lookup to the final announce,
@@ -108,13 +120,13 @@ def process(
     delivery is paced by the redelivery backoff.
     """
     try:
-        return _answer(request, runtime, delivery)
+        answer = _answer(request, runtime, delivery)
     except Exception as exc:
         code = exc.code if isinstance(exc, PipelineError) else "internal"
         where = f"s3://{request.input.bucket}/{request.input.key}"
         message = located(f"{type(exc).__name__}: {exc}", where)
         count = delivery.receive_count if delivery else 1
-        log.exception("job %s: delivery %d failed", request.job_id, count)
+        log.exception("delivery %d failed", count)
         runtime.ledger.note_error(
             request.job_id, AttemptError(code=code, message=message, delivery=count)
         )
@@ -123,6 +135,13 @@ def process(
                 runtime.sqs, redelivery_delay(count, runtime.settings.redelivery_base_seconds)
             )
         raise
+    log.info(
+        "answered: %s%s",
+        answer.status,
+        f" ({answer.error.code})" if answer.error else "",
+        extra={"status": answer.status},
+    )
+    return answer
 
 
 def _answer(
@@ -132,14 +151,13 @@ def _answer(
     topic = settings.notification_topic_arn
     settled = runtime.retrying(lambda: runtime.ledger.outcome(request.job_id))
     if settled is not None:
-        log.info(
-            "job %s was answered already (%s); announcing it again", request.job_id, settled.status
-        )
+        log.info("answered already (%s); announcing that again", settled.status)
         runtime.retrying(lambda: publish(runtime.sns, topic, settled))
         return settled
 
     where = f"s3://{request.input.bucket}/{request.input.key}"
     started = utc_now()
+    log.info("scoring %s (%d bytes)", where, request.input.size)
     try:
         with (
             runtime.protection.busy(request.job_id),
@@ -152,7 +170,7 @@ def _answer(
         notification = succeeded(request, output, started)
     except (InputError, JobTimeout, ConfigurationError) as exc:
         # Final: retrying cannot help; the file is answered now.
-        log.info("job %s: %s: %s", request.job_id, exc.code, exc)
+        log.info("%s: %s", exc.code, exc)
         notification = _failed(request, exc.code, located(exc, where), started)
     return runtime.retrying(lambda: announce(runtime.ledger, runtime.sns, topic, notification))
 
@@ -229,6 +247,15 @@ def compile_model(request: CompileRequest, runtime: WorkerRuntime) -> str:
 def _run_compile(payload: dict[str, Any], properties: dict[str, Any] | None) -> str:
     request, _ = _parse(CompileRequest, payload, properties)
     return compile_model(request, runtime())
+
+
+@signals.setup_logging.connect  # type: ignore[untyped-decorator]
+def _json_logs(**_: Any) -> None:
+    """Celery leaves logging to us once this is connected: JSON lines on stdout."""
+    logs.configure("worker", Settings().log_level)
+    # Celery's own per-task lines name its task id, not the job; ours say more.
+    for name in ("celery.app.trace", "celery.worker.strategy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 app = create_app(Settings())

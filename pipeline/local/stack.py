@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
-from pipeline import aws, dead_letters
+from pipeline import aws, dead_letters, logs
 from pipeline.intake import IntakeRuntime, handle_event
 from pipeline.local import emulator, template
 from pipeline.local.poller import EventSourceMapping
@@ -51,6 +51,7 @@ class LocalStack:
         parameters: Mapping[str, str] | None = None,
         settings: Mapping[str, Any] | None = None,
         sink: Sink = print,
+        logs_dir: Path | None = None,
     ) -> None:
         if not _STACK_NAME.match(stack_name):
             raise ValueError(
@@ -69,6 +70,11 @@ class LocalStack:
         self._parameters = dict(parameters or {})
         self._setting_overrides = dict(settings or {})
         self._sink = sink
+        #: Every process's JSON log lines (``pipeline logs`` reads them); the state folder's
+        #: ``logs`` unless given.
+        self._given_logs_dir = logs_dir
+        self.logs_dir: Path | None = None
+        self._log_handlers: list[logging.Handler] = []
         self._emulator: emulator.Emulator | None = None
         self.stack: Stack | None = None
         self.settings: Settings | None = None
@@ -120,11 +126,12 @@ class LocalStack:
                 self.region,
             ),
         ]
-        for mapping in self.mappings:
-            mapping.start()
         self._state_dir = self._given_state_dir or Path(
             tempfile.mkdtemp(prefix=f"{self.stack_name}-")
         )
+        self._open_logs(self._given_logs_dir or self._state_dir / "logs")
+        for mapping in self.mappings:
+            mapping.start()
         self.supervisor = Supervisor(
             {
                 **emulator.environment(self._worker_endpoint_url or self.endpoint_url, self.region),
@@ -136,6 +143,7 @@ class LocalStack:
             policy=self._scaling,
             queue_url=outputs["TaskQueueUrl"],
             sqs=aws.sqs_client(self.region),
+            logs_dir=self.logs_dir,
         )
         self.supervisor.start(wait_ready=wait_for_workers)
         self.outputs = {
@@ -144,7 +152,31 @@ class LocalStack:
             "Region": self.region,
             "StackName": self.stack_name,
             "StatusFile": str(self.supervisor.status_path),
+            "LogsFolder": str(self.logs_dir),
         }
+
+    def _open_logs(self, folder: Path) -> None:
+        """This process's pipeline records (pollers, functions, supervisor): JSON to a file,
+        readable lines to the sink."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.logs_dir = folder
+        file_handler = logging.FileHandler(folder / "local-stack.jsonl")
+        file_handler.setFormatter(logs.JsonFormatter("local-stack", logs.LOCAL_ROLES))
+        self._log_handlers = [
+            file_handler,
+            logs.SinkHandler(self._sink, "local-stack", logs.LOCAL_ROLES),
+        ]
+        logger = logging.getLogger("pipeline")
+        logger.setLevel(self.settings.log_level if self.settings else "INFO")
+        for handler in self._log_handlers:
+            logger.addHandler(handler)
+
+    def _close_logs(self) -> None:
+        logger = logging.getLogger("pipeline")
+        for handler in self._log_handlers:
+            logger.removeHandler(handler)
+            handler.close()
+        self._log_handlers = []
 
     @property
     def workers(self) -> list[WorkerProcess]:
@@ -172,6 +204,7 @@ class LocalStack:
             self.supervisor.stop()
         for mapping in self.mappings:
             mapping.stop()
+        self._close_logs()
         if self.stack is not None and self._emulator is None:
             # A shared emulator outlives this stack: leave it as we found it.
             self.stack.destroy()

@@ -13,6 +13,7 @@ it holds a file; the supervisor's view is written to ``status.json`` for
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -25,6 +26,8 @@ from pipeline.scaling import Observation, Policy, decide
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+
+log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 1.0
 
@@ -41,9 +44,13 @@ class Supervisor:
         policy: Policy | None = None,
         queue_url: str = "",
         sqs: SQSClient | None = None,
+        logs_dir: Path | None = None,
     ) -> None:
         self._environment = dict(environment)
         self._state_dir = state_dir
+        #: Each worker's JSON log lines, one file per worker.
+        self._logs_dir = logs_dir or state_dir / "logs"
+        self._logs_dir.mkdir(parents=True, exist_ok=True)
         self._sink = sink
         self.target = policy.minimum if policy else workers
         self.stop_timeout = stop_timeout
@@ -87,7 +94,11 @@ class Supervisor:
         busy = self._state_dir / f"{name}.busy"
         busy.unlink(missing_ok=True)
         worker = WorkerProcess(
-            name, {**self._environment, "PIPELINE_BUSY_FILE": str(busy)}, self._sink, busy
+            name,
+            {**self._environment, "PIPELINE_BUSY_FILE": str(busy)},
+            self._sink,
+            busy,
+            log_file=self._logs_dir / f"{name}.jsonl",
         )
         worker.start()
         self.workers.append(worker)
@@ -111,7 +122,7 @@ class Supervisor:
             self.workers.remove(worker)
             if worker.stopping or self._stop.is_set():
                 continue
-            self._sink(f"[supervisor] {worker.name} exited ({worker.exit_code}); replacing it")
+            log.warning("%s exited (%s); replacing it", worker.name, worker.exit_code)
             self._start_worker()
             self.restarts += 1
 
@@ -158,7 +169,7 @@ class Supervisor:
         self._last_change = now
         self.target = decision.workers
         self.decisions.append((now, decision.workers, decision.reason))
-        self._sink(f"[supervisor] {decision.reason}")
+        log.info("%s", decision.reason)
         return decision.reason
 
     def _write_status(self, reason: str) -> None:

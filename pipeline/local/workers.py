@@ -8,6 +8,7 @@ kills it if it does not exit within the stop timeout.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from pipeline import logs
 from pipeline.celery_app import SCORE_QUEUE
 from pipeline.settings import child_environment
 
@@ -49,9 +51,12 @@ class WorkerProcess:
         environment: Mapping[str, str],
         sink: Sink,
         busy_file: Path | None = None,
+        *,
         command: list[str] | None = None,
+        log_file: Path | None = None,
     ) -> None:
         self.name = name
+        self._log_file = log_file
         self._command = command or worker_command(name)
         self._environment = dict(environment)
         self._sink = sink
@@ -85,12 +90,20 @@ class WorkerProcess:
         stdout = self._process.stdout if self._process else None
         if stdout is None:
             return
-        for line in stdout:
-            text = line.rstrip("\n")
-            self.lines.append(text)
-            if " ready." in text:
-                self._ready.set()
-            self._sink(f"[{self.name}] {text}")
+        log = self._log_file.open("a", buffering=1) if self._log_file else None
+        try:
+            for line in stdout:
+                text = line.rstrip("\n")
+                self.lines.append(text)
+                if " ready." in text:
+                    self._ready.set()
+                document = logs.parse(text) or logs.stray(text, self.name)
+                if log is not None:
+                    log.write(json.dumps(document) + "\n")
+                self._sink(f"[{self.name}] {logs.render(document)}")
+        finally:
+            if log is not None:
+                log.close()
 
     @property
     def ready(self) -> bool:
