@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
-from pipeline import aws, events, jobs, logs
+from pipeline import aws, events, jobs, logs, metrics
 from pipeline.celery_app import SCORE_QUEUE, SCORE_TASK, create_app
 from pipeline.errors import InputError, UnknownModel, located
 from pipeline.ledger import Ledger
@@ -109,7 +109,14 @@ def accept(
         )
         announce(runtime.ledger, runtime.sns, runtime.settings.notification_topic_arn, notification)
         with logs.job_context(job_id=notification.job_id, key=obj.key):
-            log.info("refused s3://%s/%s: %s: %s", obj.bucket, obj.key, exc.code, exc)
+            log.info(
+                "refused s3://%s/%s: %s: %s",
+                obj.bucket,
+                obj.key,
+                exc.code,
+                exc,
+                extra=_metrics("refused", model.name if model else "", obj, exc.code),
+            )
         return None
     request = ScoreRequest(
         job_id=jobs.job_id(obj, model, run),
@@ -122,8 +129,25 @@ def accept(
     with logs.job_context(
         job_id=request.job_id, key=obj.key, model=f"{model.name}@{model.version}"
     ):
-        log.info("accepted s3://%s/%s (run %d)", obj.bucket, obj.key, run)
+        log.info(
+            "accepted s3://%s/%s (run %d)",
+            obj.bucket,
+            obj.key,
+            run,
+            extra=_metrics("accepted", model.name, obj, None),
+        )
     return request
+
+
+def _metrics(outcome: str, model: str, obj: ObjectRef, code: str | None) -> dict[str, Any]:
+    return metrics.document(
+        "intake",
+        outcome,
+        model,
+        error_code=code,
+        values={"Files": 1, "InputBytes": obj.size},
+        properties={},
+    )
 
 
 def _pinned_version(s3: S3Client, obj: ObjectRef) -> int | None:

@@ -105,6 +105,17 @@ def deployed_status(outputs: dict[str, str], jobs: int) -> Status:
     )
 
 
+def _speed(note: Notification) -> str:
+    """Seconds in the worker, rows/s and engine: the figures the worker's metrics carry."""
+    if note.started_at is None:
+        return ""
+    seconds = (note.finished_at - note.started_at).total_seconds()
+    if note.output is None:
+        return f"{seconds:.2f} s"
+    rate = note.output.rows / seconds if seconds > 0 else 0.0
+    return f"{seconds:.2f} s {rate:,.0f} rows/s {note.output.engine or ''}"
+
+
 def render(status: Status) -> str:
     busy = sum(1 for w in status.workers if w["state"] == "busy")
     lines = [
@@ -125,7 +136,8 @@ def render(status: Status) -> str:
             f"{note.output.rows} rows" if note.output else (note.error.code if note.error else "")
         )
         lines.append(
-            f"  {note.finished_at:%Y-%m-%d %H:%M:%S}  {note.status:<9} {detail:<16} {where}"
+            f"  {note.finished_at:%Y-%m-%d %H:%M:%S}  {note.status:<9} {detail:<16} "
+            f"{_speed(note):<28} {where}"
         )
     if not status.recent:
         lines.append("  (none yet)")

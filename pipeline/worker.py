@@ -32,7 +32,7 @@ from celery import signals
 from celery.worker.consumer import Consumer
 from pydantic import ValidationError
 
-from pipeline import aws, logs, tasks
+from pipeline import aws, logs, metrics, tasks
 from pipeline.celery_app import create_app
 from pipeline.delivery import Delivery, Heartbeat, redelivery_delay
 from pipeline.errors import ConfigurationError, InputError, JobTimeout, PipelineError, located
@@ -51,7 +51,7 @@ from pipeline.notify import announce, publish
 from pipeline.protection import Protection
 from pipeline.retry import with_retries
 from pipeline.scoring.model import ModelCache
-from pipeline.scoring.run import score_object
+from pipeline.scoring.run import Timings, score_object
 from pipeline.settings import Settings
 from pipeline.watchdog import Watchdog
 
@@ -119,8 +119,9 @@ def _process(
     fails the same way: the error is noted for the dead-letter handler and the
     delivery is paced by the redelivery backoff.
     """
+    timings = Timings()
     try:
-        answer = _answer(request, runtime, delivery)
+        answer = _answer(request, runtime, delivery, timings)
     except Exception as exc:
         code = exc.code if isinstance(exc, PipelineError) else "internal"
         where = f"s3://{request.input.bucket}/{request.input.key}"
@@ -135,17 +136,34 @@ def _process(
                 runtime.sqs, redelivery_delay(count, runtime.settings.redelivery_base_seconds)
             )
         raise
-    log.info(
-        "answered: %s%s",
-        answer.status,
-        f" ({answer.error.code})" if answer.error else "",
-        extra={"status": answer.status},
-    )
+    _report(request, answer, timings)
     return answer
 
 
+def _report(request: ScoreRequest, answer: Notification, timings: Timings) -> None:
+    """The file's answer as a log line that is also its metrics (EMF)."""
+    seconds = 0.0
+    if answer.started_at is not None:
+        seconds = (answer.finished_at - answer.started_at).total_seconds()
+    rows = answer.output.rows if answer.output else 0
+    values = {"Files": 1, "Rows": rows, "InputBytes": request.input.size, "Seconds": seconds}
+    if answer.output is not None:
+        values |= timings.as_metrics()
+        values["RowsPerSecond"] = round(rows / seconds, 1) if seconds > 0 else 0.0
+    code = answer.error.code if answer.error else None
+    document = metrics.document(
+        "scoring",
+        answer.status,
+        request.model.name,
+        error_code=code,
+        values=values,
+        properties={"engine": answer.output.engine if answer.output else None},
+    )
+    log.info("answered: %s%s", answer.status, f" ({code})" if code else "", extra=document)
+
+
 def _answer(
-    request: ScoreRequest, runtime: WorkerRuntime, delivery: Delivery | None
+    request: ScoreRequest, runtime: WorkerRuntime, delivery: Delivery | None, timings: Timings
 ) -> Notification:
     settings = runtime.settings
     topic = settings.notification_topic_arn
@@ -165,7 +183,7 @@ def _answer(
             Watchdog(settings.job_timeout_seconds, where),
         ):
             output = runtime.retrying(
-                lambda: score_object(request, runtime.s3, runtime.models, settings)
+                lambda: score_object(request, runtime.s3, runtime.models, settings, timings)
             )
         notification = succeeded(request, output, started)
     except (InputError, JobTimeout, ConfigurationError) as exc:

@@ -139,3 +139,31 @@ def test_workers_scale_on_backlog_and_can_leave_zero(transformed: dict[str, Any]
     assert metrics["backlog"]["Expression"] == "(waiting + inflight) / IF(tasks > 0, tasks, 1)"
     alarm = resources(transformed, "AWS::CloudWatch::Alarm")["WorkerFromZeroAlarm"]
     assert alarm["Properties"]["AlarmActions"] == [{"Ref": "WorkerFromZeroPolicy"}]
+
+
+def test_the_dashboard_is_json_and_charts_the_metrics_the_code_emits() -> None:
+    """The dashboard body is a !Sub string: substituted, it must parse and name real metrics."""
+    import json
+    import re
+
+    from pipeline import metrics
+
+    body, variables = template.load()["Resources"]["PipelineDashboard"]["Properties"][
+        "DashboardBody"
+    ]["Fn::Sub"]
+    names = set(re.findall(r"\$\{([A-Za-z:]+)\}", body))
+    assert names <= {*variables, "AWS::Region", "WorkerCluster"}
+    dashboard = json.loads(re.sub(r"\$\{[A-Za-z:]+\}", "x", body))
+
+    charted = [
+        row
+        for widget in dashboard["widgets"]
+        for row in widget["properties"]["metrics"]
+        if isinstance(row[0], str) and row[0] == metrics.NAMESPACE
+    ]
+    assert charted
+    for row in charted:
+        assert row[1] in metrics.UNITS
+        dimensions = row[2:]
+        keys = [d for d in dimensions[::2] if isinstance(d, str)]
+        assert keys in metrics.DIMENSION_SETS

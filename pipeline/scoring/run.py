@@ -10,7 +10,10 @@ object appears only when the last row is written; any error aborts the upload.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -29,12 +32,49 @@ if TYPE_CHECKING:
 
     from pipeline.settings import Settings
 
+T = TypeVar("T")
 _SNIFF_BYTES = 4096
 Scored = tuple[Chunk, npt.NDArray[np.float64]]
 
 
+@dataclass
+class Timings:
+    """Seconds each stage was busy on one file (they overlap: the sum exceeds the wall time)."""
+
+    read: float = 0.0
+    features: float = 0.0
+    predict: float = 0.0
+    write: float = 0.0
+
+    def as_metrics(self) -> dict[str, float]:
+        return {
+            "ReadSeconds": round(self.read, 4),
+            "FeatureSeconds": round(self.features, 4),
+            "PredictSeconds": round(self.predict, 4),
+            "WriteSeconds": round(self.write, 4),
+        }
+
+
+def _timed(items: Iterable[T], timings: Timings) -> Iterator[T]:
+    """``items``, adding the time each takes to arrive to ``timings.read``."""
+    iterator = iter(items)
+    while True:
+        started = time.perf_counter()
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            timings.read += time.perf_counter() - started
+        yield item
+
+
 def score_object(
-    request: ScoreRequest, s3: S3Client, models: ModelCache, settings: Settings
+    request: ScoreRequest,
+    s3: S3Client,
+    models: ModelCache,
+    settings: Settings,
+    timings: Timings | None = None,
 ) -> OutputRef:
     """Score the request's file and write the result; return where it went."""
     obj = request.input
@@ -54,22 +94,32 @@ def score_object(
         features.check_columns(reader.columns, model.feature_names, model.output_columns, where)
         writer = fmt.writer(sink, reader, model.output_columns)
 
+        spent = timings or Timings()
+
         def featurize(chunk: Chunk) -> tuple[Chunk, npt.NDArray[np.float64]]:
+            started = time.perf_counter()
             features.check_no_outputs(chunk.batch, model.output_columns, chunk.first_row, where)
-            return chunk, features.feature_matrix(
-                chunk.batch, model.features, chunk.first_row, where
-            )
+            matrix = features.feature_matrix(chunk.batch, model.features, chunk.first_row, where)
+            spent.features += time.perf_counter() - started
+            return chunk, matrix
 
         def predict(item: tuple[Chunk, npt.NDArray[np.float64]]) -> Scored:
+            started = time.perf_counter()
             chunk, matrix = item
-            return chunk, model.predict(matrix, settings.predict_threads)
+            scored = chunk, model.predict(matrix, settings.predict_threads)
+            spent.predict += time.perf_counter() - started
+            return scored
 
         rows = 0
-        for chunk, predictions in overlapped(reader, [featurize, predict]):
+        for chunk, predictions in overlapped(_timed(reader, spent), [featurize, predict]):
+            started = time.perf_counter()
             writer.write(chunk, predictions)
             rows += chunk.num_rows
+            spent.write += time.perf_counter() - started
+        started = time.perf_counter()
         writer.close()
         sink.complete()
+        spent.write += time.perf_counter() - started
     return OutputRef(
         bucket=settings.output_bucket, key=key, rows=rows, format=fmt.name, engine=model.engine
     )
