@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from pipeline import aws, jobs
+from pipeline.consumer import Subscription
 from pipeline.errors import InputError
+from pipeline.ledger import Ledger
 from pipeline.messages import ModelRef, Notification, utc_now
 from pipeline.model_store import EngineRecord
 from pipeline.scaling import Policy
@@ -286,7 +288,7 @@ def _status(args: argparse.Namespace) -> int:
 
     outputs = connect(args)
     status = deployed_status(outputs, args.jobs) if args.stack else local_status(outputs, args.jobs)
-    print(render(status))
+    print(render(status, bars=sys.stdout.isatty()))
     return 0
 
 
@@ -395,8 +397,6 @@ def engine_summary(records: list[EngineRecord]) -> str:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from pipeline.consumer import Subscription  # noqa: PLC0415
-
     outputs = connect(args)
     if not args.file.is_file():
         raise CliError(f"{args.file}: no such file")
@@ -417,11 +417,45 @@ def _submit(args: argparse.Namespace) -> int:
     ) as subscription:
         etag = upload(args.file, bucket, key, metadata)
         print(f"uploaded s3://{bucket}/{key} (ETag {etag})", file=sys.stderr)
-        notification = subscription.wait_for(lambda n: n.is_for(key, etag), args.timeout)
+        ledger = Ledger(aws.s3_client(), outputs["OutputBucketName"])
+        notification = wait_showing_progress(subscription, ledger, key, etag, args.timeout)
     if notification is None:
         raise CliError(f"no notification for {key} within {args.timeout:g} s")
     print(notification.model_dump_json(indent=2))
     return 0 if notification.status == "succeeded" else 1
+
+
+def wait_showing_progress(
+    subscription: Subscription, ledger: Ledger, key: str, etag: str, timeout: float
+) -> Notification | None:
+    """The file's notification; meanwhile its progress, as a bar on a terminal."""
+    from pipeline.status import progress_line  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    shown = ""
+    while (left := deadline - time.monotonic()) > 0:
+        notification = subscription.wait_for(lambda n: n.is_for(key, etag), min(1.0, left), 1)
+        if notification is not None:
+            break
+        progress = next(
+            (
+                p
+                for p in map(ledger.progress, ledger.running())
+                if p is not None and (p.key, p.etag) == (key, etag)
+            ),
+            None,
+        )
+        if progress is not None:
+            line = progress_line(progress, bar=sys.stderr.isatty())
+            if line != shown:
+                end = "\r" if sys.stderr.isatty() else "\n"
+                print(line, end=end, file=sys.stderr, flush=True)
+                shown = line
+    else:
+        notification = None
+    if shown and sys.stderr.isatty():
+        print(file=sys.stderr)
+    return notification
 
 
 def upload(path: Path, bucket: str, key: str, metadata: dict[str, str]) -> str:
@@ -482,8 +516,6 @@ def _logs(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    from pipeline.consumer import Subscription  # noqa: PLC0415
-
     outputs = connect(args)
     seen = 0
     deadline = None if args.timeout is None else time.monotonic() + args.timeout

@@ -93,8 +93,8 @@ class Subscription:
         """The notifications that arrive within one long poll, at most ``most``."""
         return take_from(self._sqs, self.queue_url, wait_seconds, most)
 
-    def wait_for(self, match: Match, timeout: float) -> Notification | None:
-        return wait_for(self._sqs, self.queue_url, match, timeout)
+    def wait_for(self, match: Match, timeout: float, wait_seconds: int = 2) -> Notification | None:
+        return wait_for(self._sqs, self.queue_url, match, timeout, wait_seconds)
 
 
 def _topic_may_send(queue_arn: str, topic_arn: str) -> str:

@@ -50,10 +50,10 @@ def log_groups(cloudformation: CloudFormationClient, stack: str) -> list[str]:
 
 
 def cloudwatch_lines(client: CloudWatchLogsClient, groups: list[str], job_id: str) -> list[Line]:
-    """The lines of the groups that mention the job id (CloudWatch filters on the term)."""
+    """The lines of the groups that mention the job id (a term: job ids are hex digits)."""
     found: list[Line] = []
     for group in groups:
         paginator = client.get_paginator("filter_log_events")
-        for page in paginator.paginate(logGroupName=group, filterPattern=f'"{job_id}"'):
+        for page in paginator.paginate(logGroupName=group, filterPattern=job_id):
             found += [d for e in page["events"] if (d := logs.parse(e["message"])) is not None]
     return found

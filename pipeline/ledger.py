@@ -14,7 +14,9 @@ Layout, in the output bucket under a prefix no model name can take
     _jobs/<job_id>/last-error.json    the last non-input error, for the dead-letter handler
     _jobs/<job_id>/retried.json       written once when a failed job is retried (its next run)
     _jobs/<job_id>/dead-letter.json   the task message that reached the dead-letter queue
+    _jobs/<job_id>/progress.json      how far the file has got (rows, input bytes read)
     _jobs/_recent/<newest first>-<job_id>   an empty marker per settled outcome
+    _jobs/_running/<job_id>           an empty marker while a worker holds the file
 
 S3 lists keys in name order and job ids are hashes, so the markers' names
 (an inverted millisecond timestamp) are what lets ``pipeline status`` list
@@ -33,7 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.aws import error_code, raise_transient
-from pipeline.messages import Notification, utc_now
+from pipeline.messages import Notification, Progress, utc_now
 from pipeline.storage import read_optional
 
 if TYPE_CHECKING:
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 
 PREFIX = "_jobs/"
 RECENT = f"{PREFIX}_recent/"
+RUNNING = f"{PREFIX}_running/"
 _LATEST_MS = 10**13 - 1
 
 
@@ -102,6 +105,32 @@ class Ledger:
                 outcome = self.outcome(item["Key"].rsplit("-", 1)[1])
                 if outcome is not None:
                     yield outcome
+
+    def record_progress(self, job_id: str, progress: Progress) -> None:
+        """Best effort, like every diagnostic: a file never fails for its progress."""
+        with contextlib.suppress(ClientError, BotoCoreError):
+            self._s3.put_object(
+                Bucket=self.bucket,
+                Key=f"{PREFIX}{job_id}/progress.json",
+                Body=progress.model_dump_json().encode(),
+                ContentType="application/json",
+            )
+
+    def progress(self, job_id: str) -> Progress | None:
+        data = self._get(f"{PREFIX}{job_id}/progress.json")
+        return None if data is None else Progress.model_validate_json(data)
+
+    def mark_running(self, job_id: str, running: bool) -> None:
+        with contextlib.suppress(ClientError, BotoCoreError):
+            if running:
+                self._s3.put_object(Bucket=self.bucket, Key=f"{RUNNING}{job_id}", Body=b"")
+            else:
+                self._s3.delete_object(Bucket=self.bucket, Key=f"{RUNNING}{job_id}")
+
+    def running(self) -> list[str]:
+        """Job ids a worker holds now (or held when it died: its rerun clears them)."""
+        response = self._s3.list_objects_v2(Bucket=self.bucket, Prefix=RUNNING)
+        return [item["Key"].removeprefix(RUNNING) for item in response.get("Contents", [])]
 
     def claim_retry(self, job_id: str) -> bool:
         """Whether this caller may retry the job: a job is retried once, by one caller."""

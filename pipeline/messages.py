@@ -75,7 +75,24 @@ class ErrorInfo(_Contract):
     message: str = Field(description="What is wrong and where, for a person.")
 
 
-Status = Literal["succeeded", "failed"]
+Status = Literal["succeeded", "failed", "running"]
+
+
+class Progress(_Contract):
+    """How far a running file has got; recorded every few seconds while it runs."""
+
+    key: str
+    etag: str
+    rows: int = Field(ge=0, description="Rows scored and written so far.")
+    input_bytes: int = Field(ge=0, description="Bytes of the input read so far.")
+    input_size: int = Field(ge=0)
+    started_at: datetime
+    updated_at: datetime
+
+    @property
+    def fraction(self) -> float:
+        """Of the input read, from 0 to 1 (a file is done when its notification says so)."""
+        return min(1.0, self.input_bytes / self.input_size) if self.input_size else 1.0
 
 
 class Notification(_Contract):
@@ -101,10 +118,18 @@ class Notification(_Contract):
     run: int = Field(
         default=0, ge=0, description="0 for the upload's own run; n for its n-th retry."
     )
+    progress: Progress | None = Field(
+        default=None,
+        description="On `running` notifications only (off unless enabled): how far it got.",
+    )
 
     def is_for(self, key: str, etag: str) -> bool:
-        """Whether this answers the upload of ``key`` with this ETag."""
-        return self.input is not None and (self.input.key, self.input.etag) == (key, etag)
+        """Whether this answers the upload of ``key`` with this ETag (``running`` does not)."""
+        return (
+            self.status != "running"
+            and self.input is not None
+            and (self.input.key, self.input.etag) == (key, etag)
+        )
 
 
 def succeeded(request: ScoreRequest, output: OutputRef, started_at: datetime) -> Notification:

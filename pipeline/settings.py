@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     redelivery_base_seconds: float = Field(default=15.0, ge=0)
     #: A file still running after this long fails with code ``timeout`` (0: never).
     job_timeout_seconds: float = Field(default=6 * 3600.0, ge=0)
+    #: How often a running file's progress is recorded in the ledger (seconds).
+    progress_seconds: float = Field(default=5.0, gt=0)
+    #: How often a long file also publishes a ``running`` notification (0: never).
+    progress_notify_seconds: float = Field(default=0.0, ge=0)
     #: The level of the JSON log lines every process writes (``logs.configure``).
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: Locally, a file that exists while this worker holds a file (busy).

@@ -11,7 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline import aws
 from pipeline.ledger import Ledger
-from pipeline.messages import Notification
+from pipeline.messages import Notification, Progress
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -29,6 +29,7 @@ class Status:
     last_decision: str = ""
     restarts: int = 0
     recent: list[Notification] = field(default_factory=list)
+    running: list[Progress] = field(default_factory=list)
 
 
 def queue_depth(sqs: SQSClient, url: str) -> tuple[int, int]:
@@ -57,6 +58,7 @@ def local_status(outputs: dict[str, str], jobs: int) -> Status:
         in_flight=in_flight,
         dead_letters=dead,
         recent=recent_jobs(s3, outputs["OutputBucketName"], jobs),
+        running=running_jobs(s3, outputs["OutputBucketName"]),
     )
     status_file = Path(outputs.get("StatusFile", ""))
     if status_file.is_file():
@@ -102,6 +104,7 @@ def deployed_status(outputs: dict[str, str], jobs: int) -> Status:
         last_decision=f"ECS: {described.get('runningCount')} running, "
         f"{described.get('pendingCount')} pending",
         recent=recent_jobs(s3, outputs["OutputBucketName"], jobs),
+        running=running_jobs(s3, outputs["OutputBucketName"]),
     )
 
 
@@ -116,7 +119,30 @@ def _speed(note: Notification) -> str:
     return f"{seconds:.2f} s {rate:,.0f} rows/s {note.output.engine or ''}"
 
 
-def render(status: Status) -> str:
+def running_jobs(s3: S3Client, bucket: str) -> list[Progress]:
+    """How far each file a worker holds now has got."""
+    ledger = Ledger(s3, bucket)
+    found = (ledger.progress(job_id) for job_id in ledger.running())
+    return [progress for progress in found if progress is not None]
+
+
+def progress_line(progress: Progress, bar: bool) -> str:
+    """A running file's progress: a bar for a terminal, plain words otherwise."""
+    if bar:
+        from tqdm import tqdm  # noqa: PLC0415
+
+        elapsed = (progress.updated_at - progress.started_at).total_seconds()
+        meter = tqdm.format_meter(
+            progress.input_bytes, progress.input_size, elapsed, ncols=70, unit="B", unit_scale=True
+        )
+        return f"{meter} {progress.rows:,} rows  {progress.key}"
+    return (
+        f"{progress.fraction:.0%} of {progress.input_size:,} bytes read, "
+        f"{progress.rows:,} rows scored  {progress.key}"
+    )
+
+
+def render(status: Status, bars: bool = False) -> str:
     busy = sum(1 for w in status.workers if w["state"] == "busy")
     lines = [
         f"stack:             {status.stack}",
@@ -129,6 +155,9 @@ def render(status: Status) -> str:
     lines += [f"  {w['name']:<10} pid {w['pid']:<8} {w['state']}" for w in status.workers]
     if status.last_decision:
         lines.append(f"last decision:     {status.last_decision}")
+    if status.running:
+        lines.append("running:")
+        lines += [f"  {progress_line(p, bars)}" for p in status.running]
     lines.append("recent jobs:")
     for note in status.recent:
         where = note.input.key if note.input else "(no file)"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -208,19 +208,48 @@ class MultipartWriter(io.RawIOBase):
 
 
 class S3Object:
-    """The input object, pinned to its ETag: as a stream, with random access, or its first bytes."""
+    """The input object, pinned to its ETag: as a stream, with random access, or its first bytes.
+
+    ``bytes_read`` counts what the stream and ranged reads have fetched: a
+    file's progress, in the unit its size is known in before it is parsed.
+    """
 
     def __init__(self, s3: S3Client, obj: ObjectRef) -> None:
         self._s3, self.ref = s3, obj
+        self.bytes_read = 0
+
+    def _count(self, size: int) -> None:
+        self.bytes_read += size
 
     def stream(self) -> BinaryIO:
-        return open_object(self._s3, self.ref)
+        return _Counted(open_object(self._s3, self.ref), self._count)  # type: ignore[return-value]
 
     def random_access(self) -> RangeReader:
-        return RangeReader(self._s3, self.ref)
+        return RangeReader(self._s3, self.ref, on_read=self._count)
 
     def head(self, size: int) -> bytes:
         return RangeReader(self._s3, self.ref).read(size)
+
+
+class _Counted(io.RawIOBase):
+    """A read stream that reports how many bytes passed through it."""
+
+    def __init__(self, stream: BinaryIO, count: Callable[[int], None]) -> None:
+        super().__init__()
+        self._stream, self._count = stream, count
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._stream.read(size)
+        self._count(len(data))
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 class RangeReader(io.RawIOBase):
@@ -231,9 +260,16 @@ class RangeReader(io.RawIOBase):
     as Parquet's column readers do, makes few requests.
     """
 
-    def __init__(self, s3: S3Client, obj: ObjectRef, block_bytes: int = 8 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        s3: S3Client,
+        obj: ObjectRef,
+        block_bytes: int = 8 * 1024 * 1024,
+        on_read: Callable[[int], None] | None = None,
+    ) -> None:
         super().__init__()
         self._s3, self._obj, self._block_bytes = s3, obj, block_bytes
+        self._on_read = on_read
         self._position = 0
         self._block_start = 0
         self._block = b""
@@ -275,3 +311,5 @@ class RangeReader(io.RawIOBase):
             raise
         self._block_start = start
         self.requests += 1
+        if self._on_read is not None:
+            self._on_read(len(self._block))

@@ -21,8 +21,10 @@ The celery command line loads ``app`` from here::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,6 +43,7 @@ from pipeline.messages import (
     CompileRequest,
     ErrorInfo,
     Notification,
+    Progress,
     ScoreRequest,
     failed,
     succeeded,
@@ -176,14 +179,23 @@ def _answer(
     where = f"s3://{request.input.bucket}/{request.input.key}"
     started = utc_now()
     log.info("scoring %s (%d bytes)", where, request.input.size)
+    reporter = ProgressReporter(request, runtime, started)
     try:
         with (
+            reporter,
             runtime.protection.busy(request.job_id),
             Heartbeat(runtime.sqs, delivery, settings.task_visibility_seconds),
             Watchdog(settings.job_timeout_seconds, where),
         ):
             output = runtime.retrying(
-                lambda: score_object(request, runtime.s3, runtime.models, settings, timings)
+                lambda: score_object(
+                    request,
+                    runtime.s3,
+                    runtime.models,
+                    settings,
+                    timings=timings,
+                    progress=reporter.update,
+                )
             )
         notification = succeeded(request, output, started)
     except (InputError, JobTimeout, ConfigurationError) as exc:
@@ -191,6 +203,74 @@ def _answer(
         log.info("%s: %s", exc.code, exc)
         notification = _failed(request, exc.code, located(exc, where), started)
     return runtime.retrying(lambda: announce(runtime.ledger, runtime.sns, topic, notification))
+
+
+class ProgressReporter:
+    """Records how far a file has got, every ``progress_seconds``, where any client reads it.
+
+    While the file runs its job is listed as running in the ledger; when it
+    ends, a last record says how far it got. With ``progress_notify_seconds``
+    set, a ``running`` notification goes out that often too (never settled:
+    it is not an outcome).
+    """
+
+    def __init__(self, request: ScoreRequest, runtime: WorkerRuntime, started: datetime) -> None:
+        self._request, self._runtime, self._started = request, runtime, started
+        self._recorded = self._notified = time.monotonic()
+        self._rows = self._bytes = 0
+
+    def __enter__(self) -> ProgressReporter:
+        self._runtime.ledger.mark_running(self._request.job_id, running=True)
+        self._record()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:  # done: all of the input is scored, however much was fetched
+            self._bytes = self._request.input.size
+        self._record()
+        self._runtime.ledger.mark_running(self._request.job_id, running=False)
+
+    def update(self, rows: int, input_bytes: int) -> None:
+        self._rows, self._bytes = rows, input_bytes
+        settings, now = self._runtime.settings, time.monotonic()
+        if now - self._recorded >= settings.progress_seconds:
+            self._recorded = now
+            self._record()
+        every = settings.progress_notify_seconds
+        if every and now - self._notified >= every:
+            self._notified = now
+            self._notify()
+
+    def _progress(self) -> Progress:
+        obj = self._request.input
+        return Progress(
+            key=obj.key,
+            etag=obj.etag,
+            rows=self._rows,
+            input_bytes=min(self._bytes, obj.size),
+            input_size=obj.size,
+            started_at=self._started,
+            updated_at=utc_now(),
+        )
+
+    def _record(self) -> None:
+        self._runtime.ledger.record_progress(self._request.job_id, self._progress())
+
+    def _notify(self) -> None:
+        request = self._request
+        note = Notification(
+            job_id=request.job_id,
+            status="running",
+            input=request.input,
+            model=request.model,
+            received_at=request.received_at,
+            started_at=self._started,
+            finished_at=utc_now(),
+            run=request.run,
+            progress=self._progress(),
+        )
+        with contextlib.suppress(PipelineError):  # progress never fails a file
+            publish(self._runtime.sns, self._runtime.settings.notification_topic_arn, note)
 
 
 def reject_poison(runtime: WorkerRuntime, delivery: Delivery | None, reason: str) -> None:

@@ -45,6 +45,9 @@ class Chunk:
     first_row: int
     #: The rows as they were in the file, for formats that pass records through verbatim.
     records: list[bytes] = field(default_factory=list)
+    #: About how many bytes of the (uncompressed) file these rows took: the
+    #: reader's progress, which bytes fetched from S3 are not (readers read ahead).
+    source_bytes: int = 0
 
     @property
     def num_rows(self) -> int:

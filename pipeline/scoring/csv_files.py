@@ -13,6 +13,7 @@ import csv
 from collections.abc import Iterator, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from pipeline.errors import EmptyFile, SchemaMismatch, UnreadableFile
@@ -78,8 +79,14 @@ class CsvReader:
     def __iter__(self) -> Iterator[Chunk]:
         first = 1
         for batch in rebatch(self._batches(), self._batch_rows):
-            yield Chunk(batch=batch, first_row=first)
+            yield Chunk(batch=batch, first_row=first, source_bytes=_text_bytes(batch))
             first += batch.num_rows
+
+
+def _text_bytes(batch: pa.RecordBatch) -> int:
+    """The rows' size as CSV text: every column is text, plus a separator per field."""
+    text = sum(int(pc.sum(pc.binary_length(column)).as_py() or 0) for column in batch.columns)
+    return text + int(batch.num_rows) * int(batch.num_columns)
 
 
 def _read_header(stream: ByteSource, where: str) -> tuple[list[str], Prefixed]:

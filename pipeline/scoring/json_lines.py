@@ -58,7 +58,12 @@ class JsonLinesReader:
             return None
         first = self._record_number + 1
         self._record_number += len(records)
-        return Chunk(batch=self._parse(records, lines), first_row=first, records=records)
+        return Chunk(
+            batch=self._parse(records, lines),
+            first_row=first,
+            records=records,
+            source_bytes=sum(len(r) + 1 for r in records),
+        )
 
     def _parse(self, records: list[bytes], lines: list[int]) -> pa.RecordBatch:
         data = b"\n".join(records) + b"\n"

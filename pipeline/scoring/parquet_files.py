@@ -45,9 +45,14 @@ class ParquetReader:
                     f"{self._where}: row group {group + 1} (from data row {first}) cannot be "
                     f"read: {exc}"
                 ) from exc
+            # The row group's size in the file, shared among its batches by rows.
+            meta = self._file.metadata.row_group(group)
+            stored = sum(meta.column(c).total_compressed_size for c in range(meta.num_columns))
+            rows = sum(b.num_rows for b in batches) or 1
             for batch in batches:
                 if batch.num_rows:
-                    yield Chunk(batch=batch, first_row=first)
+                    share = stored * batch.num_rows // rows
+                    yield Chunk(batch=batch, first_row=first, source_bytes=share)
                     first += batch.num_rows
 
 

@@ -11,7 +11,7 @@ object appears only when the last row is written; any error aborts the upload.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -74,7 +74,9 @@ def score_object(
     s3: S3Client,
     models: ModelCache,
     settings: Settings,
+    *,
     timings: Timings | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> OutputRef:
     """Score the request's file and write the result; return where it went."""
     obj = request.input
@@ -110,12 +112,18 @@ def score_object(
             spent.predict += time.perf_counter() - started
             return scored
 
-        rows = 0
+        rows = consumed = 0
         for chunk, predictions in overlapped(_timed(reader, spent), [featurize, predict]):
             started = time.perf_counter()
             writer.write(chunk, predictions)
             rows += chunk.num_rows
+            consumed += chunk.source_bytes
             spent.write += time.perf_counter() - started
+            if progress is not None:
+                # Compressed files: what the parser consumed is in other units; S3's
+                # count is the bound (ahead by the reader's read-ahead).
+                done = source.bytes_read if fmt.compression else consumed
+                progress(rows, min(done, source.bytes_read, obj.size))
         started = time.perf_counter()
         writer.close()
         sink.complete()

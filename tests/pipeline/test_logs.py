@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +93,34 @@ def test_pipeline_logs_gives_one_jobs_lines_from_the_function_and_the_worker(
             if note.job_id in line:
                 assert document.get("job_id") == note.job_id, line
     assert {d["role"] for d in documents} >= {"upload-function", "worker"}
+
+
+def test_a_deployed_stacks_job_lines_come_from_its_cloudwatch_log_groups(
+    aws_endpoint: str,
+) -> None:
+    """The lines CloudWatch returns for the job's id, parsed and filtered to that job exactly."""
+    from pipeline import joblogs
+
+    client = aws.logs_client(REGION)
+    group = f"/lgbm/{unique('g')}"
+    client.create_log_group(logGroupName=group)
+    client.create_log_stream(logGroupName=group, logStreamName="worker/1")
+    lines = [
+        {"time": "2026-11-21T10:00:02.000+00:00", "message": "answered", "job_id": "abc"},
+        {"time": "2026-11-21T10:00:01.000+00:00", "message": "scoring", "job_id": "abc"},
+        {"time": "2026-11-21T10:00:01.500+00:00", "message": "other", "job_id": "abd"},
+    ]
+    now = int(time.time() * 1000)  # CloudWatch refuses events older than 14 days
+    client.put_log_events(
+        logGroupName=group,
+        logStreamName="worker/1",
+        logEvents=[
+            {"timestamp": now + i, "message": json.dumps(line)} for i, line in enumerate(lines)
+        ],
+    )
+    try:
+        found = joblogs.of_job(joblogs.cloudwatch_lines(client, [group], "abc"), "abc")
+    finally:
+        client.delete_log_group(logGroupName=group)
+
+    assert [line["message"] for line in found] == ["scoring", "answered"]
