@@ -125,6 +125,22 @@ def function_environment(
 StackFactory = Callable[..., LocalStack]
 
 
+def publish(stack: LocalStack, booster: Any, name: str = "churn") -> Any:
+    """Publish a trained booster to a stack as ``name``; its ModelVersion."""
+    from pipeline.model_store import ModelStore
+    from pipeline.scoring.model import publish_model
+
+    store = ModelStore(aws.s3_client(REGION), stack.outputs["ModelBucketName"])
+    return publish_model(store, name, booster.model_to_string().encode(), f"{name}.txt")
+
+
+def outputs_file(stack: LocalStack, folder: Path) -> Path:
+    """The stack's outputs file, as ``pipeline dev`` writes it, for the CLI's --outputs."""
+    path = folder / "outputs.json"
+    stack.write_outputs(path)
+    return path
+
+
 def compile_version(stack: LocalStack, store: Any, version: Any, timeout: float = 120) -> Any:
     """Send a version's compile job to the stack's workers; its EngineRecord once written."""
     from pipeline.cli import request_compile

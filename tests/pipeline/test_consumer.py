@@ -13,9 +13,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import aws
-from pipeline.model_store import ModelStore
-from pipeline.scoring.model import publish_model
-from tests.conftest import REGION, queue_depth
+from tests.conftest import REGION, outputs_file, publish, queue_depth
 
 PIPELINE = [sys.executable, "-m", "pipeline.cli"]
 
@@ -47,14 +45,8 @@ def test_submit_wait_and_watch_take_nothing_from_the_notification_queue(
 ) -> None:
     stack = local_stack()
     out = stack.outputs
-    outputs = tmp_path / "outputs.json"
-    stack.write_outputs(outputs)
-    publish_model(
-        ModelStore(aws.s3_client(REGION), out["ModelBucketName"]),
-        "churn",
-        binary_model.model_to_string().encode(),
-        "m",
-    )
+    outputs = outputs_file(stack, tmp_path)
+    publish(stack, binary_model)
     queue = out["NotificationQueueUrl"]
     # Another consumer's file: its notification waits on the queue, unread.
     s3.put_object(Bucket=out["InputBucketName"], Key="churn/theirs.csv", Body=csv_rows(10, 1))
@@ -103,8 +95,7 @@ def test_ctrl_c_removes_the_watchers_queue_and_subscription(
     local_stack: Any, sqs: Any, tmp_path: Path
 ) -> None:
     stack = local_stack()
-    outputs = tmp_path / "outputs.json"
-    stack.write_outputs(outputs)
+    outputs = outputs_file(stack, tmp_path)
     sns = aws.sns_client(REGION)
     topic = stack.outputs["NotificationTopicArn"]
     before = len(sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"])

@@ -15,7 +15,7 @@ from pipeline.cli import main, request_compile
 from pipeline.model_store import EngineRecord, ModelStore
 from pipeline.scoring import compiler
 from pipeline.scoring.model import publish_model
-from tests.conftest import REGION, compile_version, unique
+from tests.conftest import REGION, compile_version, outputs_file, unique
 from tests.pipeline.test_worker import csv_of, split_edge_rows, submit
 
 
@@ -111,8 +111,7 @@ def test_a_wrong_artifact_fails_the_gate_on_load_and_the_model_stays_on_lightgbm
     assert record is not None
     assert record.status == "refused"
     assert "failed the gate on load" in record.reason
-    outputs = tmp_path / "outputs.json"
-    stack.write_outputs(outputs)
+    outputs = outputs_file(stack, tmp_path)
     assert main(["model", "list", "--name", "churn", "--outputs", str(outputs)]) == 0
     listed = capsys.readouterr().out
     assert "lightgbm (the compiled predictor failed the gate on load" in listed

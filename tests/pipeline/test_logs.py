@@ -13,9 +13,7 @@ import pytest
 
 from pipeline import aws, consumer, logs
 from pipeline.cli import main
-from pipeline.model_store import ModelStore
-from pipeline.scoring.model import publish_model
-from tests.conftest import REGION, unique
+from tests.conftest import REGION, outputs_file, publish, unique
 
 
 def test_lines_in_a_job_context_carry_the_job_and_extra_fields() -> None:
@@ -56,12 +54,7 @@ def test_pipeline_logs_gives_one_jobs_lines_from_the_function_and_the_worker(
 ) -> None:
     stack = local_stack()
     out = stack.outputs
-    publish_model(
-        ModelStore(aws.s3_client(REGION), out["ModelBucketName"]),
-        "churn",
-        binary_model.model_to_string().encode(),
-        "m",
-    )
+    publish(stack, binary_model)
     notes = []
     for name in ("first", "second"):
         key = f"churn/{unique(name)}.csv"
@@ -72,8 +65,7 @@ def test_pipeline_logs_gives_one_jobs_lines_from_the_function_and_the_worker(
         )
         assert note is not None
         notes.append(note)
-    outputs = tmp_path / "outputs.json"
-    stack.write_outputs(outputs)
+    outputs = outputs_file(stack, tmp_path)
     folder = Path(out["LogsFolder"])
 
     assert main(["logs", notes[0].job_id, "--json", "--outputs", str(outputs)]) == 0

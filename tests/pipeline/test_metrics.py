@@ -9,10 +9,8 @@ from typing import Any
 
 import pytest
 
-from pipeline import aws, consumer, metrics
-from pipeline.model_store import ModelStore
-from pipeline.scoring.model import publish_model
-from tests.conftest import REGION, unique
+from pipeline import consumer, metrics
+from tests.conftest import publish, unique
 
 #: The units CloudWatch accepts for a metric (PutMetricData's StandardUnit).
 UNITS = {
@@ -67,12 +65,7 @@ def test_the_worker_and_the_upload_function_log_one_emf_document_per_file(
 ) -> None:
     stack = local_stack()
     out = stack.outputs
-    publish_model(
-        ModelStore(aws.s3_client(REGION), out["ModelBucketName"]),
-        "churn",
-        binary_model.model_to_string().encode(),
-        "m",
-    )
+    publish(stack, binary_model)
     bodies = {
         "good": b"age,income,score,balance\n1,2,3,4\n5,6,7,8\n",
         "bad": b"age,income,score,balance\n1,x,3,4\n",

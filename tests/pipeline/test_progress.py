@@ -13,10 +13,8 @@ import numpy as np
 
 from pipeline import aws
 from pipeline.ledger import Ledger
-from pipeline.model_store import ModelStore
-from pipeline.scoring.model import publish_model
 from pipeline.status import local_status, render
-from tests.conftest import REGION
+from tests.conftest import REGION, outputs_file, publish
 
 PIPELINE = [sys.executable, "-m", "pipeline.cli"]
 
@@ -33,7 +31,7 @@ def test_a_long_files_progress_is_visible_while_it_runs_and_reaches_100_percent(
         lgb.Dataset(
             train, (train[:, 0] > 0).astype(int), feature_name=["age", "income", "score", "balance"]
         ),
-        num_boost_round=400,
+        num_boost_round=1500,
     )
     stack = local_stack(
         settings={
@@ -45,14 +43,8 @@ def test_a_long_files_progress_is_visible_while_it_runs_and_reaches_100_percent(
         parameters={"RunningNotificationSeconds": "0.3"},
     )
     out = stack.outputs
-    publish_model(
-        ModelStore(aws.s3_client(REGION), out["ModelBucketName"]),
-        "churn",
-        slow.model_to_string().encode(),
-        "m",
-    )
-    outputs = tmp_path / "outputs.json"
-    stack.write_outputs(outputs)
+    publish(stack, slow)
+    outputs = outputs_file(stack, tmp_path)
     rows = 400_000  # 12 MB: the reader's few MB of read-ahead are a fraction of it
     x = np.round(rng.normal(size=(rows, 4)), 4)
     big = tmp_path / "long.csv"

@@ -10,11 +10,9 @@ import numpy as np
 import pyarrow.csv as pa_csv
 import pytest
 
-from pipeline import aws, consumer
+from pipeline import consumer
 from pipeline.cli import main
-from pipeline.model_store import ModelStore
-from pipeline.scoring.model import publish_model
-from tests.conftest import REGION, unique
+from tests.conftest import outputs_file, publish, unique
 
 
 def test_a_file_uploaded_before_its_model_succeeds_when_retried_after_publishing(
@@ -27,8 +25,7 @@ def test_a_file_uploaded_before_its_model_succeeds_when_retried_after_publishing
 ) -> None:
     stack = local_stack()
     out = stack.outputs
-    outputs = tmp_path / "outputs.json"
-    stack.write_outputs(outputs)
+    outputs = outputs_file(stack, tmp_path)
     x = np.random.default_rng(9).normal(size=(300, 4))
     body = (
         b"age,income,score,balance\n"
@@ -42,12 +39,7 @@ def test_a_file_uploaded_before_its_model_succeeds_when_retried_after_publishing
     assert first.error is not None
     assert first.error.code == "unknown_model"
 
-    publish_model(
-        ModelStore(aws.s3_client(REGION), out["ModelBucketName"]),
-        "churn",
-        binary_model.model_to_string().encode(),
-        "m",
-    )
+    publish(stack, binary_model)
     assert main(["retry", first.job_id, "--outputs", str(outputs)]) == 0
     printed = capsys.readouterr().out
     second = consumer.wait_for(sqs, queue, lambda n: n.is_for(key, etag) and n.run == 1, timeout=60)
@@ -72,8 +64,7 @@ def test_failed_since_retries_every_recent_failure_once(
 ) -> None:
     stack = local_stack()
     out = stack.outputs
-    outputs = tmp_path / "outputs.json"
-    stack.write_outputs(outputs)
+    outputs = outputs_file(stack, tmp_path)
     keys = [f"churn/{unique('f')}.csv" for _ in range(3)]
     etags = [
         s3.put_object(Bucket=out["InputBucketName"], Key=k, Body=b"age,income,score,balance\n")[
@@ -85,12 +76,7 @@ def test_failed_since_retries_every_recent_failure_once(
         assert consumer.wait_for(
             sqs, out["NotificationQueueUrl"], lambda n, k=key, e=etag: n.is_for(k, e), timeout=60
         )
-    publish_model(
-        ModelStore(aws.s3_client(REGION), out["ModelBucketName"]),
-        "churn",
-        binary_model.model_to_string().encode(),
-        "m",
-    )
+    publish(stack, binary_model)
 
     assert main(["retry", "--failed-since", "1h", "--outputs", str(outputs)]) == 0
     reruns = [
