@@ -81,7 +81,6 @@ def test_a_long_files_progress_is_visible_while_it_runs_and_reaches_100_percent(
     assert ledger.running() == []
     assert "running:" in shown
     assert "% of" in shown
-    assert "% of" in stderr  # submit --wait's plain progress lines, not on a terminal
     received = sqs.receive_message(QueueUrl=out["NotificationQueueUrl"], MaxNumberOfMessages=10)
     statuses = [json.loads(m["Body"])["status"] for m in received.get("Messages", [])]
     assert "running" in statuses
@@ -91,3 +90,52 @@ def test_a_long_files_progress_is_visible_while_it_runs_and_reaches_100_percent(
         if json.loads(m["Body"])["status"] == "running"
     )
     assert running["progress"]["key"] == "churn/long.csv"
+
+
+def test_submit_wait_prints_the_files_progress_until_its_answer() -> None:
+    """Pure logic, with stand-ins: plain lines off a terminal, each change once, then the answer."""
+    from datetime import UTC, datetime
+
+    from pipeline.cli import wait_showing_progress
+    from pipeline.messages import Progress
+
+    when = datetime(2026, 11, 21, tzinfo=UTC)
+
+    def progress(rows: int, done: int, key: str = "m/a.csv") -> Progress:
+        return Progress(
+            key=key,
+            etag="e",
+            rows=rows,
+            input_bytes=done,
+            input_size=100,
+            started_at=when,
+            updated_at=when,
+        )
+
+    answer = object()
+    polls = iter([None, None, None, answer])
+    records = iter([progress(10, 25), progress(10, 25), progress(40, 60)])
+
+    class Subscription:
+        def wait_for(self, match: Any, timeout: float, wait_seconds: int = 2) -> Any:
+            return next(polls)
+
+    class Ledger:
+        def running(self) -> list[str]:
+            return ["other", "mine"]
+
+        def progress(self, job_id: str) -> Progress:
+            return progress(1, 1, key="m/other.csv") if job_id == "other" else next(records)
+
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        got = wait_showing_progress(Subscription(), Ledger(), "m/a.csv", "e", timeout=60)  # type: ignore[arg-type]
+
+    assert got is answer
+    assert err.getvalue().splitlines() == [
+        "25% of 100 bytes read, 10 rows scored  m/a.csv",
+        "60% of 100 bytes read, 40 rows scored  m/a.csv",
+    ]
