@@ -49,12 +49,21 @@ def main(argv: list[str] | None = None) -> int:
     return result
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("lgbm-pipeline")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def outputs_option(p: argparse.ArgumentParser, deployed: bool = True) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument(
         "--outputs",
         type=Path,
-        default=DEFAULT_OUTPUTS,
+        default=None if deployed else DEFAULT_OUTPUTS,
         metavar="FILE",
         help=f"a local stack's outputs file (default: {DEFAULT_OUTPUTS})",
     )
@@ -62,8 +71,10 @@ def outputs_option(p: argparse.ArgumentParser, deployed: bool = True) -> None:
         where.add_argument(
             "--stack",
             metavar="NAME",
-            help="a deployed stack (reads its CloudFormation outputs)",
+            help="a deployed stack (default, with no local stack running: samconfig.toml's)",
         )
+        p.add_argument("--profile", help="the AWS profile to use (as the AWS CLI's --profile)")
+        p.add_argument("--region", help="the AWS region of the stack")
 
 
 def _model_commands(sub: Any) -> None:
@@ -77,6 +88,7 @@ def _model_commands(sub: Any) -> None:
     p = model_sub.add_parser("list", help="show published model versions")
     p.set_defaults(run=_model_list)
     p.add_argument("--name", help="only this model")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
     outputs_option(p)
 
 
@@ -84,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pipeline", description="Score files with LightGBM models: drop in S3, get results."
     )
+    parser.add_argument("--version", action="version", version=f"pipeline {_version()}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str, run: Any) -> argparse.ArgumentParser:
@@ -115,10 +128,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=int, default=1000, help="rows in the generated CSV")
 
     p = command("outputs", "print the running stack's outputs as JSON", _outputs)
+    p.add_argument("--json", action="store_true", help="JSON (always: the outputs are JSON)")
     outputs_option(p)
 
     p = command("status", "queue depths, dead letters, workers and recent jobs", _status)
     p.add_argument("--jobs", type=int, default=10, help="recent jobs to show (default: 10)")
+    p.add_argument("--json", action="store_true", help="print it as one JSON document")
     outputs_option(p)
 
     p = command("schema", "print the JSON Schema of notifications", _schema)
@@ -160,10 +175,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def connect(args: argparse.Namespace) -> dict[str, str]:
-    """The stack's outputs: a deployed stack's, or a local one's (and then use its emulator)."""
+    """The stack's outputs: a deployed stack's, or a local one's (and then use its emulator).
+
+    With neither ``--outputs`` nor ``--stack``: the local stack if ``pipeline dev``
+    runs here, else the stack named in ``samconfig.toml``, as ``sam deploy`` would.
+    """
+    _aws_session(getattr(args, "profile", None), getattr(args, "region", None))
     if getattr(args, "stack", None):
         return deployed_outputs(args.stack)
-    path: Path = args.outputs
+    path: Path | None = args.outputs
+    if path is None:
+        path = DEFAULT_OUTPUTS
+        stack = samconfig_stack(Path("samconfig.toml"))
+        if not path.exists() and stack is not None:
+            args.stack = stack  # the commands that read a deployed stack differently see it
+            return deployed_outputs(stack)
     if not path.exists():
         raise CliError(f"no stack outputs at {path}: start one with 'pipeline dev' first")
     outputs: dict[str, str] = json.loads(path.read_text())
@@ -172,6 +198,32 @@ def connect(args: argparse.Namespace) -> dict[str, str]:
 
         set_process_environment(environment(outputs["EndpointUrl"], outputs["Region"]))
     return outputs
+
+
+def samconfig_stack(path: Path) -> str | None:
+    """The stack name ``sam deploy`` uses from this samconfig.toml, if there is one."""
+    import tomllib  # noqa: PLC0415
+
+    if not path.is_file():
+        return None
+    config = tomllib.loads(path.read_text())
+    for command in ("deploy", "global"):
+        name = config.get("default", {}).get(command, {}).get("parameters", {}).get("stack_name")
+        if name:
+            return str(name)
+    return None
+
+
+def _aws_session(profile: str | None, region: str | None) -> None:
+    if not profile and not region:
+        return
+    import boto3  # noqa: PLC0415
+    from botocore.exceptions import ProfileNotFound  # noqa: PLC0415
+
+    try:
+        boto3.setup_default_session(profile_name=profile, region_name=region)
+    except ProfileNotFound as exc:
+        raise CliError(str(exc)) from exc
 
 
 def deployed_outputs(stack: str) -> dict[str, str]:
@@ -288,7 +340,10 @@ def _status(args: argparse.Namespace) -> int:
 
     outputs = connect(args)
     status = deployed_status(outputs, args.jobs) if args.stack else local_status(outputs, args.jobs)
-    print(render(status, bars=sys.stdout.isatty()))
+    if args.json:
+        print(json.dumps(status.as_json(), indent=2))
+    else:
+        print(render(status, bars=sys.stdout.isatty()))
     return 0
 
 
@@ -375,6 +430,17 @@ def _model_list(args: argparse.Namespace) -> int:
     outputs = connect(args)
     store = ModelStore(aws.s3_client(), outputs["ModelBucketName"])
     names = [args.name] if args.name else store.names()
+    if args.json:
+        listed = [
+            {
+                **record.model_dump(mode="json"),
+                "engine": [e.model_dump(mode="json") for e in store.engines(record.sha256)][:1],
+            }
+            for name in names
+            for record in store.records(name)
+        ]
+        print(json.dumps(listed, indent=2))
+        return 0
     for name in names:
         for record in store.records(name):
             info = record.info

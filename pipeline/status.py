@@ -31,6 +31,21 @@ class Status:
     recent: list[Notification] = field(default_factory=list)
     running: list[Progress] = field(default_factory=list)
 
+    def as_json(self) -> dict[str, Any]:
+        """The status as one JSON document, for scripts (``pipeline status --json``)."""
+        return {
+            "stack": self.stack,
+            "waiting": self.waiting,
+            "in_flight": self.in_flight,
+            "dead_letters": self.dead_letters,
+            "workers": self.workers,
+            "target": self.target,
+            "last_decision": self.last_decision,
+            "restarts": self.restarts,
+            "running": [p.model_dump(mode="json") for p in self.running],
+            "recent": [n.model_dump(mode="json") for n in self.recent],
+        }
+
 
 def queue_depth(sqs: SQSClient, url: str) -> tuple[int, int]:
     attributes = sqs.get_queue_attributes(

@@ -201,3 +201,57 @@ def test_a_deployed_stack_is_found_by_name(aws_endpoint: str) -> None:
     assert queue["Attributes"]["QueueArn"].startswith("arn:aws:sqs:us-east-1:")
     assert missing.returncode == 2
     assert "cannot read stack" in missing.stderr
+
+
+def test_the_version_is_the_packages() -> None:
+    from importlib.metadata import version
+
+    assert run("--version").stdout.strip() == f"pipeline {version('lgbm-pipeline')}"
+
+
+def test_with_no_local_stack_the_stack_comes_from_samconfig(tmp_path: Path) -> None:
+    """As sam deploy does: the stack named in samconfig.toml, here where none exists."""
+    (tmp_path / "samconfig.toml").write_text(
+        'version = 0.1\n[default.global.parameters]\nstack_name = "my-scoring"\n'
+    )
+    result = subprocess.run(
+        [*PIPELINE, "outputs"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
+             "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"},
+    )  # fmt: skip
+
+    assert result.returncode == 2
+    assert "cannot read stack 'my-scoring'" in result.stderr
+
+
+def test_an_unknown_profile_is_said_plainly(tmp_path: Path) -> None:
+    result = run("outputs", "--stack", "s", "--profile", "no-such-profile", check=False)
+
+    assert result.returncode == 2
+    assert "no-such-profile" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_status_and_model_list_speak_json(
+    local_stack: Any, binary_model: Any, tmp_path: Path
+) -> None:
+    from tests.conftest import outputs_file, publish
+
+    stack = local_stack()
+    version = publish(stack, binary_model)
+    outputs = outputs_file(stack, tmp_path)
+
+    status = json.loads(run("status", "--json", "--outputs", str(outputs)).stdout)
+    listed = json.loads(run("model", "list", "--json", "--outputs", str(outputs)).stdout)
+
+    assert (status["waiting"], status["dead_letters"]) == (0, 0)
+    assert status["recent"] == []
+    assert [(m["name"], m["version"], m["sha256"]) for m in listed] == [
+        ("churn", 1, version.sha256)
+    ]
+    assert listed[0]["info"]["objective"] == "binary"
