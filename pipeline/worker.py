@@ -208,23 +208,26 @@ def _answer(
 class ProgressReporter:
     """Records how far a file has got, every ``progress_seconds``, where any client reads it.
 
-    While the file runs its job is listed as running in the ledger; when it
-    ends, a last record says how far it got. With ``progress_notify_seconds``
-    set, a ``running`` notification goes out that often too (never settled:
-    it is not an outcome).
+    Only a file still running after ``progress_seconds`` is recorded: most
+    files are small, and their answer comes before anyone would look, so they
+    pay no request for it. From then on its job is listed as running in the
+    ledger; when it ends, a last record says how far it got. With
+    ``progress_notify_seconds`` set, a ``running`` notification goes out that
+    often too (never settled: it is not an outcome).
     """
 
     def __init__(self, request: ScoreRequest, runtime: WorkerRuntime, started: datetime) -> None:
         self._request, self._runtime, self._started = request, runtime, started
         self._recorded = self._notified = time.monotonic()
         self._rows = self._bytes = 0
+        self._listed = False
 
     def __enter__(self) -> ProgressReporter:
-        self._runtime.ledger.mark_running(self._request.job_id, running=True)
-        self._record()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if not self._listed:
+            return
         if kind is None:  # done: all of the input is scored, however much was fetched
             self._bytes = self._request.input.size
         self._record()
@@ -235,6 +238,9 @@ class ProgressReporter:
         settings, now = self._runtime.settings, time.monotonic()
         if now - self._recorded >= settings.progress_seconds:
             self._recorded = now
+            if not self._listed:
+                self._listed = True
+                self._runtime.ledger.mark_running(self._request.job_id, running=True)
             self._record()
         every = settings.progress_notify_seconds
         if every and now - self._notified >= every:
