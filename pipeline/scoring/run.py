@@ -3,7 +3,7 @@
 Reading and parsing, building features, predicting, and encoding with
 uploading run at the same time (``stages``), so a file takes about as long as
 its slowest stage. Memory stays flat whatever the file size: readers hold a
-few small blocks (or one Parquet row group), each hand-off holds two chunks
+few small blocks (or one Parquet row group), each hand-off holds one chunk
 of about ``batch_rows`` rows, and the output leaves in parts. The output
 object appears only when the last row is written; any error aborts the upload.
 """
