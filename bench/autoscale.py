@@ -22,7 +22,6 @@ from pipeline import aws, consumer
 from pipeline.local.stack import LocalStack
 from pipeline.model_store import ModelStore
 from pipeline.scaling import Policy
-from pipeline.scoring.model import publish_model
 
 FEATURES = ["a", "b", "c", "d"]
 
@@ -45,7 +44,7 @@ def drain(name: str, policy: Policy | None, bodies: list[bytes], model: bytes) -
         out = stack.outputs
         supervisor = stack.supervisor
         assert supervisor is not None
-        publish_model(ModelStore(s3, out["ModelBucketName"]), "m", model, "m")
+        ModelStore(s3, out["ModelBucketName"]).publish("m", model, "m")
         started = time.monotonic()
         for i, body in enumerate(bodies):
             s3.put_object(Bucket=out["InputBucketName"], Key=f"m/{name}/{i}.csv", Body=body)

@@ -24,7 +24,6 @@ from pipeline import aws, consumer
 from pipeline.local.stack import LocalStack
 from pipeline.messages import Notification
 from pipeline.model_store import ModelStore
-from pipeline.scoring.model import publish_model
 
 FEATURES = ["a", "b", "c", "d"]
 
@@ -58,9 +57,7 @@ def main() -> None:  # noqa: PLR0915 - one scenario, told top to bottom
     try:
         s3, sqs = aws.s3_client(), aws.sqs_client()
         out = stack.outputs
-        publish_model(
-            ModelStore(s3, out["ModelBucketName"]), "m", model().model_to_string().encode(), "m"
-        )
+        ModelStore(s3, out["ModelBucketName"]).publish("m", model().model_to_string().encode(), "m")
         started = time.monotonic()
         keys = []
         for i in range(args.files):

@@ -36,12 +36,11 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from pipeline import aws, consumer
-from pipeline.cli import request_compile
+from pipeline.client import Client
 from pipeline.local.stack import LocalStack
 from pipeline.messages import Notification
 from pipeline.model_store import ModelStore
 from pipeline.scoring import compiler, forest
-from pipeline.scoring.model import publish_model
 from pipeline.scoring.native import NativeForest
 from pipeline.storage import PART_BYTES, MultipartWriter
 
@@ -125,8 +124,8 @@ class Pipeline:
         self.s3, self.sqs = aws.s3_client(), aws.sqs_client()
         self.out = self.stack.outputs
         store = ModelStore(self.s3, self.out["ModelBucketName"])
-        version = publish_model(store, "bench", model, "bench")
-        request_compile(self.out, version.ref)
+        version = store.publish("bench", model, "bench")
+        Client(self.out).request_compile(version)
         target = compiler.host_target()
         assert target is not None
         deadline = time.monotonic() + 300

@@ -38,7 +38,7 @@ from pipeline.local import emulator
 from pipeline.messages import ModelRef, ObjectRef, ScoreRequest
 from pipeline.model_store import ModelStore
 from pipeline.scoring import compiling
-from pipeline.scoring.model import ModelCache, publish_model
+from pipeline.scoring.model import ModelCache
 from pipeline.scoring.run import score_object
 from pipeline.settings import Settings, child_environment, set_process_environment
 
@@ -144,7 +144,7 @@ def main() -> None:
     bucket = "bench-memory"
     s3.create_bucket(Bucket=bucket)
     store = ModelStore(s3, bucket)
-    version = publish_model(store, "bench", make_model().model_to_string().encode(), "m")
+    version = store.publish("bench", make_model().model_to_string().encode(), "m")
     # What a worker scores with once the compile job is done (no compile runs mid-measurement).
     engine = compiling.compile_version(version.ref, store)
     print(f"engine: {engine.status} ({engine.reason})")

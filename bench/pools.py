@@ -28,7 +28,6 @@ from pipeline.local import emulator
 from pipeline.local.stack import LocalStack
 from pipeline.local.workers import WorkerProcess, worker_command
 from pipeline.model_store import ModelStore
-from pipeline.scoring.model import publish_model
 
 FEATURES = [f"f{i}" for i in range(10)]
 
@@ -135,8 +134,7 @@ def main() -> None:
         settings={"broker_wait_seconds": args.wait},
         sink=lambda _line: None,
     ) as stack:
-        publish_model(
-            ModelStore(aws.s3_client(), stack.outputs["ModelBucketName"]),
+        ModelStore(aws.s3_client(), stack.outputs["ModelBucketName"]).publish(
             "m",
             model.model_to_string().encode(),
             "m",

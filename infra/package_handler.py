@@ -23,7 +23,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY_POINTS = ("handlers.upload", "handlers.dead_letter")
-HEAVY = ("lightgbm", "numpy", "pyarrow", "pandas", "sklearn", "scipy", "moto", "pycurl")
+HEAVY = (
+    "celery",
+    "kombu",
+    "lightgbm",
+    "numpy",
+    "pyarrow",
+    "pandas",
+    "sklearn",
+    "scipy",
+    "moto",
+    "pycurl",
+)
 
 
 OUR_PACKAGES = ("pipeline", "handlers")
@@ -45,7 +56,11 @@ def _imported(name: str) -> set[str]:
     if file is None:
         raise FileNotFoundError(f"no module {name} under {ROOT}")
     found = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
-    for node in ast.walk(ast.parse(file.read_text())):
+    tree = ast.parse(file.read_text())
+    for node in ast.walk(tree):
+        if _type_checking_only(node):
+            node.body = []  # imported for annotations only: never at run time
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             candidates = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -56,6 +71,13 @@ def _imported(name: str) -> set[str]:
             if candidate.split(".")[0] in OUR_PACKAGES and _module_file(candidate):
                 found.add(candidate)
     return found
+
+
+def _type_checking_only(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and ast.unparse(node.test) in {
+        "TYPE_CHECKING",
+        "typing.TYPE_CHECKING",
+    }
 
 
 def handler_modules() -> list[str]:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 # botocore's "standard" mode retries throttling and 5xx with backoff and jitter;
 # what still escapes it is raised as TransientError for the task to retry.
-_CONFIG = Config(
+CONFIG = Config(
     retries={"mode": "standard", "total_max_attempts": 5}, connect_timeout=5, read_timeout=60
 )
 
@@ -55,27 +55,27 @@ _TRANSIENT_CODES = frozenset(
 
 
 def s3_client(region: str | None = None) -> S3Client:
-    return boto3.client("s3", region_name=region, config=_CONFIG)
+    return boto3.client("s3", region_name=region, config=CONFIG)
 
 
 def sqs_client(region: str | None = None) -> SQSClient:
-    return boto3.client("sqs", region_name=region, config=_CONFIG)
+    return boto3.client("sqs", region_name=region, config=CONFIG)
 
 
 def sns_client(region: str | None = None) -> SNSClient:
-    return boto3.client("sns", region_name=region, config=_CONFIG)
+    return boto3.client("sns", region_name=region, config=CONFIG)
 
 
 def cloudformation_client(region: str | None = None) -> CloudFormationClient:
-    return boto3.client("cloudformation", region_name=region, config=_CONFIG)
+    return boto3.client("cloudformation", region_name=region, config=CONFIG)
 
 
 def logs_client(region: str | None = None) -> CloudWatchLogsClient:
-    return boto3.client("logs", region_name=region, config=_CONFIG)
+    return boto3.client("logs", region_name=region, config=CONFIG)
 
 
 def ecs_client(region: str | None = None) -> ECSClient:
-    return boto3.client("ecs", region_name=region, config=_CONFIG)
+    return boto3.client("ecs", region_name=region, config=CONFIG)
 
 
 def error_code(exc: ClientError) -> str:

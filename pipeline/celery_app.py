@@ -17,19 +17,12 @@ Choices, each measured (see the README's "Broker settings"):
 
 from __future__ import annotations
 
-import base64
-import json
-from typing import Any
-
 from celery import Celery
 
-from pipeline.messages import CompileRequest, ModelRef
 from pipeline.settings import Settings
+from pipeline.task_messages import COMPILE_TASK, SCORE_QUEUE, SCORE_TASK
 
-#: The queue's name as Celery knows it; ``predefined_queues`` maps it to the URL.
-SCORE_QUEUE = "score"
-SCORE_TASK = "pipeline.score"
-COMPILE_TASK = "pipeline.compile"
+__all__ = ["COMPILE_TASK", "SCORE_QUEUE", "SCORE_TASK", "broker_options", "create_app"]
 
 
 def broker_options(settings: Settings) -> dict[str, object]:
@@ -68,26 +61,3 @@ def create_app(settings: Settings) -> Celery:
         enable_utc=True,
     )
     return app
-
-
-def send_compile(app: Celery, model: ModelRef) -> None:
-    """Ask a worker to compile a published version; files never wait for it."""
-    request = CompileRequest(model=model)
-    app.send_task(COMPILE_TASK, args=[request.model_dump(mode="json")], queue=SCORE_QUEUE)
-
-
-def task_argument(body: str) -> Any:
-    """The first argument of the Celery task message in an SQS body, or None if none.
-
-    The dead-letter handler reads messages Celery wrote: the envelope is JSON,
-    its ``body`` the JSON-encoded ``[args, kwargs, embed]``, base64-encoded
-    when the envelope says so.
-    """
-    try:
-        envelope = json.loads(body)
-        payload = envelope["body"]
-        if envelope.get("properties", {}).get("body_encoding") == "base64":
-            payload = base64.b64decode(payload)
-        return json.loads(payload)[0][0]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return None

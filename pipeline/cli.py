@@ -18,17 +18,20 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from pipeline import aws, jobs
-from pipeline.consumer import Subscription
+from pipeline import jobs
+from pipeline.client import StackNotFound
 from pipeline.errors import InputError
-from pipeline.ledger import Ledger
-from pipeline.messages import ModelRef, Notification, utc_now
+from pipeline.messages import Notification, utc_now
 from pipeline.model_store import EngineRecord
 from pipeline.scaling import Policy
-from pipeline.settings import Settings, set_process_environment
 
+if TYPE_CHECKING:
+    from pipeline.client import Client
+    from pipeline.messages import Progress
+
+#: Where ``pipeline dev`` writes the running local stack's outputs (``Client.from_file``'s default).
 DEFAULT_OUTPUTS = Path(".pipeline/outputs.json")
 
 
@@ -41,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result: int = args.run(args)
-    except (CliError, InputError) as exc:
+    except (CliError, InputError, StackNotFound) as exc:
         print(f"pipeline: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -174,30 +177,28 @@ def _parser() -> argparse.ArgumentParser:
 # ---- finding the stack ----------------------------------------------------------
 
 
-def connect(args: argparse.Namespace) -> dict[str, str]:
-    """The stack's outputs: a deployed stack's, or a local one's (and then use its emulator).
+def connect(args: argparse.Namespace) -> Client:
+    """A client of the stack the arguments name: a deployed one, or a local one.
 
     With neither ``--outputs`` nor ``--stack``: the local stack if ``pipeline dev``
     runs here, else the stack named in ``samconfig.toml``, as ``sam deploy`` would.
     """
-    _aws_session(getattr(args, "profile", None), getattr(args, "region", None))
-    if getattr(args, "stack", None):
-        return deployed_outputs(args.stack)
-    path: Path | None = args.outputs
-    if path is None:
-        path = DEFAULT_OUTPUTS
-        stack = samconfig_stack(Path("samconfig.toml"))
-        if not path.exists() and stack is not None:
-            args.stack = stack  # the commands that read a deployed stack differently see it
-            return deployed_outputs(stack)
-    if not path.exists():
-        raise CliError(f"no stack outputs at {path}: start one with 'pipeline dev' first")
-    outputs: dict[str, str] = json.loads(path.read_text())
-    if outputs.get("EndpointUrl"):
-        from pipeline.local.emulator import environment  # noqa: PLC0415
+    from pipeline.client import Client  # noqa: PLC0415
 
-        set_process_environment(environment(outputs["EndpointUrl"], outputs["Region"]))
-    return outputs
+    profile, region = getattr(args, "profile", None), getattr(args, "region", None)
+    try:
+        if getattr(args, "stack", None):
+            return Client.from_stack(args.stack, profile=profile, region=region)
+        path: Path | None = args.outputs
+        if path is None:
+            path = DEFAULT_OUTPUTS
+            stack = samconfig_stack(Path("samconfig.toml"))
+            if not path.exists() and stack is not None:
+                args.stack = stack  # the commands that read a deployed stack differently see it
+                return Client.from_stack(stack, profile=profile, region=region)
+        return Client.from_file(path)
+    except StackNotFound as exc:
+        raise CliError(str(exc)) from exc
 
 
 def samconfig_stack(path: Path) -> str | None:
@@ -212,29 +213,6 @@ def samconfig_stack(path: Path) -> str | None:
         if name:
             return str(name)
     return None
-
-
-def _aws_session(profile: str | None, region: str | None) -> None:
-    if not profile and not region:
-        return
-    import boto3  # noqa: PLC0415
-    from botocore.exceptions import ProfileNotFound  # noqa: PLC0415
-
-    try:
-        boto3.setup_default_session(profile_name=profile, region_name=region)
-    except ProfileNotFound as exc:
-        raise CliError(str(exc)) from exc
-
-
-def deployed_outputs(stack: str) -> dict[str, str]:
-    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
-
-    try:
-        described = aws.cloudformation_client().describe_stacks(StackName=stack)["Stacks"][0]
-    except (ClientError, BotoCoreError) as exc:
-        raise CliError(f"cannot read stack {stack!r}: {exc}") from exc
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
-    return {**outputs, "StackName": stack}
 
 
 # ---- commands -----------------------------------------------------------------------
@@ -285,45 +263,40 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from pipeline import consumer, demo  # noqa: PLC0415
+    from pipeline import demo  # noqa: PLC0415
+    from pipeline.client import Client, NotificationTimeout  # noqa: PLC0415
     from pipeline.local.stack import LocalStack  # noqa: PLC0415
-    from pipeline.model_store import ModelStore  # noqa: PLC0415
-    from pipeline.scoring.model import publish_model  # noqa: PLC0415
 
     log: list[str] = []
     print("Starting the local stack (moto server, resources from template.yaml, poller, worker)…")
-    with LocalStack(stack_name="pipeline-demo", sink=log.append) as stack:
-        s3, sqs = aws.s3_client(), aws.sqs_client()
-        out = stack.outputs
+    with (
+        LocalStack(stack_name="pipeline-demo", sink=log.append) as stack,
+        Client.from_local(stack) as client,
+    ):
         print("Training a small churn model on generated data and publishing it as 'churn'…")
         booster = demo.train()
-        version = publish_model(
-            ModelStore(s3, out["ModelBucketName"]),
-            "churn",
-            booster.model_to_string().encode(),
-            "the demo model",
+        version = client.publish_model(booster.model_to_string().encode(), name="churn")
+        key = "demo/customers.csv"
+        print(
+            f"Uploading a {args.rows}-row CSV to s3://{stack.outputs['InputBucketName']}/churn/{key}…"
         )
-        request_compile(out, version.ref)
-        key = "churn/demo/customers.csv"
-        print(f"Uploading a {args.rows}-row CSV to s3://{out['InputBucketName']}/{key}…")
-        with consumer.Subscription(sqs, aws.sns_client(), out["NotificationTopicArn"]) as sub:
-            started = time.monotonic()
-            data = demo.csv_bytes(args.rows)
-            put = s3.put_object(Bucket=out["InputBucketName"], Key=key, Body=data)
-            etag = put["ETag"].strip('"')
-            notification = sub.wait_for(lambda n: n.is_for(key, etag), timeout=120)
-        if notification is None:
+        started = time.monotonic()
+        try:
+            notification = client.submit(
+                demo.csv_bytes(args.rows), model="churn", key=key, timeout=120
+            )
+        except NotificationTimeout as exc:
             print("\n".join(log[-40:]), file=sys.stderr)
-            raise CliError("no notification arrived within 120 s (worker log above)")
+            raise CliError(f"{exc} (worker log above)") from exc
         print(f"\nNotification ({time.monotonic() - started:.2f} s after upload):")
         print(notification.model_dump_json(indent=2))
         if notification.output is None:
             return 1
-        body = s3.get_object(Bucket=notification.output.bucket, Key=notification.output.key)
+        output = notification.output
+        body = client.s3.get_object(Bucket=output.bucket, Key=output.key)
         head = body["Body"].read(4096).decode().splitlines()[:6]
         print(
-            f"\nFirst rows of s3://{notification.output.bucket}/{notification.output.key} "
-            f"(model churn v{version.version}):"
+            f"\nFirst rows of s3://{output.bucket}/{output.key} (model churn v{version.version}):"
         )
         print("\n".join(head))
     print("\nStopped: no process left behind.")
@@ -331,15 +304,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _outputs(args: argparse.Namespace) -> int:
-    print(json.dumps(connect(args), indent=2))
+    print(json.dumps(connect(args).outputs, indent=2))
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    from pipeline.status import deployed_status, local_status, render  # noqa: PLC0415
+    from pipeline.status import render  # noqa: PLC0415
 
-    outputs = connect(args)
-    status = deployed_status(outputs, args.jobs) if args.stack else local_status(outputs, args.jobs)
+    status = connect(args).status(args.jobs)
     if args.json:
         print(json.dumps(status.as_json(), indent=2))
     else:
@@ -353,37 +325,13 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _model_publish(args: argparse.Namespace) -> int:
-    from pipeline.model_store import ModelStore  # noqa: PLC0415
-    from pipeline.scoring.model import publish_model  # noqa: PLC0415
-
-    outputs = connect(args)
-    if not args.file.is_file():
-        raise CliError(f"{args.file}: no such file")
-    if not jobs.MODEL_NAME.match(args.name):
-        raise CliError(f"model name {args.name!r} is not valid: {jobs.MODEL_NAME_RULE}")
-    store = ModelStore(aws.s3_client(), outputs["ModelBucketName"])
-    record = publish_model(store, args.name, args.file.read_bytes(), str(args.file))
-    request_compile(outputs, record.ref)
-    print(record.version)
+    client = connect(args)
+    try:
+        version = client.publish_model(args.file, name=args.name)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+    print(version.version)
     return 0
-
-
-def request_compile(outputs: dict[str, str], ref: ModelRef) -> None:
-    """Send the version's compile job; files are scored with LightGBM until it is done."""
-    from pipeline.celery_app import create_app, send_compile  # noqa: PLC0415
-
-    send_compile(create_app(stack_settings(outputs)), ref)
-
-
-def stack_settings(outputs: dict[str, str]) -> Settings:
-    """The settings a stack's functions get from the template, from its outputs."""
-    return Settings(
-        input_bucket=outputs["InputBucketName"],
-        output_bucket=outputs["OutputBucketName"],
-        model_bucket=outputs["ModelBucketName"],
-        notification_topic_arn=outputs["NotificationTopicArn"],
-        task_queue_url=outputs["TaskQueueUrl"],
-    )
 
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
@@ -392,18 +340,16 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def _retry(args: argparse.Namespace) -> int:
     from pipeline.errors import NotRetryable  # noqa: PLC0415
-    from pipeline.intake import IntakeRuntime  # noqa: PLC0415
-    from pipeline.retries import failed_since, retry  # noqa: PLC0415
+    from pipeline.retries import failed_since  # noqa: PLC0415
 
-    outputs = connect(args)
-    runtime = IntakeRuntime.create(stack_settings(outputs))
+    client = connect(args)
     job_ids = list(args.job_ids)
     if args.failed_since:
         match = _DURATION.match(args.failed_since)
         if match is None:
             raise CliError(f"--failed-since {args.failed_since!r}: give a number and s, m, h or d")
         seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        job_ids += failed_since(runtime.ledger, utc_now() - timedelta(seconds=seconds))
+        job_ids += failed_since(client.ledger, utc_now() - timedelta(seconds=seconds))
     if not job_ids:
         if args.failed_since:
             print(f"no failures to retry since {args.failed_since} ago", file=sys.stderr)
@@ -412,7 +358,7 @@ def _retry(args: argparse.Namespace) -> int:
     refused = 0
     for job_id in job_ids:
         try:
-            request = retry(job_id, runtime)
+            request = client.retry(job_id)
         except NotRetryable as exc:
             print(f"pipeline: {exc}", file=sys.stderr)
             refused += 1
@@ -425,10 +371,7 @@ def _retry(args: argparse.Namespace) -> int:
 
 
 def _model_list(args: argparse.Namespace) -> int:
-    from pipeline.model_store import ModelStore  # noqa: PLC0415
-
-    outputs = connect(args)
-    store = ModelStore(aws.s3_client(), outputs["ModelBucketName"])
+    store = connect(args).models
     names = [args.name] if args.name else store.names()
     if args.json:
         listed = [
@@ -463,109 +406,71 @@ def engine_summary(records: list[EngineRecord]) -> str:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    outputs = connect(args)
-    if not args.file.is_file():
-        raise CliError(f"{args.file}: no such file")
-    key = f"{args.model}/{args.key or args.file.name}"
-    jobs.model_name_for(key)
-    metadata = {} if args.model_version is None else {"model-version": str(args.model_version)}
-    bucket = outputs["InputBucketName"]
-    if not args.wait:
-        etag = upload(args.file, bucket, key, metadata)
-        print(f"uploaded s3://{bucket}/{key} (ETag {etag})", file=sys.stderr)
-        return 0
-    # Subscribed before the upload, so the answer cannot come before we listen.
-    with Subscription(
-        aws.sqs_client(),
-        aws.sns_client(),
-        outputs["NotificationTopicArn"],
-        filter_policy={"model": [args.model]},
-    ) as subscription:
-        etag = upload(args.file, bucket, key, metadata)
-        print(f"uploaded s3://{bucket}/{key} (ETag {etag})", file=sys.stderr)
-        ledger = Ledger(aws.s3_client(), outputs["OutputBucketName"])
-        notification = wait_showing_progress(subscription, ledger, key, etag, args.timeout)
-    if notification is None:
-        raise CliError(f"no notification for {key} within {args.timeout:g} s")
+    client = connect(args)
+    bar = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm  # noqa: PLC0415
+
+        size = args.file.stat().st_size if args.file.is_file() else 0
+        bar = tqdm(total=size, unit="B", unit_scale=True, desc=f"uploading {args.file.name}")
+    printer = ProgressPrinter(bar=sys.stderr.isatty())
+    try:
+        with client:
+            submission = client.submit(
+                args.file,
+                model=args.model,
+                key=args.key,
+                model_version=args.model_version,
+                wait=False,
+                on_upload=bar.update if bar is not None else None,
+            )
+            if bar is not None:
+                bar.close()
+            print(f"uploaded s3://{submission.bucket}/{submission.key} (ETag {submission.etag})",
+                  file=sys.stderr)  # fmt: skip
+            if not args.wait:
+                return 0
+            notification = client.wait(submission, args.timeout, on_progress=printer)
+    except (FileNotFoundError, TimeoutError) as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        printer.finish()
     print(notification.model_dump_json(indent=2))
     return 0 if notification.status == "succeeded" else 1
 
 
-def wait_showing_progress(
-    subscription: Subscription, ledger: Ledger, key: str, etag: str, timeout: float
-) -> Notification | None:
-    """The file's notification; meanwhile its progress, as a bar on a terminal."""
-    from pipeline.status import progress_line  # noqa: PLC0415
+class ProgressPrinter:
+    """A waiting file's progress on stderr: a bar redrawn on a terminal, else a line per change."""
 
-    deadline = time.monotonic() + timeout
-    shown = ""
-    while (left := deadline - time.monotonic()) > 0:
-        notification = subscription.wait_for(lambda n: n.is_for(key, etag), min(1.0, left), 1)
-        if notification is not None:
-            break
-        progress = next(
-            (
-                p
-                for p in map(ledger.progress, ledger.running())
-                if p is not None and (p.key, p.etag) == (key, etag)
-            ),
-            None,
-        )
-        if progress is not None:
-            line = progress_line(progress, bar=sys.stderr.isatty())
-            if line != shown:
-                end = "\r" if sys.stderr.isatty() else "\n"
-                print(line, end=end, file=sys.stderr, flush=True)
-                shown = line
-    else:
-        notification = None
-    if shown and sys.stderr.isatty():
-        print(file=sys.stderr)
-    return notification
+    def __init__(self, bar: bool) -> None:
+        self._bar = bar
+        self._shown = ""
 
+    def __call__(self, progress: Progress) -> None:
+        from pipeline.status import progress_line  # noqa: PLC0415
 
-def upload(path: Path, bucket: str, key: str, metadata: dict[str, str]) -> str:
-    """Upload with boto3's managed transfer (parallel parts, any size S3 takes); the ETag.
+        line = progress_line(progress, bar=self._bar)
+        if line != self._shown:
+            print(line, end="\r" if self._bar else "\n", file=sys.stderr, flush=True)
+            self._shown = line
 
-    On a terminal a progress bar shows on stderr.
-    """
-    from boto3.s3.transfer import TransferConfig  # noqa: PLC0415
-
-    s3 = aws.s3_client()
-    size = path.stat().st_size
-    progress = None
-    if sys.stderr.isatty():
-        from tqdm import tqdm  # noqa: PLC0415
-
-        progress = tqdm(total=size, unit="B", unit_scale=True, desc=f"uploading {path.name}")
-    try:
-        s3.upload_file(
-            str(path),
-            bucket,
-            key,
-            ExtraArgs={"Metadata": metadata} if metadata else None,
-            Callback=progress.update if progress is not None else None,
-            Config=TransferConfig(multipart_chunksize=max(8 << 20, -(-size // 9_000))),
-        )
-    finally:
-        if progress is not None:
-            progress.close()
-    return s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+    def finish(self) -> None:
+        if self._shown and self._bar:
+            print(file=sys.stderr)
 
 
 def _logs(args: argparse.Namespace) -> int:
     from pipeline import joblogs, logs  # noqa: PLC0415
-    from pipeline.ledger import Ledger  # noqa: PLC0415
 
-    outputs = connect(args)
+    client = connect(args)
 
     def lines() -> list[dict[str, Any]]:
-        if args.stack:
-            groups = joblogs.log_groups(aws.cloudformation_client(), args.stack)
-            return joblogs.cloudwatch_lines(aws.logs_client(), groups, args.job_id)
-        return joblogs.local_lines(Path(outputs["LogsFolder"]))
+        if not client.is_local:
+            groups = joblogs.log_groups(client.aws("cloudformation"), client.outputs["StackName"])
+            return joblogs.cloudwatch_lines(client.aws("logs"), groups, args.job_id)
+        return joblogs.local_lines(Path(client.outputs["LogsFolder"]))
 
-    ledger = Ledger(aws.s3_client(), outputs["OutputBucketName"])
+    ledger = client.ledger
     shown = 0
     while True:
         done = not args.follow or ledger.outcome(args.job_id) is not None
@@ -582,19 +487,12 @@ def _logs(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    outputs = connect(args)
-    seen = 0
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    with Subscription(
-        aws.sqs_client(), aws.sns_client(), outputs["NotificationTopicArn"]
-    ) as subscription:
-        while (args.count is None or seen < args.count) and (
-            deadline is None or time.monotonic() < deadline
-        ):
-            most = 10 if args.count is None else args.count - seen
-            for notification in subscription.notifications(wait_seconds=2, most=most):
-                print(notification.model_dump_json(), flush=True)
-                seen += 1
+    with connect(args) as client:
+        notifications = client.notifications(timeout=args.timeout)
+        for seen, notification in enumerate(notifications, start=1):
+            print(notification.model_dump_json(), flush=True)
+            if args.count is not None and seen >= args.count:
+                break
     return 0
 
 

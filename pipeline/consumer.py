@@ -39,14 +39,17 @@ class Subscription:
         sns: SNSClient,
         topic_arn: str,
         filter_policy: dict[str, list[str]] | None = None,
+        name_prefix: str = "pipeline-listen",
     ) -> None:
         self._sqs, self._sns, self.topic_arn = sqs, sns, topic_arn
         self._filter = filter_policy
+        #: Queue names start with it: a stack's listeners are told apart (and granted) by it.
+        self.name_prefix = name_prefix[:60]
         self.queue_url = ""
         self._subscription_arn = ""
 
     def __enter__(self) -> Self:
-        name = f"pipeline-cli-{uuid.uuid4().hex[:12]}"
+        name = f"{self.name_prefix}-{uuid.uuid4().hex[:12]}"
         self.queue_url = self._sqs.create_queue(
             QueueName=name,
             Attributes={"SqsManagedSseEnabled": "true", "MessageRetentionPeriod": "3600"},
@@ -82,6 +85,7 @@ class Subscription:
         self._remove()
 
     def _remove(self) -> None:
+        _unclaimed.pop(self.queue_url, None)
         if self._subscription_arn:
             self._sns.unsubscribe(SubscriptionArn=self._subscription_arn)
             self._subscription_arn = ""
@@ -95,6 +99,10 @@ class Subscription:
 
     def wait_for(self, match: Match, timeout: float, wait_seconds: int = 2) -> Notification | None:
         return wait_for(self._sqs, self.queue_url, match, timeout, wait_seconds)
+
+    def unclaimed(self) -> list[Notification]:
+        """The notifications ``wait_for`` received but did not match, handed over once."""
+        return _unclaimed.pop(self.queue_url, [])
 
 
 def _topic_may_send(queue_arn: str, topic_arn: str) -> str:

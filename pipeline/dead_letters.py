@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import ValidationError
 
 from pipeline import aws, events, logs
-from pipeline.celery_app import task_argument
 from pipeline.ledger import Ledger
 from pipeline.messages import (
     CompileRequest,
@@ -36,6 +35,7 @@ from pipeline.messages import (
 )
 from pipeline.notify import announce
 from pipeline.settings import Settings
+from pipeline.task_messages import task_argument
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

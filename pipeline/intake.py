@@ -7,8 +7,8 @@ task. A file it cannot accept (no model in its key, an unknown model) is
 answered at once with a ``failed`` notification: every file that lands in the
 input bucket gets an answer.
 
-This runs inside the Lambda function, so it imports boto3, pydantic and celery
-only: never lightgbm, numpy or pyarrow.
+This runs inside the Lambda function, so it imports boto3 and pydantic only:
+never celery (tasks are sent by ``task_messages``), lightgbm, numpy or pyarrow.
 """
 
 from __future__ import annotations
@@ -17,10 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from celery import Celery
-
-from pipeline import aws, events, jobs, logs, metrics
-from pipeline.celery_app import SCORE_QUEUE, SCORE_TASK, create_app
+from pipeline import aws, events, jobs, logs, metrics, task_messages
 from pipeline.errors import InputError, UnknownModel, located
 from pipeline.ledger import Ledger
 from pipeline.messages import ErrorInfo, ModelRef, ObjectRef, ScoreRequest, failed
@@ -32,6 +29,7 @@ from pipeline.storage import object_metadata
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +42,21 @@ class IntakeRuntime:
     settings: Settings
     s3: S3Client
     sns: SNSClient
-    celery: Celery
+    sqs: SQSClient
     models: ModelStore
     ledger: Ledger
 
     @classmethod
     def create(cls, settings: Settings) -> IntakeRuntime:
-        s3 = aws.s3_client()
+        return cls.of(settings, aws.s3_client(), aws.sns_client(), aws.sqs_client())
+
+    @classmethod
+    def of(cls, settings: Settings, s3: S3Client, sns: SNSClient, sqs: SQSClient) -> IntakeRuntime:
         return cls(
             settings=settings,
             s3=s3,
-            sns=aws.sns_client(),
-            celery=create_app(settings),
+            sns=sns,
+            sqs=sqs,
             models=ModelStore(s3, settings.model_bucket),
             ledger=Ledger(s3, settings.output_bucket),
         )
@@ -125,7 +126,12 @@ def accept(
         received_at=created.event_time,
         run=run,
     )
-    runtime.celery.send_task(SCORE_TASK, args=[request.model_dump(mode="json")], queue=SCORE_QUEUE)
+    task_messages.send(
+        runtime.sqs,
+        runtime.settings.task_queue_url,
+        task_messages.SCORE_TASK,
+        request.model_dump(mode="json"),
+    )
     with logs.job_context(
         job_id=request.job_id, key=obj.key, model=f"{model.name}@{model.version}"
     ):

@@ -13,12 +13,13 @@ conditional put (``If-None-Match: *``), so two concurrent publishes never get
 the same number. Compiled predictors are keyed by what decides their code
 (the model text's sha256, the compiler and the target CPU), not by version:
 two versions with the same text share one, and a worker fetches it once. This
-module does no LightGBM work (the handler uses it to resolve versions);
-describing and compiling a model file belong to the worker's side.
+module does no LightGBM work (the handler uses it to resolve versions, a
+client to publish them); compiling a model belongs to the worker's side.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
@@ -30,6 +31,7 @@ from pipeline.aws import error_code, raise_transient
 from pipeline.errors import UnknownModel
 from pipeline.jobs import MODEL_NAME, MODEL_NAME_RULE
 from pipeline.messages import ModelRef, utc_now
+from pipeline.model_text import ModelInfo, describe
 from pipeline.storage import read_optional
 
 if TYPE_CHECKING:
@@ -42,19 +44,6 @@ _ARTIFACT_FILE = "forest.o"
 _ENGINE_FILE = "engine.json"
 _CLAIM_FILE = "claim.json"
 _CLAIM_ATTEMPTS = 20
-
-
-class ModelInfo(BaseModel):
-    """What a model file says about itself, read by LightGBM at publish time."""
-
-    model_config = ConfigDict(frozen=True)
-
-    feature_names: list[str]
-    #: Per feature: "numerical" or "categorical".
-    feature_types: list[str]
-    objective: str
-    num_class: int
-    num_trees: int
 
 
 class ModelVersion(BaseModel):
@@ -219,12 +208,16 @@ class ModelStore:
             raise UnknownModel(f"model {ref.name!r} version {ref.version} is missing")
         return data
 
-    def publish(
-        self, name: str, text: bytes, info: ModelInfo, sha256: str, published_at: datetime
-    ) -> ModelVersion:
-        """Store ``text`` as the next version of ``name``."""
+    def publish(self, name: str, text: bytes, source: str) -> ModelVersion:
+        """Check ``text`` is a whole LightGBM model and store it as the next version of ``name``.
+
+        ``InvalidModel`` says why it is not, naming ``source`` (its file).
+        Compiling it is a separate job (``Client.publish_model`` sends it): files
+        are scored with LightGBM until the compiled predictor exists.
+        """
         if not MODEL_NAME.match(name):
             raise ValueError(f"model name {name!r} is not valid: {MODEL_NAME_RULE}")
+        info = describe(text, source)
         version = (self.versions(name) or [0])[-1] + 1
         for _ in range(_CLAIM_ATTEMPTS):
             try:
@@ -245,9 +238,9 @@ class ModelStore:
         record = ModelVersion(
             name=name,
             version=version,
-            sha256=sha256,
+            sha256=hashlib.sha256(text).hexdigest(),
             size=len(text),
-            published_at=published_at,
+            published_at=utc_now(),
             info=info,
         )
         self._s3.put_object(

@@ -95,10 +95,20 @@ def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
     return {**os.environ, **extra}
 
 
-def set_process_environment(variables: Mapping[str, str]) -> None:
-    """Export variables to this process and its children.
+def set_process_environment(variables: Mapping[str, str]) -> dict[str, str | None]:
+    """Export variables to this process and its children; what they were before.
 
     Used only by the local stack, to point boto3 and kombu at the emulator the
-    way ``AWS_ENDPOINT_URL`` would in a shell.
+    way ``AWS_ENDPOINT_URL`` would in a shell, and to put them back after.
     """
+    before = {name: os.environ.get(name) for name in variables}
     os.environ.update(variables)
+    return before
+
+
+def restore_process_environment(before: Mapping[str, str | None]) -> None:
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline import aws
 from pipeline.ledger import Ledger
 from pipeline.messages import Notification, Progress
 
 if TYPE_CHECKING:
+    from mypy_boto3_ecs import ECSClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
@@ -63,8 +63,7 @@ def recent_jobs(s3: S3Client, bucket: str, count: int) -> list[Notification]:
     return Ledger(s3, bucket).recent(count)
 
 
-def local_status(outputs: dict[str, str], jobs: int) -> Status:
-    sqs, s3 = aws.sqs_client(), aws.s3_client()
+def local_status(outputs: dict[str, str], jobs: int, sqs: SQSClient, s3: S3Client) -> Status:
     waiting, in_flight = queue_depth(sqs, outputs["TaskQueueUrl"])
     dead = sum(queue_depth(sqs, outputs["TaskDeadLetterQueueUrl"]))
     status = Status(
@@ -85,9 +84,10 @@ def local_status(outputs: dict[str, str], jobs: int) -> Status:
     return status
 
 
-def deployed_status(outputs: dict[str, str], jobs: int) -> Status:
+def deployed_status(
+    outputs: dict[str, str], jobs: int, sqs: SQSClient, s3: S3Client, ecs: ECSClient
+) -> Status:
     """A deployed stack: queues from SQS, workers from ECS (protected tasks are busy)."""
-    sqs, s3, ecs = aws.sqs_client(), aws.s3_client(), aws.ecs_client()
     waiting, in_flight = queue_depth(sqs, outputs["TaskQueueUrl"])
     cluster, service = outputs["WorkerClusterName"], outputs["WorkerServiceName"]
     described = ecs.describe_services(cluster=cluster, services=[service])["services"][0]

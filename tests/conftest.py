@@ -1,14 +1,18 @@
 """Shared AWS fixtures: one moto server for the session, resources per test.
 
-The server is real (HTTP on 127.0.0.1), reached through ``AWS_ENDPOINT_URL``
-like everything else; every stack a test starts has a unique name and is torn
-down when the test ends, so tests never see each other's buckets or queues.
+The server is the package's own pytest plugin's (``pipeline_endpoint``), as
+users' suites get it: real (HTTP on 127.0.0.1), reached through
+``AWS_ENDPOINT_URL`` like everything else. Every stack a test starts has a
+unique name and is torn down when the test ends, so tests never see each
+other's buckets or queues.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,18 +23,10 @@ import numpy as np
 import pytest
 
 from pipeline import aws
-from pipeline.local import emulator
 from pipeline.local.stack import LocalStack
+from pipeline.pytest_plugin import REGION, TEST_SETTINGS
 
 EVENTS = Path(__file__).parent / "events"
-REGION = "us-east-1"
-
-#: Short broker waits: moto keeps an abandoned long poll running until it ends.
-TEST_SETTINGS = {
-    "broker_wait_seconds": 2,
-    "retry_base_seconds": 0.01,
-    "redelivery_base_seconds": 0.5,
-}
 
 
 def load_event(name: str) -> dict[str, Any]:
@@ -46,6 +42,21 @@ def queue_depth(sqs: Any, url: str) -> int:
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
     return sum(int(v) for v in attributes.values())
+
+
+def readme_example(heading: str) -> str:
+    """The first Python block under a README heading: examples there are run as written."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split(f"\n{heading}\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def run_as_a_user(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A command run as a user would run it: in their folder, with no AWS or pytest variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTEST_"))}
+    return subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 def unique(prefix: str) -> str:
@@ -64,13 +75,9 @@ def infra_module(name: str) -> Any:
 
 
 @pytest.fixture(scope="session")
-def aws_endpoint() -> Iterator[str]:
-    server = emulator.Emulator().start()
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in emulator.environment(server.url, REGION).items():
-            patch.setenv(name, value)
-        yield server.url
-    server.stop()
+def aws_endpoint(pipeline_endpoint: str) -> str:
+    """The session's emulator; this process's AWS variables point at it."""
+    return pipeline_endpoint
 
 
 @pytest.fixture
@@ -128,10 +135,9 @@ StackFactory = Callable[..., LocalStack]
 def publish(stack: LocalStack, booster: Any, name: str = "churn") -> Any:
     """Publish a trained booster to a stack as ``name``; its ModelVersion."""
     from pipeline.model_store import ModelStore
-    from pipeline.scoring.model import publish_model
 
     store = ModelStore(aws.s3_client(REGION), stack.outputs["ModelBucketName"])
-    return publish_model(store, name, booster.model_to_string().encode(), f"{name}.txt")
+    return store.publish(name, booster.model_to_string().encode(), f"{name}.txt")
 
 
 def outputs_file(stack: LocalStack, folder: Path) -> Path:
@@ -143,12 +149,12 @@ def outputs_file(stack: LocalStack, folder: Path) -> Path:
 
 def compile_version(stack: LocalStack, store: Any, version: Any, timeout: float = 120) -> Any:
     """Send a version's compile job to the stack's workers; its EngineRecord once written."""
-    from pipeline.cli import request_compile
+    from pipeline.client import Client
     from pipeline.scoring import compiler
 
     target = compiler.host_target()
     assert target is not None
-    request_compile(stack.outputs, version.ref)
+    Client.from_local(stack).request_compile(version)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         record = store.engine(version.sha256, compiler.compiler_id(), target.name)
@@ -193,7 +199,6 @@ def scoring_stack(
     upload under unique keys and wait for their own notification.
     """
     from pipeline.model_store import ModelStore
-    from pipeline.scoring.model import publish_model
 
     stack = LocalStack(
         stack_name=unique("e"),
@@ -204,9 +209,9 @@ def scoring_stack(
     ).start()
     store = ModelStore(aws.s3_client(REGION), stack.outputs["ModelBucketName"])
     versions = [
-        publish_model(store, "churn", binary_model.model_to_string().encode(), "churn.txt"),
-        publish_model(store, "segments", multiclass_model.model_to_string().encode(), "seg.txt"),
-        publish_model(store, "colors", categorical_model[0].model_to_string().encode(), "c.txt"),
+        store.publish("churn", binary_model.model_to_string().encode(), "churn.txt"),
+        store.publish("segments", multiclass_model.model_to_string().encode(), "seg.txt"),
+        store.publish("colors", categorical_model[0].model_to_string().encode(), "c.txt"),
     ]
     for version in versions:
         assert compile_version(stack, store, version).status == "compiled"

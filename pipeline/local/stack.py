@@ -1,9 +1,14 @@
 """The whole pipeline on one machine: emulator, resources, handler poller, workers.
 
 ``LocalStack`` starts everything in order and stops everything it started, in
-reverse; ``pipeline dev``, ``pipeline demo`` and the end-to-end tests all use
-it. Settings reach the handler and the workers from the template (the upload
-function's ``Environment``), as they would in AWS.
+reverse; ``pipeline dev``, ``pipeline demo``, the ``pipeline_stack`` fixture and
+the end-to-end tests all use it. Settings reach the handler and the workers
+from the template (the upload function's ``Environment``), as they would in AWS.
+
+While it runs, this process's ``AWS_*`` variables point at the emulator: the
+handlers run in this process and read them, as they would in Lambda. ``stop``
+puts them back as they were. A ``Client`` needs none of that: it gets the
+endpoint from the outputs.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pipeline.local.provision import Stack, provision
 from pipeline.local.supervisor import Supervisor
 from pipeline.local.workers import Sink, WorkerProcess
 from pipeline.scaling import Policy
-from pipeline.settings import Settings, set_process_environment
+from pipeline.settings import Settings, restore_process_environment, set_process_environment
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,14 @@ _STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
 
 class LocalStack:
+    """The whole pipeline on this machine, from ``start()`` (or a ``with`` block) to ``stop()``.
+
+    Once started, ``outputs`` holds the template's outputs plus ``EndpointUrl``,
+    ``Region`` and ``StackName``: ``Client.from_local(stack)`` talks to it.
+    Without ``endpoint_url`` it runs an emulator of its own on a free port;
+    ``settings`` override the template's values for the handlers and workers.
+    """
+
     def __init__(
         self,
         *,
@@ -82,6 +95,7 @@ class LocalStack:
         self.supervisor: Supervisor | None = None
         self._state_dir: Path | None = None
         self.outputs: dict[str, str] = {}
+        self._environment_before: dict[str, str | None] = {}
 
     @property
     def endpoint_url(self) -> str:
@@ -101,7 +115,9 @@ class LocalStack:
         if self._endpoint_url is None:
             self._emulator = emulator.Emulator(self._port).start()
             self._endpoint_url = self._emulator.url
-        set_process_environment(emulator.environment(self.endpoint_url, self.region))
+        self._environment_before = set_process_environment(
+            emulator.environment(self.endpoint_url, self.region)
+        )
         self.stack = provision(
             template.load(self._template_path), self.stack_name, self.region, self._parameters
         )
@@ -212,6 +228,8 @@ class LocalStack:
             self._emulator.stop()
         if self._state_dir is not None and self._given_state_dir is None:
             shutil.rmtree(self._state_dir, ignore_errors=True)
+        restore_process_environment(self._environment_before)
+        self._environment_before = {}
 
     def __enter__(self) -> Self:
         return self.start()

@@ -20,8 +20,8 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.errors import InvalidModel
-from pipeline.messages import ModelRef, utc_now
-from pipeline.model_store import ModelInfo, ModelStore, ModelVersion
+from pipeline.messages import ModelRef
+from pipeline.model_store import ModelStore
 from pipeline.scoring.features import Feature
 
 PREDICTION = "prediction"
@@ -35,21 +35,6 @@ def load_booster(text: str, source: str) -> lgb.Booster:
         return lgb.Booster(model_str=text)
     except lgb.basic.LightGBMError as exc:
         raise InvalidModel(f"{source} is not a valid LightGBM model: {exc}") from exc
-
-
-def describe(booster: lgb.Booster) -> ModelInfo:
-    dump: dict[str, Any] = booster.dump_model(num_iteration=0)
-    names: list[str] = booster.feature_name()
-    categorical = set(_categorical_indices(booster))
-    return ModelInfo(
-        feature_names=names,
-        feature_types=[
-            "categorical" if i in categorical else "numerical" for i in range(len(names))
-        ],
-        objective=str(dump.get("objective", "")).split(" ")[0],
-        num_class=int(dump.get("num_class", 1)),
-        num_trees=booster.num_trees(),
-    )
 
 
 def _categorical_indices(booster: lgb.Booster) -> list[int]:
@@ -183,17 +168,3 @@ class ModelCache:
         from pipeline.scoring import compiling  # noqa: PLC0415 - llvmlite only when needed
 
         return compiling.attach(model, self._store)
-
-
-def publish_model(store: ModelStore, name: str, data: bytes, source: str) -> ModelVersion:
-    """Validate a LightGBM text model and store it as the next version of ``name``.
-
-    Compiling it is a separate job (``pipeline.celery_app.send_compile``): files
-    are scored with LightGBM until the compiled predictor exists.
-    """
-    try:
-        text = data.decode()
-    except UnicodeDecodeError as exc:
-        raise InvalidModel(f"{source} is not a LightGBM text model (not UTF-8 text)") from exc
-    booster = load_booster(text, source)
-    return store.publish(name, data, describe(booster), sha256_hex(data), utc_now())

@@ -13,7 +13,6 @@ import pytest
 from pipeline.local import emulator, template
 from pipeline.local.provision import provision
 from pipeline.model_store import ModelStore
-from pipeline.scoring.model import publish_model
 from pipeline.settings import child_environment
 from tests.conftest import REGION, infra_module, unique
 
@@ -43,8 +42,7 @@ def test_the_packaged_handler_enqueues_a_file_on_its_own(
     stack = provision(template.load(), unique("pkg"), REGION)
     try:
         env = stack.properties["UploadFunction"]["Environment"]["Variables"]
-        publish_model(
-            ModelStore(s3, env["PIPELINE_MODEL_BUCKET"]),
+        ModelStore(s3, env["PIPELINE_MODEL_BUCKET"]).publish(
             "churn",
             binary_model.model_to_string().encode(),
             "m",
@@ -83,7 +81,7 @@ def test_the_packaged_handler_enqueues_a_file_on_its_own(
             "from handlers.upload import lambda_handler\n"
             "print(json.dumps(lambda_handler(json.loads(sys.stdin.read()), None)))\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('lightgbm', 'numpy', 'pyarrow', 'pycurl')))\n"
+            "('celery', 'kombu', 'lightgbm', 'numpy', 'pyarrow', 'pycurl')))\n"
         )
         run = subprocess.run(
             [sys.executable, "-S", "-I", "-c", code],

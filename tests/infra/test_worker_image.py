@@ -32,8 +32,9 @@ def test_the_image_proves_the_compiled_engine_at_build_time() -> None:
     """The build runs the self-check; here it runs too, so a broken check fails CI."""
     from pipeline.scoring import selfcheck
 
-    assert "pip install --no-cache-dir . \\\n    && python -m pipeline.scoring.selfcheck" in (
-        DOCKERFILE.read_text()
+    assert (
+        'pip install --no-cache-dir ".[worker]" \\\n    && python -m pipeline.scoring.selfcheck'
+        in (DOCKERFILE.read_text())
     )
     verdict = selfcheck.check()
     assert verdict.passed, verdict.reason

@@ -94,7 +94,7 @@ def test_dev_submit_watch_and_a_clean_stop(dev: Any, tmp_path: Path, binary_mode
         aws_secret_access_key="testing",
     )
     deadline = time.monotonic() + 30
-    while not sqs.list_queues(QueueNamePrefix="pipeline-cli-").get("QueueUrls"):
+    while not sqs.list_queues(QueueNamePrefix=f"{stack['StackName']}-listen-").get("QueueUrls"):
         assert time.monotonic() < deadline, "watch never subscribed"
         time.sleep(0.1)
     run("submit", str(data), "--model", "churn", "--key", "again.csv", "--outputs", str(outputs))

@@ -29,8 +29,10 @@ def dead_letter_url(sqs: Any, url: str) -> str:
     return str(sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[1])["QueueUrl"])
 
 
-def cli_queues(sqs: Any) -> list[str]:
-    return list(sqs.list_queues(QueueNamePrefix="pipeline-cli-").get("QueueUrls", []))
+def cli_queues(sqs: Any, stack: Any) -> list[str]:
+    """The stack's listeners' queues (a client names them after the stack)."""
+    prefix = f"{stack.stack_name}-listen-"
+    return list(sqs.list_queues(QueueNamePrefix=prefix).get("QueueUrls", []))
 
 
 def wait_until(condition: Any, timeout: float = 30) -> None:
@@ -66,7 +68,7 @@ def test_submit_wait_and_watch_take_nothing_from_the_notification_queue(
         stdout=subprocess.PIPE,
         text=True,
     )
-    wait_until(lambda: len(cli_queues(sqs)) == 1)  # watch is listening
+    wait_until(lambda: len(cli_queues(sqs, stack)) == 1)  # watch is listening
     s3.put_object(Bucket=out["InputBucketName"], Key="churn/later.csv", Body=csv_rows(10, 3))
     watched, _ = watch.communicate(timeout=60)
 
@@ -88,7 +90,7 @@ def test_submit_wait_and_watch_take_nothing_from_the_notification_queue(
     # mine.csv went up in parts (over 8 MiB): one job, whatever events the upload fired.
     assert big.stat().st_size > 8 * 1024**2
     assert queue_depth(sqs, dead_letter_url(sqs, queue)) == 0
-    assert cli_queues(sqs) == []
+    assert cli_queues(sqs, stack) == []
 
 
 def test_ctrl_c_removes_the_watchers_queue_and_subscription(
@@ -100,7 +102,7 @@ def test_ctrl_c_removes_the_watchers_queue_and_subscription(
     topic = stack.outputs["NotificationTopicArn"]
     before = len(sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"])
     watch = subprocess.Popen([*PIPELINE, "watch", "--outputs", str(outputs)])
-    wait_until(lambda: len(cli_queues(sqs)) == 1)
+    wait_until(lambda: len(cli_queues(sqs, stack)) == 1)
     wait_until(
         lambda: len(sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]) == before + 1
     )
@@ -108,7 +110,7 @@ def test_ctrl_c_removes_the_watchers_queue_and_subscription(
     watch.send_signal(signal.SIGINT)
 
     assert watch.wait(timeout=30) == 130
-    assert cli_queues(sqs) == []
+    assert cli_queues(sqs, stack) == []
     assert len(sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]) == before
 
 

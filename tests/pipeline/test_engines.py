@@ -11,10 +11,10 @@ import pyarrow.csv as pa_csv
 import pytest
 
 from pipeline import aws
-from pipeline.cli import main, request_compile
+from pipeline.cli import main
+from pipeline.client import Client
 from pipeline.model_store import EngineRecord, ModelStore
 from pipeline.scoring import compiler
-from pipeline.scoring.model import publish_model
 from tests.conftest import REGION, compile_version, outputs_file, unique
 from tests.pipeline.test_worker import csv_of, split_edge_rows, submit
 
@@ -51,7 +51,7 @@ def test_a_file_sent_after_the_compile_task_does_not_wait_for_it(
     )
     stack = local_stack(settings={"engine_recheck_seconds": 0})
     store = ModelStore(aws.s3_client(REGION), stack.outputs["ModelBucketName"])
-    version = publish_model(store, "big", big.model_to_string().encode(), "big.txt")
+    version = store.publish("big", big.model_to_string().encode(), "big.txt")
     target = compiler.host_target()
     assert target is not None
     rows = x[:500]
@@ -59,7 +59,7 @@ def test_a_file_sent_after_the_compile_task_does_not_wait_for_it(
         (",".join(repr(float(v)) for v in row) + "\n").encode() for row in rows
     )
 
-    request_compile(stack.outputs, version.ref)
+    Client.from_local(stack).request_compile(version)
     before = submit(stack, s3, sqs, f"big/{unique('early')}.csv", body)
     compiled_yet = store.engine(version.sha256, compiler.compiler_id(), target.name)
     record = compile_version(stack, store, version)
@@ -88,9 +88,9 @@ def test_a_wrong_artifact_fails_the_gate_on_load_and_the_model_stays_on_lightgbm
     stack = local_stack()
     store = ModelStore(aws.s3_client(REGION), stack.outputs["ModelBucketName"])
     # Another model's compiled forest (the same one, a tree short), stored as churn's.
-    shorter = publish_model(store, "shorter", _one_tree_less(binary_model), "shorter.txt")
+    shorter = store.publish("shorter", _one_tree_less(binary_model), "shorter.txt")
     decoy_record = compile_version(stack, store, shorter)
-    version = publish_model(store, "churn", binary_model.model_to_string().encode(), "m.txt")
+    version = store.publish("churn", binary_model.model_to_string().encode(), "m.txt")
     wrong = EngineRecord(
         sha256=version.sha256,
         compiler=decoy_record.compiler,
@@ -129,7 +129,7 @@ def test_the_stock_engine_can_be_forced(
 ) -> None:
     stack = local_stack(settings={"predict_engine": "lightgbm"})
     store = ModelStore(aws.s3_client(REGION), stack.outputs["ModelBucketName"])
-    version = publish_model(store, "churn", binary_model.model_to_string().encode(), "m.txt")
+    version = store.publish("churn", binary_model.model_to_string().encode(), "m.txt")
     assert compile_version(stack, store, version).status == "compiled"
 
     note = submit(stack, s3, sqs, f"churn/{unique('forced')}.csv", file_rows[1])
@@ -152,7 +152,7 @@ def test_a_model_the_compiler_cannot_reproduce_is_refused_with_the_reason(
     )
     stack = local_stack()
     store = ModelStore(aws.s3_client(REGION), stack.outputs["ModelBucketName"])
-    version = publish_model(store, "lin", linear.model_to_string().encode(), "lin.txt")
+    version = store.publish("lin", linear.model_to_string().encode(), "lin.txt")
 
     record = compile_version(stack, store, version)
     body = b"a,b,c\n" + b"".join(f"{r[0]},{r[1]},{r[2]}\n".encode() for r in x[:50])

@@ -13,7 +13,6 @@ from pipeline.local.poller import lambda_event
 from pipeline.local.provision import provision
 from pipeline.messages import Notification, ObjectRef, ScoreRequest
 from pipeline.model_store import ModelStore
-from pipeline.scoring.model import publish_model
 from pipeline.settings import Settings
 from tests.conftest import REGION, TEST_SETTINGS, unique
 
@@ -64,8 +63,8 @@ def task_requests(sqs: Any, stack: Any) -> list[ScoreRequest]:
 def test_a_routable_file_becomes_one_json_task(
     runtime: IntakeRuntime, stack: Any, s3: Any, sqs: Any, binary_model: Any
 ) -> None:
-    publish_model(runtime.models, "churn", binary_model.model_to_string().encode(), "m")
-    publish_model(runtime.models, "churn", binary_model.model_to_string().encode(), "m")
+    runtime.models.publish("churn", binary_model.model_to_string().encode(), "m")
+    runtime.models.publish("churn", binary_model.model_to_string().encode(), "m")
     obj = upload(s3, stack, "churn/2026/jan file.csv")
 
     request = accept(created(obj), runtime)
@@ -80,7 +79,7 @@ def test_metadata_pins_a_model_version(
     runtime: IntakeRuntime, stack: Any, s3: Any, sqs: Any, binary_model: Any
 ) -> None:
     for _ in range(2):
-        publish_model(runtime.models, "churn", binary_model.model_to_string().encode(), "m")
+        runtime.models.publish("churn", binary_model.model_to_string().encode(), "m")
     obj = upload(s3, stack, "churn/a.csv", Metadata={"model-version": "1"})
 
     accept(created(obj), runtime)
@@ -115,7 +114,7 @@ def test_a_file_that_cannot_be_routed_is_answered_at_once(
     code: str,
     message: str,
 ) -> None:
-    publish_model(runtime.models, "churn", binary_model.model_to_string().encode(), "m")
+    runtime.models.publish("churn", binary_model.model_to_string().encode(), "m")
     obj = upload(s3, stack, key, Metadata=metadata)
 
     assert accept(created(obj), runtime) is None
@@ -134,7 +133,7 @@ def test_a_file_that_cannot_be_routed_is_answered_at_once(
 def test_an_overwritten_object_is_not_scored_as_its_old_self(
     runtime: IntakeRuntime, stack: Any, s3: Any, sqs: Any, binary_model: Any
 ) -> None:
-    publish_model(runtime.models, "churn", binary_model.model_to_string().encode(), "m")
+    runtime.models.publish("churn", binary_model.model_to_string().encode(), "m")
     old = upload(s3, stack, "churn/a.csv", b"a\n1\n")
     upload(s3, stack, "churn/a.csv", b"a\n2\n")
 
@@ -150,7 +149,7 @@ def test_an_overwritten_object_is_not_scored_as_its_old_self(
 def test_the_handler_reports_only_records_it_could_not_enqueue(
     runtime: IntakeRuntime, stack: Any, s3: Any, sqs: Any, binary_model: Any
 ) -> None:
-    publish_model(runtime.models, "churn", binary_model.model_to_string().encode(), "m")
+    runtime.models.publish("churn", binary_model.model_to_string().encode(), "m")
     obj = upload(s3, stack, "churn/ok.csv")
     body = json.dumps(
         {

@@ -6,7 +6,7 @@ import pytest
 from pipeline.errors import InvalidModel, UnknownModel
 from pipeline.messages import ModelRef
 from pipeline.model_store import ModelStore
-from pipeline.scoring.model import ModelCache, publish_model
+from pipeline.scoring.model import ModelCache
 
 
 @pytest.fixture
@@ -19,8 +19,8 @@ def test_publishing_numbers_versions_and_records_what_the_model_is(
 ) -> None:
     text = binary_model.model_to_string().encode()
 
-    first = publish_model(store, "churn", text, "m.txt")
-    second = publish_model(store, "churn", text, "m.txt")
+    first = store.publish("churn", text, "m.txt")
+    second = store.publish("churn", text, "m.txt")
 
     assert (first.version, second.version) == (1, 2)
     assert store.versions("churn") == [1, 2]
@@ -35,7 +35,7 @@ def test_publishing_numbers_versions_and_records_what_the_model_is(
 
 def test_latest_unless_pinned(store: ModelStore, binary_model: Any) -> None:
     for _ in range(3):
-        publish_model(store, "churn", binary_model.model_to_string().encode(), "m")
+        store.publish("churn", binary_model.model_to_string().encode(), "m")
 
     assert store.resolve("churn").version == 3
     assert store.resolve("churn", pinned=2).version == 2
@@ -58,12 +58,12 @@ def test_an_unknown_model_says_how_to_publish_one(store: ModelStore) -> None:
 )
 def test_a_file_that_is_not_a_model_is_refused(store: ModelStore, data: bytes) -> None:
     with pytest.raises(InvalidModel, match=r"m\.bin"):
-        publish_model(store, "churn", data, "m.bin")
+        store.publish("churn", data, "m.bin")
     assert store.versions("churn") == []
 
 
 def test_a_worker_loads_each_version_once(store: ModelStore, binary_model: Any) -> None:
-    publish_model(store, "churn", binary_model.model_to_string().encode(), "m")
+    store.publish("churn", binary_model.model_to_string().encode(), "m")
     cache = ModelCache(store, engine="lightgbm")
 
     first = cache.get(ModelRef(name="churn", version=1))
@@ -77,7 +77,7 @@ def test_listing_a_models_versions_lists_once_and_reads_each_once(
     store: ModelStore, binary_model: Any
 ) -> None:
     for _ in range(4):
-        publish_model(store, "churn", binary_model.model_to_string().encode(), "m")
+        store.publish("churn", binary_model.model_to_string().encode(), "m")
     calls: list[str] = []
     store._s3.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
 

@@ -65,7 +65,7 @@ def test_a_long_files_progress_is_visible_while_it_runs_and_reaches_100_percent(
             progress = ledger.progress(job_id)
             if progress is not None:
                 seen.append((job_id, progress))
-        status = local_status(out, 5)
+        status = local_status(out, 5, aws.sqs_client(REGION), aws.s3_client(REGION))
         if status.running:
             shown = render(status)
         time.sleep(0.1)
@@ -92,18 +92,20 @@ def test_a_long_files_progress_is_visible_while_it_runs_and_reaches_100_percent(
     assert running["progress"]["key"] == "churn/long.csv"
 
 
-def test_submit_wait_prints_the_files_progress_until_its_answer() -> None:
-    """Pure logic, with stand-ins: plain lines off a terminal, each change once, then the answer."""
+def test_submit_wait_prints_each_change_of_progress_once() -> None:
+    """Pure logic: off a terminal, a plain line per change; the same progress twice prints once."""
+    import contextlib
+    import io
     from datetime import UTC, datetime
 
-    from pipeline.cli import wait_showing_progress
+    from pipeline.cli import ProgressPrinter
     from pipeline.messages import Progress
 
     when = datetime(2026, 11, 21, tzinfo=UTC)
 
-    def progress(rows: int, done: int, key: str = "m/a.csv") -> Progress:
+    def progress(rows: int, done: int) -> Progress:
         return Progress(
-            key=key,
+            key="m/a.csv",
             etag="e",
             rows=rows,
             input_bytes=done,
@@ -112,29 +114,13 @@ def test_submit_wait_prints_the_files_progress_until_its_answer() -> None:
             updated_at=when,
         )
 
-    answer = object()
-    polls = iter([None, None, None, answer])
-    records = iter([progress(10, 25), progress(10, 25), progress(40, 60)])
-
-    class Subscription:
-        def wait_for(self, match: Any, timeout: float, wait_seconds: int = 2) -> Any:
-            return next(polls)
-
-    class Ledger:
-        def running(self) -> list[str]:
-            return ["other", "mine"]
-
-        def progress(self, job_id: str) -> Progress:
-            return progress(1, 1, key="m/other.csv") if job_id == "other" else next(records)
-
-    import contextlib
-    import io
-
+    printer = ProgressPrinter(bar=False)
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        got = wait_showing_progress(Subscription(), Ledger(), "m/a.csv", "e", timeout=60)  # type: ignore[arg-type]
+        for seen in (progress(10, 25), progress(10, 25), progress(40, 60)):
+            printer(seen)
+        printer.finish()
 
-    assert got is answer
     assert err.getvalue().splitlines() == [
         "25% of 100 bytes read, 10 rows scored  m/a.csv",
         "60% of 100 bytes read, 40 rows scored  m/a.csv",

@@ -46,7 +46,7 @@ def test_a_deployed_stack_reports_queues_workers_and_recent_jobs(
             "WorkerServiceName": service,
         }
 
-        status = deployed_status(outputs, jobs=5)
+        status = deployed_status(outputs, 5, aws.sqs_client(REGION), s3, ecs)
         shown = render(status)
     finally:
         ecs.delete_service(cluster=cluster, service=service, force=True)

@@ -360,7 +360,6 @@ def test_metadata_pins_the_model_version_and_the_notification_says_which(
     import lightgbm as lgb
 
     from pipeline.model_store import ModelStore
-    from pipeline.scoring.model import publish_model
 
     x = np.random.default_rng(2).normal(size=(300, 4))
     names = binary_model.feature_name()
@@ -371,8 +370,8 @@ def test_metadata_pins_the_model_version_and_the_notification_says_which(
     )
     name = unique("pin")
     store = ModelStore(s3, scoring_stack.outputs["ModelBucketName"])
-    publish_model(store, name, binary_model.model_to_string().encode(), "v1")
-    publish_model(store, name, newer.model_to_string().encode(), "v2")
+    store.publish(name, binary_model.model_to_string().encode(), "v1")
+    store.publish(name, newer.model_to_string().encode(), "v2")
     body = csv_of(x, names, [0, 1, 2, 3])
     bucket = scoring_stack.outputs["InputBucketName"]
     results = {}

@@ -19,7 +19,6 @@ from pipeline import consumer
 from pipeline.cli import main
 from pipeline.messages import Notification
 from pipeline.model_store import ModelStore
-from pipeline.scoring.model import publish_model
 from tests.conftest import StackFactory, queue_depth, unique
 from tests.faults import FaultProxy
 
@@ -37,7 +36,7 @@ def proxy(aws_endpoint: str) -> Any:
 def with_model(stack: Any, s3: Any, model: Any) -> Any:
     """``stack`` with ``model`` published as ``churn``."""
     store = ModelStore(s3, stack.outputs["ModelBucketName"])
-    publish_model(store, "churn", model.model_to_string().encode(), "m")
+    store.publish("churn", model.model_to_string().encode(), "m")
     return stack
 
 

@@ -16,7 +16,6 @@ from pipeline.local import template
 from pipeline.local.provision import provision
 from pipeline.messages import ModelRef, ObjectRef, ScoreRequest
 from pipeline.model_store import ModelStore
-from pipeline.scoring.model import publish_model
 from pipeline.settings import Settings
 from pipeline.worker import WorkerRuntime, process
 from tests.conftest import REGION, unique
@@ -28,7 +27,7 @@ CSV = b"age,income,score,balance\n1,2,3,4\n"
 def outputs(aws_endpoint: str, s3: Any, binary_model: Any) -> Any:
     created = provision(template.load(), unique("p"), REGION)
     store = ModelStore(s3, created.outputs["ModelBucketName"])
-    publish_model(store, "churn", binary_model.model_to_string().encode(), "m")
+    store.publish("churn", binary_model.model_to_string().encode(), "m")
     yield created.outputs
     created.destroy()
 

@@ -15,7 +15,6 @@ import pytest
 from pipeline import consumer
 from pipeline.messages import Notification
 from pipeline.model_store import ModelStore
-from pipeline.scoring.model import publish_model
 from tests.conftest import StackFactory, queue_depth, unique
 from tests.faults import FaultProxy
 
@@ -51,8 +50,7 @@ def test_chaos_kill_busy_workers_and_lose_nothing(
         worker_endpoint_url=proxy.url,
         parameters={"TaskVisibilityTimeout": "4", "TaskMaxReceiveCount": "6"},
     )
-    publish_model(
-        ModelStore(s3, stack.outputs["ModelBucketName"]),
+    ModelStore(s3, stack.outputs["ModelBucketName"]).publish(
         "churn",
         binary_model.model_to_string().encode(),
         "m",
@@ -122,8 +120,7 @@ def test_autoscaling_follows_the_queue_and_never_stops_a_busy_worker(
     supervisor = stack.supervisor
     assert supervisor is not None
     assert supervisor.running == []  # scaled to zero while idle
-    publish_model(
-        ModelStore(s3, stack.outputs["ModelBucketName"]),
+    ModelStore(s3, stack.outputs["ModelBucketName"]).publish(
         "churn",
         binary_model.model_to_string().encode(),
         "m",

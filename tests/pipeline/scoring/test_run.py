@@ -17,7 +17,7 @@ from pipeline.local import template
 from pipeline.local.provision import provision
 from pipeline.messages import ModelRef, ObjectRef, ScoreRequest
 from pipeline.model_store import ModelStore
-from pipeline.scoring.model import ModelCache, publish_model
+from pipeline.scoring.model import ModelCache
 from pipeline.scoring.run import score_object
 from pipeline.settings import Settings
 from pipeline.storage import RangeReader
@@ -28,7 +28,7 @@ from tests.conftest import REGION, unique
 def stack(aws_endpoint: str, s3: Any, binary_model: Any) -> Any:
     created = provision(template.load(), unique("r"), REGION)
     store = ModelStore(s3, created.outputs["ModelBucketName"])
-    publish_model(store, "churn", binary_model.model_to_string().encode(), "m")
+    store.publish("churn", binary_model.model_to_string().encode(), "m")
     yield created
     created.destroy()
 
