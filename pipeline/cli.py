@@ -220,6 +220,7 @@ def samconfig_stack(path: Path) -> str | None:
 
 def _dev(args: argparse.Namespace) -> int:
     from pipeline.local.stack import LocalStack  # noqa: PLC0415 - only dev pays for moto
+    from pipeline.settings import own_variables  # noqa: PLC0415
 
     stop = threading.Event()
     if not 0 <= args.min_workers <= args.max_workers or args.max_workers < 1:
@@ -231,6 +232,7 @@ def _dev(args: argparse.Namespace) -> int:
         stack_name=args.stack_name,
         port=args.port,
         scaling=policy,
+        environment=own_variables(),
         state_dir=args.outputs.parent / "state",
         logs_dir=args.outputs.parent / "logs",
     )

@@ -259,7 +259,7 @@ class Client:
         object_key = f"{model}/{key}"
         jobs.model_name_for(object_key)
         metadata = {} if model_version is None else {MODEL_VERSION_METADATA: str(model_version)}
-        self._listen()
+        self.listen()
         bucket = self.output("InputBucketName")
         if path is not None:
             etag = _upload(
@@ -286,7 +286,7 @@ class Client:
 
         ``NotificationTimeout`` if none arrives within ``timeout`` seconds.
         """
-        subscription = self._listen()
+        subscription = self.listen()
         match: Callable[[Notification], bool]
         if isinstance(target, str):
             job_id = target
@@ -340,7 +340,7 @@ class Client:
         Ends once ``timeout`` seconds pass (None: never). Nothing is taken from
         the stack's own notification queue or from any other consumer.
         """
-        subscription = self._listen()  # now, not at the first next(): nothing is missed
+        subscription = self.listen()  # now, not at the first next(): nothing is missed
         deadline = None if timeout is None else time.monotonic() + timeout
 
         def arriving() -> Iterator[Notification]:
@@ -360,7 +360,9 @@ class Client:
 
     # ---- listening ----------------------------------------------------------------------
 
-    def _listen(self) -> Subscription:
+    def listen(self) -> Subscription:
+        """Start listening now, if not yet (``submit``, ``wait`` and ``notifications`` do):
+        for a file put in the input bucket some other way, then waited for."""
         if self._subscription is None:
             subscription = Subscription(
                 self.sqs,

@@ -104,7 +104,7 @@ def answer(record: events.SqsRecord, runtime: DeadLetterRuntime) -> Notification
             error=ErrorInfo(
                 code="exhausted",
                 message=f"s3://{request.input.bucket}/{request.input.key} was not scored after "
-                f"every delivery of its task failed{reason}",
+                f"every delivery of {_task_of(request)} failed{reason}",
             ),
             received_at=request.received_at,
             run=request.run,
@@ -120,6 +120,12 @@ def answer(record: events.SqsRecord, runtime: DeadLetterRuntime) -> Notification
         code = outcome.error.code if outcome.error else ""
         log.info("dead letter answered: %s %s", outcome.status, code)
     return outcome
+
+
+def _task_of(request: ScoreRequest) -> str:
+    if request.shard is None:
+        return "its task"
+    return f"the task of its shard {request.shard + 1} (the file was split across workers)"
 
 
 def score_request_in(body: str) -> ScoreRequest | None:

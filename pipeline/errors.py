@@ -25,9 +25,18 @@ class PipelineError(Exception):
 
 
 class InputError(PipelineError):
-    """The file, its key or its model cannot be scored; retrying will not help."""
+    """The file, its key or its model cannot be scored; retrying will not help.
+
+    ``row`` and ``line`` say where in the stream read the error is (1-based),
+    when it is at one place: a split file's shard counts from its own start,
+    and the file's answer is counted from the file's (``shards.relocated``).
+    """
 
     code = "invalid_input"
+
+    def __init__(self, message: str, *, row: int | None = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.row, self.line = row, line
 
 
 class UnroutableKey(InputError):

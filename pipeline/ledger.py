@@ -15,6 +15,10 @@ Layout, in the output bucket under a prefix no model name can take
     _jobs/<job_id>/retried.json       written once when a failed job is retried (its next run)
     _jobs/<job_id>/dead-letter.json   the task message that reached the dead-letter queue
     _jobs/<job_id>/progress.json      how far the file has got (rows, input bytes read)
+    _jobs/<job_id>/plan.json          a split file's shards (see ``shards``)
+    _jobs/<job_id>/unsplit.json       a split file that runs again as one job
+    _jobs/<job_id>/shards/<i>.json    shard i's result; shards/finish.json: who finishes
+    _jobs/<job_id>/progress/<i>.json  shard i's progress (a split file's is their sum)
     _jobs/_recent/<newest first>-<job_id>   an empty marker per settled outcome
     _jobs/_running/<job_id>           an empty marker while a worker holds the file
 
@@ -36,6 +40,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline.aws import error_code, raise_transient
 from pipeline.messages import Notification, Progress, utc_now
+from pipeline.shards import ShardPlan, ShardResult
 from pipeline.storage import read_optional
 
 if TYPE_CHECKING:
@@ -106,19 +111,109 @@ class Ledger:
                 if outcome is not None:
                     yield outcome
 
-    def record_progress(self, job_id: str, progress: Progress) -> None:
+    def record_progress(self, job_id: str, progress: Progress, shard: int | None = None) -> None:
         """Best effort, like every diagnostic: a file never fails for its progress."""
+        name = "progress.json" if shard is None else f"progress/{shard:05d}.json"
         with contextlib.suppress(ClientError, BotoCoreError):
             self._s3.put_object(
                 Bucket=self.bucket,
-                Key=f"{PREFIX}{job_id}/progress.json",
+                Key=f"{PREFIX}{job_id}/{name}",
                 Body=progress.model_dump_json().encode(),
                 ContentType="application/json",
             )
 
     def progress(self, job_id: str) -> Progress | None:
+        """How far the file has got; a split file's shards summed."""
+        shards = [Progress.model_validate_json(d) for d in self._all(f"{PREFIX}{job_id}/progress/")]
+        if shards:
+            plan = self.plan(job_id)
+            return Progress(
+                key=shards[0].key,
+                etag=shards[0].etag,
+                rows=sum(p.rows for p in shards),
+                input_bytes=sum(p.input_bytes for p in shards),
+                input_size=plan.size if plan else sum(p.input_size for p in shards),
+                started_at=min(p.started_at for p in shards),
+                updated_at=max(p.updated_at for p in shards),
+            )
         data = self._get(f"{PREFIX}{job_id}/progress.json")
         return None if data is None else Progress.model_validate_json(data)
+
+    # ---- a file split into shards ------------------------------------------------
+
+    def plan(self, job_id: str) -> ShardPlan | None:
+        data = self._get(f"{PREFIX}{job_id}/plan.json")
+        return None if data is None else ShardPlan.model_validate_json(data)
+
+    def put_plan(self, job_id: str, plan: ShardPlan) -> ShardPlan:
+        """Record the file's plan unless one exists; the plan that counts."""
+        if self._put_once(f"{PREFIX}{job_id}/plan.json", plan.model_dump_json().encode()):
+            return plan
+        existing = self.plan(job_id)
+        assert existing is not None  # noqa: S101 - the put failed because it exists
+        return existing
+
+    def mark_unsplit(self, job_id: str) -> None:
+        self._put_once(f"{PREFIX}{job_id}/unsplit.json", b"{}")
+
+    def is_unsplit(self, job_id: str) -> bool:
+        return self._get(f"{PREFIX}{job_id}/unsplit.json") is not None
+
+    def put_shard_result(self, job_id: str, result: ShardResult) -> bool:
+        """Record a shard's result unless it has one: whether this one counts."""
+        key = f"{PREFIX}{job_id}/shards/{result.index:05d}.json"
+        return self._put_once(key, result.model_dump_json().encode())
+
+    def shard_results(self, job_id: str) -> dict[int, ShardResult]:
+        results = map(ShardResult.model_validate_json, self._all(f"{PREFIX}{job_id}/shards/0"))
+        return {result.index: result for result in results}
+
+    def claim_finish(self, job_id: str, shard: int) -> bool:
+        """Whether this shard finishes the file: the first to ask does, and so does its rerun."""
+        key = f"{PREFIX}{job_id}/shards/finish.json"
+        if self._put_once(key, json.dumps({"shard": shard}).encode()):
+            return True
+        data = self._get(key)
+        return data is not None and json.loads(data).get("shard") == shard
+
+    def forget_shards(self, job_id: str) -> None:
+        """Remove the shards' results and progress once the file is answered."""
+        for prefix in (f"{PREFIX}{job_id}/shards/", f"{PREFIX}{job_id}/progress/"):
+            for key in self._keys(prefix):
+                with contextlib.suppress(ClientError, BotoCoreError):
+                    self._s3.delete_object(Bucket=self.bucket, Key=key)
+
+    def _keys(self, prefix: str) -> list[str]:
+        paginator = self._s3.get_paginator("list_objects_v2")
+        return [
+            item["Key"]
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+            for item in page.get("Contents", [])
+        ]
+
+    def _all(self, prefix: str) -> list[bytes]:
+        found = (self._get(key) for key in self._keys(prefix))
+        return [data for data in found if data is not None]
+
+    def _put_once(self, key: str, body: bytes) -> bool:
+        """A conditional put: whether this call wrote ``key`` (False: it exists)."""
+        try:
+            self._s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                IfNoneMatch="*",
+                ContentType="application/json",
+            )
+        except ClientError as exc:
+            if error_code(exc) == "PreconditionFailed":
+                return False
+            raise_transient(exc, f"recording s3://{self.bucket}/{key}")
+            raise
+        except BotoCoreError as exc:
+            raise_transient(exc, f"recording s3://{self.bucket}/{key}")
+            raise
+        return True
 
     def mark_running(self, job_id: str, running: bool) -> None:
         with contextlib.suppress(ClientError, BotoCoreError):
@@ -134,20 +229,8 @@ class Ledger:
 
     def claim_retry(self, job_id: str) -> bool:
         """Whether this caller may retry the job: a job is retried once, by one caller."""
-        try:
-            self._s3.put_object(
-                Bucket=self.bucket,
-                Key=f"{PREFIX}{job_id}/retried.json",
-                Body=json.dumps({"retried_at": utc_now().isoformat()}).encode(),
-                IfNoneMatch="*",
-                ContentType="application/json",
-            )
-        except ClientError as exc:
-            if error_code(exc) == "PreconditionFailed":
-                return False
-            raise_transient(exc, f"claiming the retry of job {job_id}")
-            raise
-        return True
+        body = json.dumps({"retried_at": utc_now().isoformat()}).encode()
+        return self._put_once(f"{PREFIX}{job_id}/retried.json", body)
 
     def was_retried(self, job_id: str) -> bool:
         return self._get(f"{PREFIX}{job_id}/retried.json") is not None

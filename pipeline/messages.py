@@ -49,6 +49,12 @@ class ScoreRequest(_Contract):
     model: ModelRef
     received_at: datetime = Field(description="When the object was created in S3.")
     run: int = Field(default=0, ge=0, description="0 for the upload; n for its n-th retry.")
+    shard: int | None = Field(
+        default=None,
+        ge=0,
+        description="Set when the task scores one shard of a file split across workers "
+        "(its plan is in the ledger); the job is still the file's.",
+    )
 
 
 class CompileRequest(_Contract):

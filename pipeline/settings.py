@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     broker_wait_seconds: int = Field(default=20, ge=1, le=20)
     #: Files larger than this are refused before any byte is read.
     max_input_bytes: int = Field(default=50 * 1024**3, gt=0)
+    #: A CSV, JSON lines or Parquet file larger than this is split into shards of
+    #: about this size, scored by as many workers at once (see ``shards``).
+    shard_bytes: int = Field(default=256 * 1024**2, ge=1024**2)
     #: Rows per chunk through the overlapped stages: each stage and hand-off
     #: holds a chunk, so this sets the worker's memory; large enough to amortize
     #: a prediction call (bench/memory.py measured 8192 against 16k and 32k).
@@ -88,6 +91,15 @@ class Settings(BaseSettings):
             if name.startswith(ENV_PREFIX)
         }
         return cls.model_validate(fields)
+
+
+def own_variables() -> dict[str, str]:
+    """This process's own ``PIPELINE_*`` variables.
+
+    ``pipeline dev`` gives them precedence over the template's values, for the
+    handlers and the workers alike: ``PIPELINE_SHARD_BYTES=8388608 pipeline dev``.
+    """
+    return {name: value for name, value in os.environ.items() if name.startswith(ENV_PREFIX)}
 
 
 def child_environment(extra: Mapping[str, str]) -> dict[str, str]:

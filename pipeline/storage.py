@@ -12,6 +12,7 @@ import contextlib
 import io
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -19,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pipeline.aws import error_code, raise_transient
 from pipeline.errors import InputChanged
 from pipeline.messages import ObjectRef
+from pipeline.shards import MIN_PART_BYTES
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -55,9 +57,12 @@ def read_optional(s3: S3Client, bucket: str, key: str) -> bytes | None:
         raise
 
 
-def open_object(s3: S3Client, obj: ObjectRef) -> BinaryIO:
-    """A read stream of exactly the object version the event announced."""
-    body: BinaryIO = _get_object(s3, obj)["Body"]  # type: ignore[assignment]
+def open_object(s3: S3Client, obj: ObjectRef, start: int = 0, end: int | None = None) -> BinaryIO:
+    """A read stream of exactly the object version the event announced, bytes ``[start, end)``."""
+    extra = {}
+    if start or end is not None:
+        extra["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+    body: BinaryIO = _get_object(s3, obj, **extra)["Body"]  # type: ignore[assignment]
     return body
 
 
@@ -214,6 +219,9 @@ class S3Object:
     file's progress, in the unit its size is known in before it is parsed.
     """
 
+    #: Parquet: the row groups to read (None: all of them); a shard reads some.
+    row_groups: tuple[int, ...] | None = None
+
     def __init__(self, s3: S3Client, obj: ObjectRef) -> None:
         self._s3, self.ref = s3, obj
         self.bytes_read = 0
@@ -221,8 +229,9 @@ class S3Object:
     def _count(self, size: int) -> None:
         self.bytes_read += size
 
-    def stream(self) -> BinaryIO:
-        return _Counted(open_object(self._s3, self.ref), self._count)  # type: ignore[return-value]
+    def stream(self, start: int = 0, end: int | None = None) -> BinaryIO:
+        stream = open_object(self._s3, self.ref, start, end)
+        return _Counted(stream, self._count)  # type: ignore[return-value]
 
     def random_access(self) -> RangeReader:
         return RangeReader(self._s3, self.ref, on_read=self._count)
@@ -313,3 +322,119 @@ class RangeReader(io.RawIOBase):
         self.requests += 1
         if self._on_read is not None:
             self._on_read(len(self._block))
+
+
+@dataclass(frozen=True)
+class ShardOutput:
+    """Where a shard's output went: its own parts of the file's upload, and what it held back."""
+
+    parts: list[tuple[int, str, int]]  # (part number, ETag, size)
+    head: int  # bytes kept at ``<temp>-head``
+    tail: int  # bytes kept at ``<temp>-tail``
+
+
+class ShardWriter(io.RawIOBase):
+    """A shard's output written straight into the file's multipart upload.
+
+    S3 wants every part but the last to hold 5 MiB, and a shard does not know
+    its neighbours' sizes, so it holds back its first 5 MiB (``head``) and
+    what is left after its last full part (``tail``, with at least ``hold``
+    bytes, where a Parquet footer lands), as small objects beside ``temp``.
+    The file's finisher joins each tail with the next head into one part.
+    Everything between goes up as parts numbered from ``first_part``, at most
+    ``max_parts`` of them (they grow when a shard writes more than expected).
+    ``skip`` bytes at the start are dropped (a later Parquet shard's magic).
+    """
+
+    def __init__(
+        self,
+        s3: S3Client,
+        bucket: str,
+        key: str,
+        *,
+        upload_id: str,
+        first_part: int,
+        max_parts: int,
+        temp: str,
+        skip: int = 0,
+        hold: int = 0,
+        part_bytes: int = PART_BYTES,
+    ) -> None:
+        super().__init__()
+        self._s3, self.bucket, self.key, self._upload_id = s3, bucket, key, upload_id
+        self._first, self._max, self._temp = first_part, max_parts, temp
+        self._skip, self._hold, self._part_bytes = skip, hold, part_bytes
+        self._head = bytearray()
+        self._buffer = bytearray()
+        self._parts: list[tuple[int, Future[str], int]] = []
+        self._uploads = ThreadPoolExecutor(1, thread_name_prefix="upload")
+        self.bytes_written = 0
+        self.output: ShardOutput | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(data)
+        written = len(view)
+        if self._skip:
+            dropped = min(self._skip, len(view))
+            self._skip -= dropped
+            view = view[dropped:]
+        self.bytes_written += len(view)
+        room = MIN_PART_BYTES - len(self._head)
+        if room > 0:
+            self._head += view[:room]
+            view = view[room:]
+        self._buffer += view
+        while len(self._buffer) >= (size := self._next_size()) + self._hold:
+            self._start_part(bytes(self._buffer[:size]))
+            del self._buffer[:size]
+        return written
+
+    def _next_size(self) -> int:
+        """Parts double in size every quarter of the numbers this shard has."""
+        done = len(self._parts)
+        if done >= self._max:
+            return 1 << 62  # out of numbers: the rest stays in the tail
+        return self._part_bytes << (done * 4 // max(self._max, 1))
+
+    def _start_part(self, chunk: bytes) -> None:
+        in_flight = [f for _, f, _ in self._parts if not f.done()]
+        if len(in_flight) >= _IN_FLIGHT:
+            in_flight[0].result()
+        number = self._first + len(self._parts)
+        self._parts.append((number, self._uploads.submit(self._upload, number, chunk), len(chunk)))
+
+    def _upload(self, number: int, chunk: bytes) -> str:
+        try:
+            part = self._s3.upload_part(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=chunk,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise_transient(exc, f"writing part {number} of s3://{self.bucket}/{self.key}")
+            raise
+        return part["ETag"]
+
+    def complete(self) -> ShardOutput:
+        """Wait for the parts and keep the head and tail; nothing is visible until the file is."""
+        try:
+            parts = [(number, future.result(), size) for number, future, size in self._parts]
+            for suffix, held in (("head", self._head), ("tail", self._buffer)):
+                if held:
+                    self._s3.put_object(
+                        Bucket=self.bucket, Key=f"{self._temp}-{suffix}", Body=bytes(held)
+                    )
+        except (ClientError, BotoCoreError) as exc:
+            raise_transient(exc, f"keeping the held-back bytes of {self._temp}")
+            raise
+        self.output = ShardOutput(parts=parts, head=len(self._head), tail=len(self._buffer))
+        return self.output
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._uploads.shutdown(wait=True, cancel_futures=True)
+        self.close()

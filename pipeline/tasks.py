@@ -16,7 +16,7 @@ from celery import Celery, Task
 from pipeline.celery_app import COMPILE_TASK, SCORE_TASK
 from pipeline.messages import Notification
 
-Process = Callable[[dict[str, Any], dict[str, Any] | None], Notification]
+Process = Callable[[dict[str, Any], dict[str, Any] | None], Notification | None]
 Compile = Callable[[dict[str, Any], dict[str, Any] | None], str]
 
 
@@ -24,6 +24,8 @@ def register(app: Celery, process: Process, compile_model: Compile) -> None:
     @app.task(name=SCORE_TASK, bind=True, acks_late=True)  # type: ignore[untyped-decorator]
     def score(self: Task, request: dict[str, Any]) -> dict[str, str]:
         notification = process(request, self.request.properties)
+        if notification is None:  # a split file, whose last shard announces it
+            return {"job_id": request.get("job_id", ""), "status": "sharded"}
         return {"job_id": notification.job_id, "status": notification.status}
 
     @app.task(name=COMPILE_TASK, bind=True, acks_late=True)  # type: ignore[untyped-decorator]

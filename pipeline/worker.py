@@ -5,6 +5,8 @@
 * already answered (a duplicate delivery, or a rerun after a crash that came
   after the answer): the settled notification is published again, nothing
   is scored;
+* larger than ``shard_bytes``: split into shards, each a task of its own
+  (``sharding``); the shard that completes the set announces the file;
 * scored: a ``succeeded`` notification;
 * an input error (the user's file is wrong) or the job time limit: a
   ``failed`` notification at once, never retried;
@@ -34,7 +36,7 @@ from celery import signals
 from celery.worker.consumer import Consumer
 from pydantic import ValidationError
 
-from pipeline import aws, logs, metrics, tasks
+from pipeline import aws, logs, metrics, sharding, tasks
 from pipeline.celery_app import create_app
 from pipeline.delivery import Delivery, Heartbeat, redelivery_delay
 from pipeline.errors import ConfigurationError, InputError, JobTimeout, PipelineError, located
@@ -104,18 +106,23 @@ class WorkerRuntime:
 
 def process(
     request: ScoreRequest, runtime: WorkerRuntime, delivery: Delivery | None = None
-) -> Notification:
+) -> Notification | None:
+    """The file's notification; None while a split file's shards are still at work."""
     model = f"{request.model.name}@{request.model.version}"
     count = delivery.receive_count if delivery else 1
     with logs.job_context(
-        job_id=request.job_id, key=request.input.key, model=model, delivery=count
+        job_id=request.job_id,
+        key=request.input.key,
+        model=model,
+        delivery=count,
+        shard=request.shard,
     ):
         return _process(request, runtime, delivery)
 
 
 def _process(
     request: ScoreRequest, runtime: WorkerRuntime, delivery: Delivery | None
-) -> Notification:
+) -> Notification | None:
     """Score one file and announce its outcome (see the module docstring).
 
     Everything that can fail, from the ledger lookup to the final announce,
@@ -139,7 +146,8 @@ def _process(
                 runtime.sqs, redelivery_delay(count, runtime.settings.redelivery_base_seconds)
             )
         raise
-    _report(request, answer, timings)
+    if answer is not None:
+        _report(request, answer, timings)
     return answer
 
 
@@ -167,14 +175,24 @@ def _report(request: ScoreRequest, answer: Notification, timings: Timings) -> No
 
 def _answer(
     request: ScoreRequest, runtime: WorkerRuntime, delivery: Delivery | None, timings: Timings
-) -> Notification:
+) -> Notification | None:
     settings = runtime.settings
     topic = settings.notification_topic_arn
     settled = runtime.retrying(lambda: runtime.ledger.outcome(request.job_id))
     if settled is not None:
+        if request.shard is not None:
+            log.info(
+                "the file is answered already (%s): nothing left for this shard", settled.status
+            )
+            return None
         log.info("answered already (%s); announcing that again", settled.status)
         runtime.retrying(lambda: publish(runtime.sns, topic, settled))
         return settled
+    if request.shard is None:
+        plan = runtime.retrying(lambda: sharding.plan_for(request, runtime))
+        if plan is not None:
+            sharding.split(request, plan, runtime)
+            return None
 
     where = f"s3://{request.input.bucket}/{request.input.key}"
     started = utc_now()
@@ -187,6 +205,8 @@ def _answer(
             Heartbeat(runtime.sqs, delivery, settings.task_visibility_seconds),
             Watchdog(settings.job_timeout_seconds, where),
         ):
+            if request.shard is not None:
+                return sharding.score_shard(request, runtime, timings, reporter.update)
             output = runtime.retrying(
                 lambda: score_object(
                     request,
@@ -221,6 +241,15 @@ class ProgressReporter:
         self._recorded = self._notified = time.monotonic()
         self._rows = self._bytes = 0
         self._listed = False
+        #: What this task reads: the file, or a shard's share of it (the ledger sums shards).
+        self._size = request.input.size
+        if request.shard is not None:
+            plan = runtime.ledger.plan(request.job_id)
+            if plan is not None and plan.ranges:
+                begin, end = plan.ranges[request.shard]
+                self._size = end - begin
+            elif plan is not None:
+                self._size = request.input.size // plan.count
 
     def __enter__(self) -> ProgressReporter:
         return self
@@ -229,9 +258,10 @@ class ProgressReporter:
         if not self._listed:
             return
         if kind is None:  # done: all of the input is scored, however much was fetched
-            self._bytes = self._request.input.size
+            self._bytes = self._size
         self._record()
-        self._runtime.ledger.mark_running(self._request.job_id, running=False)
+        if self._request.shard is None:  # a split file is listed until its last shard ends
+            self._runtime.ledger.mark_running(self._request.job_id, running=False)
 
     def update(self, rows: int, input_bytes: int) -> None:
         self._rows, self._bytes = rows, input_bytes
@@ -240,7 +270,8 @@ class ProgressReporter:
             self._recorded = now
             if not self._listed:
                 self._listed = True
-                self._runtime.ledger.mark_running(self._request.job_id, running=True)
+                if self._request.shard is None:
+                    self._runtime.ledger.mark_running(self._request.job_id, running=True)
             self._record()
         every = settings.progress_notify_seconds
         if every and now - self._notified >= every:
@@ -253,14 +284,15 @@ class ProgressReporter:
             key=obj.key,
             etag=obj.etag,
             rows=self._rows,
-            input_bytes=min(self._bytes, obj.size),
-            input_size=obj.size,
+            input_bytes=min(self._bytes, self._size),
+            input_size=self._size,
             started_at=self._started,
             updated_at=utc_now(),
         )
 
     def _record(self) -> None:
-        self._runtime.ledger.record_progress(self._request.job_id, self._progress())
+        request = self._request
+        self._runtime.ledger.record_progress(request.job_id, self._progress(), request.shard)
 
     def _notify(self) -> None:
         request = self._request
@@ -334,7 +366,7 @@ def _parse(
         raise
 
 
-def _run_task(payload: dict[str, Any], properties: dict[str, Any] | None) -> Notification:
+def _run_task(payload: dict[str, Any], properties: dict[str, Any] | None) -> Notification | None:
     request, delivery = _parse(ScoreRequest, payload, properties)
     return process(request, runtime(), delivery)
 

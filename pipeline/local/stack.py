@@ -45,8 +45,9 @@ class LocalStack:
 
     Once started, ``outputs`` holds the template's outputs plus ``EndpointUrl``,
     ``Region`` and ``StackName``: ``Client.from_local(stack)`` talks to it.
-    Without ``endpoint_url`` it runs an emulator of its own on a free port;
-    ``settings`` override the template's values for the handlers and workers.
+    Without ``endpoint_url`` it runs an emulator of its own on a free port.
+    ``environment`` (``PIPELINE_*`` variables) and ``settings`` (fields) override
+    the template's values for the handlers and workers.
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class LocalStack:
         state_dir: Path | None = None,
         parameters: Mapping[str, str] | None = None,
         settings: Mapping[str, Any] | None = None,
+        environment: Mapping[str, str] | None = None,
         sink: Sink = print,
         logs_dir: Path | None = None,
     ) -> None:
@@ -82,6 +84,12 @@ class LocalStack:
         self._template_path = template_path
         self._parameters = dict(parameters or {})
         self._setting_overrides = dict(settings or {})
+        #: ``PIPELINE_*`` variables over the template's, as a deployment's parameters would be.
+        self._environment = {
+            name: value
+            for name, value in (environment or {}).items()
+            if name.startswith("PIPELINE_")
+        }
         self._sink = sink
         #: Every process's JSON log lines (``pipeline logs`` reads them); the state folder's
         #: ``logs`` unless given.
@@ -202,13 +210,16 @@ class LocalStack:
         """A function's settings, from its ``Environment`` in the template, as Lambda sets them."""
         assert self.stack is not None  # noqa: S101
         variables = self.stack.properties[function]["Environment"]["Variables"]
-        return Settings.from_environment(variables).model_copy(update=self._setting_overrides)
+        return self._settings_from({**variables, **self._environment})
 
     def _worker_settings(self) -> Settings:
         """The worker container's settings, from its ``Environment`` in the task definition."""
         assert self.stack is not None  # noqa: S101
         (container,) = self.stack.properties["WorkerTaskDefinition"]["ContainerDefinitions"]
         variables = {item["Name"]: str(item["Value"]) for item in container["Environment"]}
+        return self._settings_from({**variables, **self._environment})
+
+    def _settings_from(self, variables: Mapping[str, str]) -> Settings:
         return Settings.from_environment(variables).model_copy(update=self._setting_overrides)
 
     def write_outputs(self, path: Path) -> None:

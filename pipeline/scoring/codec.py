@@ -28,7 +28,14 @@ class ByteSink(Protocol):
 
 
 class ObjectSource(Protocol):
-    """The input object, readable as a stream or with random access."""
+    """The input object, readable as a stream or with random access.
+
+    A shard's source streams only its records (after the CSV header) and names
+    only its Parquet row groups.
+    """
+
+    @property
+    def row_groups(self) -> tuple[int, ...] | None: ...
 
     def stream(self) -> ByteSource: ...
 
@@ -75,5 +82,10 @@ class Codec(Protocol):
     ) -> Reader: ...
 
     def writer(
-        self, sink: ByteSink, compression: str | None, reader: Reader, outputs: Sequence[str]
+        self,
+        sink: ByteSink,
+        compression: str | None,
+        reader: Reader,
+        outputs: Sequence[str],
+        header: bool = True,
     ) -> Writer: ...

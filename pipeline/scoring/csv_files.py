@@ -58,10 +58,11 @@ class CsvReader:
             text = row.text if len(row.text) <= 80 else row.text[:80] + "…"
             return UnreadableFile(
                 f"{self._where}: {line} has {row.actual_columns} field(s) where the header "
-                f"has {row.expected_columns}: {text!r}"
+                f"has {row.expected_columns}: {text!r}",
+                line=row.number,
             )
         return UnreadableFile(
-            f"{self._where}: the CSV cannot be parsed after data row {rows}: {exc}"
+            f"{self._where}: the CSV cannot be parsed after data row {rows}: {exc}", row=rows
         )
 
     def _batches(self) -> Iterator[pa.RecordBatch]:
@@ -119,11 +120,21 @@ class _Codec:
         return CsvReader(decompressed(source.stream(), compression), where, batch_rows)
 
     def writer(
-        self, sink: ByteSink, compression: str | None, reader: Reader, outputs: Sequence[str]
+        self,
+        sink: ByteSink,
+        compression: str | None,
+        reader: Reader,
+        outputs: Sequence[str],
+        header: bool = True,
     ) -> ArrowBatchWriter:
         assert isinstance(reader, CsvReader)  # noqa: S101 - a codec writes what it read
         schema = output_schema(reader.schema, outputs)
-        return ArrowBatchWriter(sink, compression, schema, pa_csv.CSVWriter)
+        options = pa_csv.WriteOptions(include_header=header)
+
+        def open_writer(out: pa.NativeFile, schema: pa.Schema) -> pa_csv.CSVWriter:
+            return pa_csv.CSVWriter(out, schema, write_options=options)
+
+        return ArrowBatchWriter(sink, compression, schema, open_writer)
 
 
 CODEC = _Codec()

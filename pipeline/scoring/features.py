@@ -70,7 +70,8 @@ def check_no_outputs(
             row = first_row + (index if index >= 0 else 0)
             raise SchemaMismatch(
                 f"{where}: row {row} already has a field named {name!r}, which the output "
-                "adds; rename or drop it"
+                "adds; rename or drop it",
+                row=row,
             )
 
 
@@ -122,7 +123,8 @@ def _as_float64(column: pa.Array, name: str, first_row: int, where: str) -> npt.
                 f"{where}: column {name!r} has type {column.type}, which is not a number"
             ) from exc
         raise BadValue(
-            f"{where}: column {name!r}, row {first_row + row}: {value!r} is not a number"
+            f"{where}: column {name!r}, row {first_row + row}: {value!r} is not a number",
+            row=first_row + row,
         ) from exc
     return numbers.to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
 

@@ -54,8 +54,11 @@ class Format:
     def open(self, source: ObjectSource, where: str, batch_rows: int) -> Reader:
         return self.codec.open(source, self.compression, where, batch_rows)
 
-    def writer(self, sink: ByteSink, reader: Reader, outputs: Sequence[str]) -> Writer:
-        return self.codec.writer(sink, self.compression, reader, outputs)
+    def writer(
+        self, sink: ByteSink, reader: Reader, outputs: Sequence[str], header: bool = True
+    ) -> Writer:
+        """A writer of the output; ``header=False`` leaves out a CSV header (a later shard's)."""
+        return self.codec.writer(sink, self.compression, reader, outputs, header)
 
 
 FORMATS: tuple[Format, ...] = (

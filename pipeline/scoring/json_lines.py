@@ -81,9 +81,11 @@ class JsonLinesReader:
             try:
                 value = json.loads(record)
             except ValueError as bad:
-                return UnreadableFile(f"{self._where}: line {line} is not valid JSON: {bad}")
+                return UnreadableFile(
+                    f"{self._where}: line {line} is not valid JSON: {bad}", line=line
+                )
             if not isinstance(value, dict):
-                return UnreadableFile(f"{self._where}: line {line} is not a JSON object")
+                return UnreadableFile(f"{self._where}: line {line} is not a JSON object", line=line)
         return UnreadableFile(
             f"{self._where}: lines {lines[0]}-{lines[-1]} cannot be read as records of one "
             f"shape: {exc}"
@@ -124,7 +126,12 @@ class _Codec:
         return JsonLinesReader(decompressed(source.stream(), compression), where, batch_rows)
 
     def writer(
-        self, sink: ByteSink, compression: str | None, reader: Reader, outputs: Sequence[str]
+        self,
+        sink: ByteSink,
+        compression: str | None,
+        reader: Reader,
+        outputs: Sequence[str],
+        header: bool = True,
     ) -> JsonLinesWriter:
         return JsonLinesWriter(sink, compression, outputs)
 

@@ -21,6 +21,7 @@ from pipeline.scoring.codec import ByteSink, Chunk, ObjectSource, Reader
 class ParquetReader:
     def __init__(self, source: ObjectSource, where: str, batch_rows: int) -> None:
         self._where, self._batch_rows = where, batch_rows
+        self._groups = source.row_groups
         try:
             self._file = pq.ParquetFile(source.random_access(), pre_buffer=False)
         except (pa.ArrowInvalid, OSError) as exc:
@@ -33,7 +34,8 @@ class ParquetReader:
 
     def __iter__(self) -> Iterator[Chunk]:
         first = 1
-        for group in range(self._file.num_row_groups):
+        groups = range(self._file.num_row_groups) if self._groups is None else self._groups
+        for group in groups:
             try:
                 batches = list(
                     self._file.iter_batches(
@@ -63,7 +65,12 @@ class _Codec:
         return ParquetReader(source, where, batch_rows)
 
     def writer(
-        self, sink: ByteSink, compression: str | None, reader: Reader, outputs: Sequence[str]
+        self,
+        sink: ByteSink,
+        compression: str | None,
+        reader: Reader,
+        outputs: Sequence[str],
+        header: bool = True,
     ) -> ArrowBatchWriter:
         assert isinstance(reader, ParquetReader)  # noqa: S101 - a codec writes what it read
         schema = output_schema(reader.schema, outputs)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -23,7 +23,7 @@ from pipeline.errors import EmptyFile, FileTooLarge
 from pipeline.messages import OutputRef, ScoreRequest
 from pipeline.scoring import features, formats
 from pipeline.scoring.codec import Chunk
-from pipeline.scoring.model import ModelCache
+from pipeline.scoring.model import LoadedModel, ModelCache
 from pipeline.scoring.stages import overlapped
 from pipeline.storage import MultipartWriter, S3Object
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _SNIFF_BYTES = 4096
-Scored = tuple[Chunk, npt.NDArray[np.float64]]
+Prediction = tuple[Chunk, npt.NDArray[np.float64]]
 
 
 @dataclass
@@ -88,46 +88,92 @@ def score_object(
     if obj.size == 0:
         raise EmptyFile(f"{where} is empty (0 bytes)")
     source = S3Object(s3, obj)
-    fmt = formats.by_extension(obj.key) or formats.detect(obj.key, source.head(_SNIFF_BYTES))
-    model = models.get(request.model)
+    fmt = file_format(source)
     key = jobs.output_key(fmt.stem(obj.key), request.job_id, fmt.output_suffix(obj.key))
+    model = models.get(request.model)
     with MultipartWriter(s3, settings.output_bucket, key, fmt.content_type) as sink:
-        reader = fmt.open(source, where, settings.batch_rows)
-        features.check_columns(reader.columns, model.feature_names, model.output_columns, where)
-        writer = fmt.writer(sink, reader, model.output_columns)
-
-        spent = timings or Timings()
-
-        def featurize(chunk: Chunk) -> tuple[Chunk, npt.NDArray[np.float64]]:
-            started = time.perf_counter()
-            features.check_no_outputs(chunk.batch, model.output_columns, chunk.first_row, where)
-            matrix = features.feature_matrix(chunk.batch, model.features, chunk.first_row, where)
-            spent.features += time.perf_counter() - started
-            return chunk, matrix
-
-        def predict(item: tuple[Chunk, npt.NDArray[np.float64]]) -> Scored:
-            started = time.perf_counter()
-            chunk, matrix = item
-            scored = chunk, model.predict(matrix, settings.predict_threads)
-            spent.predict += time.perf_counter() - started
-            return scored
-
-        rows = consumed = 0
-        for chunk, predictions in overlapped(_timed(reader, spent), [featurize, predict]):
-            started = time.perf_counter()
-            writer.write(chunk, predictions)
-            rows += chunk.num_rows
-            consumed += chunk.source_bytes
-            spent.write += time.perf_counter() - started
-            if progress is not None:
-                # Compressed files: what the parser consumed is in other units; S3's
-                # count is the bound (ahead by the reader's read-ahead).
-                done = source.bytes_read if fmt.compression else consumed
-                progress(rows, min(done, source.bytes_read, obj.size))
-        started = time.perf_counter()
-        writer.close()
-        sink.complete()
-        spent.write += time.perf_counter() - started
+        scored = score_source(
+            source, fmt, model, settings, sink=sink, timings=timings, progress=progress
+        )
     return OutputRef(
-        bucket=settings.output_bucket, key=key, rows=rows, format=fmt.name, engine=model.engine
+        bucket=settings.output_bucket,
+        key=key,
+        rows=scored.rows,
+        format=fmt.name,
+        engine=model.engine,
     )
+
+
+def file_format(source: S3Object) -> formats.Format:
+    key = source.ref.key
+    return formats.by_extension(key) or formats.detect(key, source.head(_SNIFF_BYTES))
+
+
+@dataclass(frozen=True)
+class Scored:
+    rows: int
+    #: The bytes written to the output object.
+    size: int
+
+
+class OutputSink(Protocol):
+    """Where scored bytes go: a file's own upload, or a shard's share of one."""
+
+    bytes_written: int
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def complete(self) -> object: ...
+
+
+def score_source(
+    source: S3Object,
+    fmt: formats.Format,
+    model: LoadedModel,
+    settings: Settings,
+    *,
+    sink: OutputSink,
+    header: bool = True,
+    timings: Timings | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Scored:
+    """Score what ``source`` holds (a file, or one shard of it) into ``sink``, and complete it."""
+    obj = source.ref
+    where = f"s3://{obj.bucket}/{obj.key}"
+    reader = fmt.open(source, where, settings.batch_rows)
+    features.check_columns(reader.columns, model.feature_names, model.output_columns, where)
+    writer = fmt.writer(sink, reader, model.output_columns, header)
+
+    spent = timings or Timings()
+
+    def featurize(chunk: Chunk) -> tuple[Chunk, npt.NDArray[np.float64]]:
+        started = time.perf_counter()
+        features.check_no_outputs(chunk.batch, model.output_columns, chunk.first_row, where)
+        matrix = features.feature_matrix(chunk.batch, model.features, chunk.first_row, where)
+        spent.features += time.perf_counter() - started
+        return chunk, matrix
+
+    def predict(item: tuple[Chunk, npt.NDArray[np.float64]]) -> Prediction:
+        started = time.perf_counter()
+        chunk, matrix = item
+        scored = chunk, model.predict(matrix, settings.predict_threads)
+        spent.predict += time.perf_counter() - started
+        return scored
+
+    rows = consumed = 0
+    for chunk, predictions in overlapped(_timed(reader, spent), [featurize, predict]):
+        started = time.perf_counter()
+        writer.write(chunk, predictions)
+        rows += chunk.num_rows
+        consumed += chunk.source_bytes
+        spent.write += time.perf_counter() - started
+        if progress is not None:
+            # Compressed files: what the parser consumed is in other units; S3's
+            # count is the bound (ahead by the reader's read-ahead).
+            done = source.bytes_read if fmt.compression else consumed
+            progress(rows, min(done, source.bytes_read))
+    started = time.perf_counter()
+    writer.close()
+    sink.complete()
+    spent.write += time.perf_counter() - started
+    return Scored(rows=rows, size=sink.bytes_written)

@@ -63,3 +63,65 @@ def output_stream(sink: ByteSink, compression: str | None) -> pa.NativeFile:
     if compression:
         out = pa.CompressedOutputStream(out, compression)
     return out
+
+
+class RecordRange(io.RawIOBase):
+    """The lines of a text file that begin in ``[start, end)``: one shard's records.
+
+    ``stream`` reads the file from byte ``max(start - 1, 0)``. A line begins
+    where the file begins or after a line end, so a range after the first
+    skips through the first line end at or after ``start - 1``, and every
+    range reads on past ``end - 1`` to the next line end: neighbouring ranges
+    meet exactly, each line in one of them. ``lines`` and ``quotes`` count the
+    line ends and double quotes passed on (``shards`` checks CSV boundaries
+    with them).
+    """
+
+    def __init__(
+        self, stream: ByteSource, start: int, end: int, block_bytes: int = 1 << 20
+    ) -> None:
+        super().__init__()
+        self._stream, self._end, self._block = stream, end, block_bytes
+        self._position = max(start - 1, 0)  # of the next byte from the stream, in the file
+        self._skipping = start > 0
+        self._done = False
+        self._pending = memoryview(b"")
+        self.lines = self.quotes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._pending:
+            if self._done:
+                return 0
+            self._pending = memoryview(self._next())
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def _next(self) -> bytes:
+        block = self._stream.read(self._block)
+        if not block:
+            self._done = True
+            return b""
+        first = self._position  # the file position of block[0]
+        self._position += len(block)
+        if self._skipping:
+            newline = block.find(b"\n")
+            if newline < 0:
+                return b""
+            self._skipping = False
+            block, first = block[newline + 1 :], first + newline + 1
+            if first >= self._end:  # the first line that begins here begins after the range
+                self._done = True
+                return b""
+        if first + len(block) >= self._end:
+            newline = block.find(b"\n", max(self._end - 1 - first, 0))
+            if newline >= 0:
+                block = block[: newline + 1]
+                self._done = True
+        self.lines += block.count(b"\n")
+        self.quotes += block.count(b'"')
+        return block

@@ -16,6 +16,8 @@ from pipeline.scoring import codec, formats
 class InMemory:
     """An ObjectSource over bytes."""
 
+    row_groups: tuple[int, ...] | None = None
+
     def __init__(self, data: bytes) -> None:
         self.data = data
 

@@ -1,0 +1,200 @@
+"""One big file, many workers: the plan, each shard's result, and the verdict.
+
+A file larger than ``shard_bytes`` is split without being read whole. CSV and
+JSON lines by byte ranges: a shard scores the records that begin in its range
+(the first begins after the first line end at or after the range's start, the
+last runs past the range's end to its own line end), so neighbouring shards
+meet at a record boundary without talking to each other. Parquet by row
+groups. A gzip stream cannot be entered in the middle: it stays one job.
+
+CSV has one trap: a quoted field may hold a line end, and a range that begins
+inside such a field would begin mid-record. A line end is a record boundary
+exactly when the quotes before it are even in number, so each shard counts
+the quotes in its records, and the shard that finishes last checks every
+boundary before it trusts the split; a wrong one (rare: a quoted line end at a
+range's edge) makes the file run again as one job. Nothing is guessed.
+
+Each shard writes its output straight into the file's one multipart upload,
+as parts numbered in a range of its own; what is too small to be a part (its
+first 5 MiB, its tail) it keeps aside for the finisher to join with its
+neighbours'. Every shard's result goes into the ledger with a conditional
+put, so duplicates collapse; the shard that completes the set is the one to
+finish the file (``conclude``), once, and the file gets one notification.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.messages import ErrorInfo
+
+#: S3's smallest part (all but a multipart upload's last) and highest part number.
+MIN_PART_BYTES = 5 * 1024 * 1024
+LAST_PART = 10_000
+#: Most shards of one file: each needs part numbers of its own.
+MAX_SHARDS = 1000
+
+
+class ShardPlan(BaseModel):
+    """How one file is split: written once by the worker that took the file's task."""
+
+    model_config = ConfigDict(frozen=True)
+
+    format: str = Field(description="The file's format name (``csv``, ``jsonl``, ``parquet``).")
+    output_key: str
+    #: The file's size in bytes.
+    size: int = Field(ge=0)
+    #: When the file was split: its notification's ``started_at``.
+    created_at: datetime
+    #: CSV and JSON lines: each shard's byte range; its records are those that begin in it.
+    ranges: list[tuple[int, int]] = Field(default_factory=list)
+    #: Parquet: each shard's row groups.
+    row_groups: list[list[int]] = Field(default_factory=list)
+    #: CSV: the header line as read once by the planner, given to every shard.
+    header: str = ""
+    #: The output's multipart upload: shard i writes parts from ``i * stride + 2``
+    #: (``i * stride + 1`` is kept for the bytes before them; the last part is 10000).
+    upload_id: str = ""
+    stride: int = Field(default=0, ge=0)
+
+    @property
+    def count(self) -> int:
+        return len(self.ranges) or len(self.row_groups)
+
+
+class ShardResult(BaseModel):
+    """What one shard did; the first one recorded for a shard is the one that counts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int = Field(ge=0)
+    status: Literal["scored", "failed", "stopped"]
+    #: Its output: parts of the file's upload (number, ETag, size), and the bytes it
+    #: held back (its first 5 MiB, its last part's worth) at ``<key>-head`` and ``<key>-tail``.
+    key: str = ""
+    parts: list[tuple[int, str, int]] = Field(default_factory=list)
+    head: int = Field(default=0, ge=0)
+    tail: int = Field(default=0, ge=0)
+    rows: int = Field(default=0, ge=0)
+    #: Line ends and double quotes in its records (text formats).
+    lines: int = Field(default=0, ge=0)
+    quotes: int = Field(default=0, ge=0)
+    engine: Literal["compiled", "lightgbm"] | None = None
+    error: ErrorInfo | None = None
+    #: Where the error is, counted from the shard's first record (1-based).
+    error_row: int | None = None
+    error_line: int | None = None
+
+
+def byte_ranges(start: int, size: int, shard_bytes: int) -> list[tuple[int, int]]:
+    """``[start, size)`` cut into ranges of about ``shard_bytes``, the last one no smaller than
+    half of that (a short tail joins its neighbour)."""
+    ranges = []
+    position = start
+    while position < size:
+        end = min(size, position + shard_bytes)
+        if size - end < shard_bytes // 2:
+            end = size
+        ranges.append((position, end))
+        position = end
+    return ranges
+
+
+def group_row_groups(sizes: list[int], shard_bytes: int) -> list[list[int]]:
+    """Consecutive row groups gathered into shards of about ``shard_bytes`` stored bytes."""
+    shards: list[list[int]] = []
+    current: list[int] = []
+    stored = 0
+    for index, size in enumerate(sizes):
+        current.append(index)
+        stored += size
+        if stored >= shard_bytes:
+            shards.append(current)
+            current, stored = [], 0
+    if current:
+        if shards and stored < shard_bytes // 2:
+            shards[-1].extend(current)
+        else:
+            shards.append(current)
+    return shards
+
+
+class Verdict(BaseModel):
+    """What the file's outcome is, once every shard has a result."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["succeeded", "failed", "resplit"]
+    rows: int = 0
+    error: ErrorInfo | None = None
+    reason: str = ""
+
+
+def conclude(plan: ShardPlan, results: dict[int, ShardResult], where: str) -> Verdict:
+    """The file's verdict from all its shards' results, read in file order.
+
+    A boundary that is not a record boundary means the split was wrong: the
+    file runs again whole. That covers a failed shard's own end, since a wrong
+    end is enough to fail it (a failed CSV shard counts its quotes to its
+    end). Else the first failed shard fails the file, its error located from
+    the start of the file. Shards after a failed one were stopped; none
+    before it can have been.
+    """
+    quotes = rows = lines = 0
+    for index in range(plan.count):
+        result = results[index]
+        if plan.format == "csv" and quotes % 2:
+            return _resplit(index)
+        if result.status == "stopped":
+            return Verdict(kind="resplit", reason=f"shard {index + 1} was stopped")
+        if result.status == "failed":
+            if plan.format == "csv" and (quotes + result.quotes) % 2 and index + 1 < plan.count:
+                return _resplit(index + 1)
+            assert result.error is not None  # noqa: S101 - a failed result carries its error
+            return Verdict(
+                kind="failed",
+                error=ErrorInfo(
+                    code=result.error.code,
+                    message=relocated(result, rows, lines + _header_lines(plan), where),
+                ),
+            )
+        quotes += result.quotes
+        rows += result.rows
+        lines += result.lines
+    return Verdict(kind="succeeded", rows=rows)
+
+
+def _resplit(index: int) -> Verdict:
+    return Verdict(
+        kind="resplit",
+        reason=f"shard {index + 1} would begin inside a quoted field that holds a line end: "
+        "the file runs again as one job",
+    )
+
+
+def _header_lines(plan: ShardPlan) -> int:
+    return 1 if plan.header else 0
+
+
+def relocated(result: ShardResult, rows_before: int, lines_before: int, where: str) -> str:
+    """A shard's error message with its row and line counted from the start of the file."""
+    assert result.error is not None  # noqa: S101
+    message = result.error.message
+    if result.error_row is not None:
+        row = rows_before + result.error_row
+        line = (
+            f" (line {lines_before + result.error_line})" if result.error_line is not None else ""
+        )
+        message = re.sub(rf"\brow {result.error_row}\b", f"row {row}{line}", message, count=1)
+    elif result.error_line is not None:
+        message = re.sub(
+            rf"\bline {result.error_line}\b",
+            f"line {lines_before + result.error_line}",
+            message,
+            count=1,
+        )
+    return message if where in message else f"{where}: {message}"
