@@ -57,3 +57,51 @@ def test_recent_lists_the_latest_outcomes_newest_first(ledger: Ledger) -> None:
 
     assert [n.job_id for n in ledger.recent(3)] == [ids[3], ids[2], ids[1]]
     assert [n.job_id for n in ledger.recent(10)] == ids[::-1]
+
+
+def test_a_split_files_progress_is_its_shards_summed(ledger: Ledger) -> None:
+    from pipeline.messages import Progress
+    from pipeline.shards import ShardPlan
+
+    when = datetime(2026, 11, 22, tzinfo=UTC)
+    ledger.put_plan(
+        "j9",
+        ShardPlan(
+            format="csv",
+            output_key="m/a/j9.csv",
+            size=300,
+            ranges=[(10, 150), (150, 300)],
+            header="x\n",
+            created_at=when,
+        ),
+    )
+    for shard, (rows, done) in enumerate([(40, 140), (5, 20)]):
+        progress = Progress(
+            key="m/a.csv",
+            etag="e",
+            rows=rows,
+            input_bytes=done,
+            input_size=150,
+            started_at=when,
+            updated_at=when,
+        )
+        ledger.record_progress("j9", progress, shard=shard)
+
+    summed = ledger.progress("j9")
+
+    assert summed is not None
+    assert (summed.rows, summed.input_bytes, summed.input_size) == (45, 160, 300)
+
+
+def test_duplicate_shard_results_collapse_and_one_shard_finishes(ledger: Ledger) -> None:
+    from pipeline.shards import ShardResult
+
+    first = ShardResult(index=0, status="scored", rows=3)
+    again = ShardResult(index=0, status="scored", rows=4)
+
+    assert ledger.put_shard_result("j8", first)
+    assert not ledger.put_shard_result("j8", again)
+    assert ledger.shard_results("j8") == {0: first}
+    assert ledger.claim_finish("j8", 1)
+    assert ledger.claim_finish("j8", 1)  # its own redelivery may finish again
+    assert not ledger.claim_finish("j8", 0)
