@@ -13,8 +13,9 @@ bucket on S3's side, so each run starts from the same object). Target: two
 workers <= 0.6x the one-worker time.
 
 Then the chaos run: ``--chaos-files`` sharded files on two workers while a
-busy worker is killed every ``--kill-every`` seconds; every file must end in
-one notification, with every row scored exactly and in order.
+busy worker is killed every ``--kill-every`` seconds as long as other tasks
+wait (with one shard left, a killer would only ever kill that one); every
+file must end in one notification, with every row scored exactly and in order.
 
     .venv/bin/python bench/shards.py [--rows 5000000] [--shard-mib 48] [--repeat 1]
 """
@@ -112,6 +113,14 @@ class Bench:
         note = self.client.wait(Submission(bucket=bucket, key=key, etag=etag), timeout=1800)
         return time.monotonic() - started, note
 
+    def backlog(self) -> int:
+        """Task messages waiting for a worker."""
+        attributes = self.client.sqs.get_queue_attributes(
+            QueueUrl=self.stack.outputs["TaskQueueUrl"],
+            AttributeNames=["ApproximateNumberOfMessages"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"])
+
     def stop(self) -> None:
         self.client.close()
         self.stack.stop()
@@ -190,10 +199,11 @@ def chaos(args: argparse.Namespace, model: lgb.Booster) -> None:
         kills = 0
 
         def killer() -> None:
-            """Every ``--kill-every`` seconds, SIGKILL a worker that holds a shard."""
+            """Every ``--kill-every`` seconds, SIGKILL a worker that holds a shard, while
+            other tasks wait: once one shard is left, a killer would only ever kill it."""
             nonlocal kills
             while not done.wait(args.kill_every):
-                while not done.is_set():
+                while not done.is_set() and bench.backlog() >= 2:
                     busy = [w for w in supervisor.workers if w.busy and w.alive() and w.pid]
                     if busy and busy[0].pid is not None:
                         os.kill(busy[0].pid, signal.SIGKILL)
@@ -240,9 +250,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--shard-mib", type=int, default=48)
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--chaos-files", type=int, default=6)
+    parser.add_argument("--chaos-files", type=int, default=12)
     parser.add_argument("--chaos-rows", type=int, default=400_000)
-    parser.add_argument("--kill-every", type=float, default=4.0)
+    parser.add_argument("--kill-every", type=float, default=2.0)
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--skip-chaos", action="store_true")
     parser.add_argument("--only-chaos", action="store_true")
