@@ -17,7 +17,8 @@ Layout, in the output bucket under a prefix no model name can take
     _jobs/<job_id>/progress.json      how far the file has got (rows, input bytes read)
     _jobs/<job_id>/plan.json          a split file's shards (see ``shards``)
     _jobs/<job_id>/unsplit.json       a split file that runs again as one job
-    _jobs/<job_id>/shards/<i>.json    shard i's result; shards/finish.json: who finishes
+    _jobs/<job_id>/shards/<i>.json    shard i's result; shards/failed/<i> if it failed;
+                                      shards/finish.json: who finishes
     _jobs/<job_id>/progress/<i>.json  shard i's progress (a split file's is their sum)
     _jobs/_recent/<newest first>-<job_id>   an empty marker per settled outcome
     _jobs/_running/<job_id>           an empty marker while a worker holds the file
@@ -160,9 +161,23 @@ class Ledger:
         return self._get(f"{PREFIX}{job_id}/unsplit.json") is not None
 
     def put_shard_result(self, job_id: str, result: ShardResult) -> bool:
-        """Record a shard's result unless it has one: whether this one counts."""
+        """Record a shard's result unless it has one: whether this one counts.
+
+        A failed shard is also marked by name, so the shards after it learn of
+        it with one listing (``failed_shards``), not a read of every result.
+        """
         key = f"{PREFIX}{job_id}/shards/{result.index:05d}.json"
-        return self._put_once(key, result.model_dump_json().encode())
+        counts = self._put_once(key, result.model_dump_json().encode())
+        if counts and result.status == "failed":
+            self._put_once(f"{PREFIX}{job_id}/shards/failed/{result.index:05d}", b"")
+        return counts
+
+    def has_shard_result(self, job_id: str, shard: int) -> bool:
+        return self._get(f"{PREFIX}{job_id}/shards/{shard:05d}.json") is not None
+
+    def failed_shards(self, job_id: str) -> list[int]:
+        prefix = f"{PREFIX}{job_id}/shards/failed/"
+        return [int(key.removeprefix(prefix)) for key in self._keys(prefix)]
 
     def shard_results(self, job_id: str) -> dict[int, ShardResult]:
         results = map(ShardResult.model_validate_json, self._all(f"{PREFIX}{job_id}/shards/0"))

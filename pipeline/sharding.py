@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import logging
 import time
@@ -47,7 +48,7 @@ from pipeline.messages import (
     utc_now,
 )
 from pipeline.notify import announce
-from pipeline.scoring import formats, parquet_footer
+from pipeline.scoring import csv_files, formats, parquet_footer
 from pipeline.scoring.run import Scored, Timings, file_format, score_source
 from pipeline.scoring.streams import Prefixed, RecordRange
 from pipeline.shards import (
@@ -144,27 +145,16 @@ def _new_plan(request: ScoreRequest, runtime: WorkerRuntime) -> ShardPlan | None
             for g in map(metadata.row_group, range(metadata.num_row_groups))
         ]
         return ShardPlan(**common, row_groups=group_row_groups(sizes, shard_bytes))
-    header = (
-        _header_line(RangeReader(runtime.s3, obj, block_bytes=_HEADER_PEEK))
-        if fmt.kind == "csv"
-        else b""
-    )
+    header = b""
+    if fmt.kind == "csv":
+        head = csv_files.peek_first_line(RangeReader(runtime.s3, obj, block_bytes=_HEADER_PEEK))
+        line, newline, _ = head.partition(b"\n")
+        header = line + newline
     return ShardPlan(
         **common,
         ranges=byte_ranges(len(header), obj.size, shard_bytes),
         header=header.decode("utf-8", errors="strict"),
     )
-
-
-def _header_line(reader: RangeReader) -> bytes:
-    head = b""
-    while b"\n" not in head:
-        more = reader.read(_HEADER_PEEK)
-        if not more:
-            break
-        head += more
-    line, newline, _ = head.partition(b"\n")
-    return line + newline
 
 
 def split(request: ScoreRequest, plan: ShardPlan, runtime: WorkerRuntime) -> None:
@@ -174,7 +164,7 @@ def split(request: ScoreRequest, plan: ShardPlan, runtime: WorkerRuntime) -> Non
 
     for index in range(plan.count):
         if index not in done:
-            runtime.retrying(lambda index=index: _send(runtime, request, index))  # type: ignore[misc]
+            runtime.retrying(functools.partial(_send, runtime, request, index))
     log.info("split into %d shards (%s)", plan.count, plan.format)
 
 
@@ -237,18 +227,35 @@ class _Beyond(io.RawIOBase):
         return len(data)
 
 
+def plan_of(request: ScoreRequest, runtime: WorkerRuntime) -> ShardPlan:
+    """The plan a shard's task belongs to (written before any shard's task was sent)."""
+    plan = runtime.ledger.plan(request.job_id)
+    if plan is None:
+        raise RuntimeError(f"shard {request.shard} of job {request.job_id} has no plan")
+    return plan
+
+
+def share(plan: ShardPlan, request: ScoreRequest) -> int:
+    """About how many bytes of the input a shard reads: its progress's whole."""
+    assert request.shard is not None  # noqa: S101
+    if plan.ranges:
+        begin, end = plan.ranges[request.shard]
+        return end - begin
+    return plan.size // plan.count
+
+
 def score_shard(
-    request: ScoreRequest, runtime: WorkerRuntime, timings: Timings, progress: Progress
+    request: ScoreRequest,
+    plan: ShardPlan,
+    runtime: WorkerRuntime,
+    timings: Timings,
+    progress: Progress,
 ) -> Notification | None:
     """Score the request's shard unless it has a result, then finish the file if it is last."""
     assert request.shard is not None  # noqa: S101
     ledger = runtime.ledger
-    plan = runtime.retrying(lambda: ledger.plan(request.job_id))
-    if plan is None:
-        raise RuntimeError(f"shard {request.shard} of job {request.job_id} has no plan")
-    results = runtime.retrying(lambda: ledger.shard_results(request.job_id))
-    if request.shard not in results:
-        if any(r.status == "failed" and r.index < request.shard for r in results.values()):
+    if not runtime.retrying(lambda: ledger.has_shard_result(request.job_id, request.shard or 0)):
+        if _failed_before(runtime, request):
             result = ShardResult(index=request.shard, status="stopped")
         else:
             started = time.monotonic()
@@ -367,12 +374,17 @@ def _stop_check(request: ScoreRequest, runtime: WorkerRuntime) -> Callable[[], N
         last = time.monotonic()
         if runtime.ledger.outcome(request.job_id) is not None:
             raise Stopped("the file is answered")
-        shard = request.shard or 0
-        results = runtime.ledger.shard_results(request.job_id).values()
-        if any(r.status == "failed" and r.index < shard for r in results):
+        if _failed_before(runtime, request):
             raise Stopped("an earlier shard failed, and fails the file")
 
     return check
+
+
+def _failed_before(runtime: WorkerRuntime, request: ScoreRequest) -> bool:
+    """Whether a shard before this one failed, which fails the file: one listing."""
+    return any(
+        index < (request.shard or 0) for index in runtime.ledger.failed_shards(request.job_id)
+    )
 
 
 def _error_place(exc: PipelineError, source: ShardSource, plan: ShardPlan) -> dict[str, int]:

@@ -188,16 +188,20 @@ def _answer(
         log.info("answered already (%s); announcing that again", settled.status)
         runtime.retrying(lambda: publish(runtime.sns, topic, settled))
         return settled
+    plan = None
     if request.shard is None:
         plan = runtime.retrying(lambda: sharding.plan_for(request, runtime))
         if plan is not None:
             sharding.split(request, plan, runtime)
             return None
+    else:
+        plan = runtime.retrying(lambda: sharding.plan_of(request, runtime))
 
     where = f"s3://{request.input.bucket}/{request.input.key}"
     started = utc_now()
     log.info("scoring %s (%d bytes)", where, request.input.size)
-    reporter = ProgressReporter(request, runtime, started)
+    size = request.input.size if plan is None else sharding.share(plan, request)
+    reporter = ProgressReporter(request, runtime, started, size)
     try:
         with (
             reporter,
@@ -205,8 +209,8 @@ def _answer(
             Heartbeat(runtime.sqs, delivery, settings.task_visibility_seconds),
             Watchdog(settings.job_timeout_seconds, where),
         ):
-            if request.shard is not None:
-                return sharding.score_shard(request, runtime, timings, reporter.update)
+            if plan is not None:
+                return sharding.score_shard(request, plan, runtime, timings, reporter.update)
             output = runtime.retrying(
                 lambda: score_object(
                     request,
@@ -236,20 +240,15 @@ class ProgressReporter:
     often too (never settled: it is not an outcome).
     """
 
-    def __init__(self, request: ScoreRequest, runtime: WorkerRuntime, started: datetime) -> None:
+    def __init__(
+        self, request: ScoreRequest, runtime: WorkerRuntime, started: datetime, size: int
+    ) -> None:
         self._request, self._runtime, self._started = request, runtime, started
         self._recorded = self._notified = time.monotonic()
         self._rows = self._bytes = 0
         self._listed = False
         #: What this task reads: the file, or a shard's share of it (the ledger sums shards).
-        self._size = request.input.size
-        if request.shard is not None:
-            plan = runtime.ledger.plan(request.job_id)
-            if plan is not None and plan.ranges:
-                begin, end = plan.ranges[request.shard]
-                self._size = end - begin
-            elif plan is not None:
-                self._size = request.input.size // plan.count
+        self._size = size
 
     def __enter__(self) -> ProgressReporter:
         return self

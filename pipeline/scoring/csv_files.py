@@ -90,13 +90,18 @@ def _text_bytes(batch: pa.RecordBatch) -> int:
     return text + int(batch.num_rows) * int(batch.num_columns)
 
 
-def _read_header(stream: ByteSource, where: str) -> tuple[list[str], Prefixed]:
+def peek_first_line(stream: ByteSource) -> bytes:
+    """The stream's first bytes, read in blocks until they hold a line end (or it ends)."""
     head = b""
     while True:
         chunk = stream.read(_HEADER_PEEK_BYTES)
         head += chunk
         if not chunk or b"\n" in chunk:
-            break
+            return head
+
+
+def _read_header(stream: ByteSource, where: str) -> tuple[list[str], Prefixed]:
+    head = peek_first_line(stream)
     if not head.strip():
         raise EmptyFile(f"{where} is empty: a CSV file needs at least a header row")
     first_line = head.split(b"\n", 1)[0]

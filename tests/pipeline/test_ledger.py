@@ -105,3 +105,16 @@ def test_duplicate_shard_results_collapse_and_one_shard_finishes(ledger: Ledger)
     assert ledger.claim_finish("j8", 1)
     assert ledger.claim_finish("j8", 1)  # its own redelivery may finish again
     assert not ledger.claim_finish("j8", 0)
+
+
+def test_a_failed_shard_is_found_by_name(ledger: Ledger) -> None:
+    from pipeline.shards import ShardResult
+
+    error = ErrorInfo(code="bad_value", message="row 2")
+    ledger.put_shard_result("j7", ShardResult(index=0, status="scored", rows=3))
+    ledger.put_shard_result("j7", ShardResult(index=2, status="failed", error=error))
+
+    assert ledger.failed_shards("j7") == [2]
+    assert ledger.has_shard_result("j7", 2)
+    assert not ledger.has_shard_result("j7", 1)
+    assert sorted(ledger.shard_results("j7")) == [0, 2]
