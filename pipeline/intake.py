@@ -97,8 +97,7 @@ def accept(
     model: ModelRef | None = None
     try:
         name = jobs.model_name_for(obj.key)
-        pinned = _pinned_version(runtime.s3, obj)
-        model = runtime.models.resolve(name, pinned)
+        model = runtime.models.resolve(name, lambda: _pinned_version(runtime.s3, obj))
     except InputError as exc:
         notification = failed(
             job_id=jobs.job_id(obj, model, run),

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
@@ -174,9 +176,19 @@ class ModelStore:
     def _get_optional(self, key: str) -> bytes | None:
         return read_optional(self._s3, self.bucket, key)
 
-    def resolve(self, name: str, pinned: int | None = None) -> ModelRef:
-        """The version a file should be scored with: ``pinned``, or the latest."""
-        versions = self.versions(name)
+    def resolve(self, name: str, pinned: int | Callable[[], int | None] | None = None) -> ModelRef:
+        """The version a file should be scored with: ``pinned``, or the latest.
+
+        ``pinned`` may be a function that finds the pin (a request of its
+        own): it runs while the versions are listed, one round trip for two.
+        """
+        if callable(pinned):
+            with ThreadPoolExecutor(1, thread_name_prefix="model-versions") as pool:
+                listing = pool.submit(self.versions, name)
+                pinned = pinned()
+                versions = listing.result()
+        else:
+            versions = self.versions(name)
         if not versions:
             raise UnknownModel(
                 f"no model named {name!r} is published in s3://{self.bucket} "

@@ -1,3 +1,5 @@
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +43,29 @@ def test_latest_unless_pinned(store: ModelStore, binary_model: Any) -> None:
     assert store.resolve("churn", pinned=2).version == 2
     with pytest.raises(UnknownModel, match=r"no version 7 \(published: 1, 2, 3\)"):
         store.resolve("churn", pinned=7)
+
+
+def test_a_pin_looked_up_by_a_request_overlaps_the_listing(
+    store: ModelStore, binary_model: Any
+) -> None:
+    """The intake's HEAD (for a pin) and LIST (for versions) share one round trip."""
+    for _ in range(2):
+        store.publish("churn", binary_model.model_to_string().encode(), "m")
+    listing_seen = threading.Event()
+
+    def pin() -> int | None:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not listing_seen.is_set():
+            if any(t.name.startswith("model-versions") for t in threading.enumerate()):
+                listing_seen.set()
+            time.sleep(0.001)
+        return 1
+
+    assert store.resolve("churn", pin).version == 1
+    assert listing_seen.is_set()
+    assert store.resolve("churn", lambda: None).version == 2
+    with pytest.raises(UnknownModel, match=r"no version 9"):
+        store.resolve("churn", lambda: 9)
 
 
 def test_an_unknown_model_says_how_to_publish_one(store: ModelStore) -> None:
