@@ -61,7 +61,14 @@ from pipeline.shards import (
     conclude,
     group_row_groups,
 )
-from pipeline.storage import RangeReader, S3Object, ShardOutput, ShardWriter
+from pipeline.storage import (
+    Part,
+    RangeReader,
+    S3Object,
+    ShardOutput,
+    ShardWriter,
+    Upload,
+)
 
 if TYPE_CHECKING:
     from pipeline.worker import WorkerRuntime
@@ -109,11 +116,9 @@ def plan_for(request: ScoreRequest, runtime: WorkerRuntime) -> ShardPlan | None:
     if plan is None or plan.count < 2:
         return None
     bucket, fmt = runtime.settings.output_bucket, formats.BY_NAME[plan.format]
-    upload = runtime.s3.create_multipart_upload(
-        Bucket=bucket, Key=plan.output_key, ContentType=fmt.content_type
-    )
+    upload = Upload.start(runtime.s3, bucket, plan.output_key, fmt.content_type)
     plan = plan.model_copy(
-        update={"upload_id": upload["UploadId"], "stride": (LAST_PART - 1) // plan.count}
+        update={"upload_id": upload.upload_id, "stride": (LAST_PART - 1) // plan.count}
     )
     counted = ledger.put_plan(request.job_id, plan)
     if counted.upload_id != plan.upload_id:  # another worker planned it first
@@ -524,7 +529,7 @@ def _complete(runtime: WorkerRuntime, plan: ShardPlan, results: list[ShardResult
         tails = list(pool.map(lambda r: _held(runtime, r, "tail"), results))
     runs: list[tuple[int, bytes]] = []  # (part number, bytes)
     pending = bytearray()
-    parts: list[tuple[int, str]] = []
+    parts: list[Part] = []
     footers: list[bytes] = []
     starts: list[int] = []
     position = 0
@@ -545,8 +550,8 @@ def _complete(runtime: WorkerRuntime, plan: ShardPlan, results: list[ShardResult
         if result.parts:
             runs.append((result.parts[0][0] - 1, bytes(pending)))
             pending = bytearray()
-            parts += [(number, etag) for number, etag, _ in result.parts]
-            position += sum(size for _, _, size in result.parts)
+            parts += [Part(number, etag, crc32) for number, etag, _, crc32 in result.parts]
+            position += sum(size for _, _, size, _ in result.parts)
         pending += tail
         position += len(tail)
     if footers:
@@ -556,26 +561,11 @@ def _complete(runtime: WorkerRuntime, plan: ShardPlan, results: list[ShardResult
     runs.append((LAST_PART, bytes(pending)))
     runs = [(number, data) for number, data in runs if data]
 
-    def upload(run: tuple[int, bytes]) -> tuple[int, str]:
-        number, data = run
-        answer = s3.upload_part(
-            Bucket=bucket,
-            Key=plan.output_key,
-            UploadId=plan.upload_id,
-            PartNumber=number,
-            Body=data,
-        )
-        return number, answer["ETag"]
-
+    upload = Upload(s3, bucket, plan.output_key, plan.upload_id)
     with ThreadPoolExecutor(_JOINERS, thread_name_prefix="join") as pool:
-        parts += list(pool.map(upload, runs))
+        parts += list(pool.map(lambda run: upload.part(*run), runs))
     try:
-        s3.complete_multipart_upload(
-            Bucket=bucket,
-            Key=plan.output_key,
-            UploadId=plan.upload_id,
-            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in sorted(parts)]},
-        )
+        upload.complete(parts)
     except ClientError as exc:
         if error_code(exc) in {"InvalidPart", "InvalidPartOrder", "EntityTooSmall"}:
             # A duplicate's part replaced a recorded one with other bytes.
@@ -606,11 +596,7 @@ def _held(runtime: WorkerRuntime, result: ShardResult, which: str) -> bytes:
 
 
 def _abort(runtime: WorkerRuntime, plan: ShardPlan) -> None:
-    """Best effort: an upload left behind is removed by the bucket's lifecycle rule."""
-    with contextlib.suppress(ClientError, BotoCoreError):
-        runtime.s3.abort_multipart_upload(
-            Bucket=runtime.settings.output_bucket, Key=plan.output_key, UploadId=plan.upload_id
-        )
+    Upload(runtime.s3, runtime.settings.output_bucket, plan.output_key, plan.upload_id).abort()
 
 
 def _clean_up(runtime: WorkerRuntime, job_id: str, results: Iterable[ShardResult]) -> None:

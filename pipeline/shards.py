@@ -73,10 +73,10 @@ class ShardResult(BaseModel):
 
     index: int = Field(ge=0)
     status: Literal["scored", "failed", "stopped"]
-    #: Its output: parts of the file's upload (number, ETag, size), and the bytes it
+    #: Its output: parts of the file's upload (number, ETag, size, CRC32), and the bytes it
     #: held back (its first 5 MiB, its last part's worth) at ``<key>-head`` and ``<key>-tail``.
     key: str = ""
-    parts: list[tuple[int, str, int]] = Field(default_factory=list)
+    parts: list[tuple[int, str, int, str]] = Field(default_factory=list)
     head: int = Field(default=0, ge=0)
     tail: int = Field(default=0, ge=0)
     rows: int = Field(default=0, ge=0)

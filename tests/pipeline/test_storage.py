@@ -1,8 +1,14 @@
-"""Output parts: small while outputs are small, yet any object S3 takes fits in 10,000."""
+"""Output uploads: parts small while outputs are small, yet any object S3 takes fits in
+10,000; every part checked by S3 against its CRC32."""
 
 from __future__ import annotations
 
-from pipeline.storage import MAX_PARTS, PART_BYTES, part_size
+import base64
+import os
+import zlib
+from typing import Any
+
+from pipeline.storage import MAX_PARTS, PART_BYTES, MultipartWriter, part_size
 
 TIB = 1024**4
 
@@ -20,3 +26,23 @@ def test_parts_grow_so_ten_thousand_hold_s3s_largest_object() -> None:
 def test_the_first_part_size_is_a_parameter_for_small_outputs() -> None:
     assert part_size(1, 5 * 1024**2) == 5 * 1024**2
     assert part_size(1001, 5 * 1024**2) == 10 * 1024**2
+
+
+def _crc32(data: bytes) -> bytes:
+    return zlib.crc32(data).to_bytes(4, "big")
+
+
+def test_an_output_in_parts_carries_the_crc32_of_its_parts(s3: Any, bucket: str) -> None:
+    """S3 checked each part against the CRC32 sent with it, and keeps the composite."""
+    part = 5 * 1024 * 1024
+    data = os.urandom(2 * part + 12345)
+
+    with MultipartWriter(s3, bucket, "out.csv", "text/csv", part_bytes=part) as sink:
+        sink.write(data)
+        sink.complete()
+
+    head = s3.head_object(Bucket=bucket, Key="out.csv", ChecksumMode="ENABLED")
+    pieces = [data[i : i + part] for i in range(0, len(data), part)]
+    composite = base64.b64encode(_crc32(b"".join(_crc32(p) for p in pieces))).decode()
+    assert head["ChecksumCRC32"].split("-")[0] == composite
+    assert s3.get_object(Bucket=bucket, Key="out.csv")["Body"].read() == data
