@@ -5,11 +5,17 @@ Columns are not type-inferred: an ID column ``007`` must come back ``007``, not
 not fail the file. Features are parsed from the text in ``features.py``, where
 a bad value can be reported by column and row. Parsing runs single-threaded so
 that a row that does not fit the header is reported by its line number.
+
+Text fields are written back unquoted for as long as the input has shown no
+double quote: until then no field can hold a comma, a quote or a line end, so
+each row goes out as it came in (plus its predictions), and the output is no
+larger than it must be. From the first quote on, every text field is quoted.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterator, Sequence
 
 import pyarrow as pa
@@ -29,13 +35,14 @@ _HEADER_PEEK_BYTES = 1 << 16
 
 class CsvReader:
     def __init__(self, stream: ByteSource, where: str, batch_rows: int) -> None:
-        names, source = _read_header(stream, where)
+        names, source, header_bytes = _read_header(stream, where)
+        self._watch = _QuoteWatch(source, skip=header_bytes)
         self.columns: list[str] = names
         self._where, self._batch_rows = where, batch_rows
         self._invalid: list[pa_csv.InvalidRow] = []
         try:
             self._reader = pa_csv.open_csv(
-                source,
+                self._watch,
                 read_options=pa_csv.ReadOptions(block_size=_BLOCK_BYTES, use_threads=False),
                 parse_options=pa_csv.ParseOptions(invalid_row_handler=self._on_invalid),
                 convert_options=pa_csv.ConvertOptions(
@@ -46,6 +53,11 @@ class CsvReader:
         except pa.ArrowInvalid as exc:
             raise self._unreadable(exc, 0) from exc
         self.schema: pa.Schema = self._reader.schema
+
+    @property
+    def quotes_seen(self) -> bool:
+        """Whether a double quote was in the bytes parsed so far (all of every batch given)."""
+        return self._watch.seen
 
     def _on_invalid(self, row: pa_csv.InvalidRow) -> str:
         self._invalid.append(row)
@@ -90,6 +102,58 @@ def _text_bytes(batch: pa.RecordBatch) -> int:
     return text + int(batch.num_rows) * int(batch.num_columns)
 
 
+class _QuoteWatch(io.RawIOBase):
+    """The parser's bytes, noting the first double quote after the header line.
+
+    Header names are written quoted whatever the input did (Arrow's writer
+    quotes them), so quotes there say nothing about the rows.
+    """
+
+    def __init__(self, stream: io.RawIOBase, skip: int) -> None:
+        super().__init__()
+        self._stream, self._skip = stream, skip
+        self.seen = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        n = self._stream.readinto(buffer) or 0
+        skipped = min(self._skip, n)
+        self._skip -= skipped
+        if not self.seen and b'"' in memoryview(buffer)[skipped:n].tobytes():
+            self.seen = True
+        return n
+
+
+class _CsvFileWriter:
+    """Arrow's CSV writer, unquoted until the reader has seen a double quote, quoted after."""
+
+    def __init__(
+        self, out: pa.NativeFile, schema: pa.Schema, header: bool, reader: CsvReader
+    ) -> None:
+        self._out, self._schema, self._reader = out, schema, reader
+        self._writers: list[pa_csv.CSVWriter] = []
+        self._quoted = True
+        self._switch(header=header)  # the header goes out even when no row follows
+
+    def _switch(self, *, header: bool) -> None:
+        self._quoted = self._reader.quotes_seen
+        options = pa_csv.WriteOptions(
+            include_header=header, quoting_style="needed" if self._quoted else "none"
+        )
+        self._writers.append(pa_csv.CSVWriter(self._out, self._schema, write_options=options))
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        if not self._quoted and self._reader.quotes_seen:
+            self._switch(header=False)
+        self._writers[-1].write_batch(batch)
+
+    def close(self) -> None:
+        for writer in self._writers:
+            writer.close()
+
+
 def peek_first_line(stream: ByteSource) -> bytes:
     """The stream's first bytes, read in blocks until they hold a line end (or it ends)."""
     head = b""
@@ -100,7 +164,8 @@ def peek_first_line(stream: ByteSource) -> bytes:
             return head
 
 
-def _read_header(stream: ByteSource, where: str) -> tuple[list[str], Prefixed]:
+def _read_header(stream: ByteSource, where: str) -> tuple[list[str], Prefixed, int]:
+    """The column names, the whole stream again, and the header line's length in bytes."""
     head = peek_first_line(stream)
     if not head.strip():
         raise EmptyFile(f"{where} is empty: a CSV file needs at least a header row")
@@ -115,7 +180,7 @@ def _read_header(stream: ByteSource, where: str) -> tuple[list[str], Prefixed]:
         raise SchemaMismatch(f"{where}: the header repeats column(s) {', '.join(duplicates)}")
     if any(not n for n in names):
         raise SchemaMismatch(f"{where}: the header has an empty column name")
-    return names, Prefixed(head, stream)
+    return names, Prefixed(head, stream), len(first_line) + 1
 
 
 class _Codec:
@@ -134,10 +199,9 @@ class _Codec:
     ) -> ArrowBatchWriter:
         assert isinstance(reader, CsvReader)  # noqa: S101 - a codec writes what it read
         schema = output_schema(reader.schema, outputs)
-        options = pa_csv.WriteOptions(include_header=header)
 
-        def open_writer(out: pa.NativeFile, schema: pa.Schema) -> pa_csv.CSVWriter:
-            return pa_csv.CSVWriter(out, schema, write_options=options)
+        def open_writer(out: pa.NativeFile, schema: pa.Schema) -> _CsvFileWriter:
+            return _CsvFileWriter(out, schema, header, reader)
 
         return ArrowBatchWriter(sink, compression, schema, open_writer)
 

@@ -247,4 +247,4 @@ def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
     status, header, first, second = run.stdout.strip().splitlines()[-4:]
     assert status.startswith("succeeded churn v1 churn/customers/")
     assert header == '"id","age","income","prediction"'
-    assert (first.split(",")[0], second.split(",")[0]) == ('"0"', '"1"')
+    assert (first.split(",")[0], second.split(",")[0]) == ("0", "1")

@@ -1,5 +1,6 @@
 """Each format read and written back, with an in-memory object in place of S3."""
 
+import csv
 import gzip
 import io
 import json
@@ -10,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.errors import EmptyFile, SchemaMismatch, UnreadableFile, UnsupportedFormat
-from pipeline.scoring import codec, formats
+from pipeline.scoring import codec, csv_files, formats
 
 
 class InMemory:
@@ -147,10 +148,44 @@ def test_gzip_csv_round_trips_gzipped() -> None:
     out = roundtrip("csv.gz", gzip.compress(b"id,x\n007,1\n008,2\n009,3\n"))
     assert gzip.decompress(out).decode().splitlines() == [
         '"id","x","prediction"',
-        '"007","1",1.5',
-        '"008","2",2.5',
-        '"009","3",3.5',
+        "007,1,1.5",
+        "008,2,2.5",
+        "009,3,3.5",
     ]
+
+
+def test_csv_rows_go_out_as_they_came_until_a_quote_is_seen_then_quoted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Unquoted input stays byte for byte; once the parser meets a double quote, every text
+    field is quoted. It reads dozens of blocks ahead of the rows it hands out: small blocks
+    here, so that the quote comes after some rows went out."""
+    monkeypatch.setattr(csv_files, "_BLOCK_BYTES", 64 * 1024)
+    plain = [f"{i:07d},1.{i % 10}0,note" for i in range(400_000)]  # 8 MB: many 1 MiB blocks
+    later = ['0400000,2.5,"a,b"', '0400001,,"say ""hi"""', "0400002,3,x"]
+    data = ("id,x,note\n" + "\n".join(plain + later) + "\n").encode()
+
+    lines = roundtrip("csv", data).decode().splitlines()[1:]
+
+    quoted = next(i for i, line in enumerate(lines) if line.startswith('"'))
+    assert 100_000 < quoted < len(plain)  # the first blocks went out before the quote was read
+    assert lines[:quoted] == [f"{line},{i + 1.5!r}" for i, line in enumerate(plain[:quoted])]
+    assert all(line.startswith('"') for line in lines[quoted:])
+    assert lines[-3:] == [
+        '"0400000","2.5","a,b",400001.5',
+        '"0400001","","say ""hi""",400002.5',
+        '"0400002","3","x",400003.5',
+    ]
+    assert [row[:3] for row in csv.reader(lines)] == list(csv.reader(plain + later))
+
+
+def test_a_quoted_header_does_not_quote_the_rows() -> None:
+    """Arrow's writer (and so our own outputs) quote header names: rows say what rows need."""
+    assert roundtrip("csv", b'"id","x"\n007,1\n').decode().splitlines() == [
+        '"id","x","prediction"',
+        "007,1,1.5",
+    ]
+    assert roundtrip("csv", b'id,x\n007,"1"\n').decode().splitlines()[1] == '"007","1",1.5'
 
 
 def test_a_header_only_csv_has_columns_and_no_rows() -> None:
