@@ -8,7 +8,8 @@ import os
 import zlib
 from typing import Any
 
-from pipeline.storage import MAX_PARTS, PART_BYTES, MultipartWriter, part_size
+from pipeline.messages import ObjectRef
+from pipeline.storage import MAX_PARTS, PART_BYTES, MultipartWriter, RangeReader, part_size
 
 TIB = 1024**4
 
@@ -46,3 +47,30 @@ def test_an_output_in_parts_carries_the_crc32_of_its_parts(s3: Any, bucket: str)
     composite = base64.b64encode(_crc32(b"".join(_crc32(p) for p in pieces))).decode()
     assert head["ChecksumCRC32"].split("-")[0] == composite
     assert s3.get_object(Bucket=bucket, Key="out.csv")["Body"].read() == data
+
+
+def test_reads_running_on_past_a_block_come_from_one_open_get(s3: Any, bucket: str) -> None:
+    """Sequential blocks after the first are read from one GET to the end; a read elsewhere
+    is a ranged GET of its own, and every byte is the object's."""
+    block = 64 * 1024
+    data = os.urandom(10 * block + 999)
+    etag = s3.put_object(Bucket=bucket, Key="in.bin", Body=data)["ETag"].strip('"')
+    reader = RangeReader(
+        s3, ObjectRef(bucket=bucket, key="in.bin", etag=etag, size=len(data)), block_bytes=block
+    )
+
+    reader.seek(len(data) - 100)
+    assert reader.read(100) == data[-100:]  # a footer: one ranged GET
+    reader.seek(0)
+    pieces = [reader.read(10_000) for _ in range(20)]  # as Parquet reads: many small pieces
+    assert b"".join(pieces) == data[:200_000]
+    assert reader.requests == 3  # the footer, the first block, then one GET for the rest
+    reader.seek(4 * block + 17)  # a gap: skipped over in the open GET
+    assert reader.read(2 * block) == data[4 * block + 17 : 6 * block + 17]
+    assert reader.requests == 3
+    reader.seek(block)  # backwards: a ranged GET
+    assert reader.read(100) == data[block : block + 100]
+    assert reader.requests == 4
+    reader.seek(0)
+    assert reader.read() == data
+    reader.close()
