@@ -13,16 +13,35 @@ Choices, each measured (see the README's "Broker settings"):
   mid-file leaves its message to reappear for another worker.
 * failures are not acked, so they reach the dead-letter queue; see ``worker``.
 * JSON only. Pickle is never accepted.
+* kombu's event loop naps at most 2 ms, not 100 ms, when no socket is open
+  (``brief_naps``): a solo worker closes its receive's socket as a task
+  ends, so the next receive waited out that nap after every task.
 """
 
 from __future__ import annotations
 
+import functools
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
 from celery import Celery
+from kombu.asynchronous.hub import Hub
 
 from pipeline.settings import Settings
 from pipeline.task_messages import COMPILE_TASK, SCORE_QUEUE, SCORE_TASK
 
-__all__ = ["COMPILE_TASK", "SCORE_QUEUE", "SCORE_TASK", "broker_options", "create_app"]
+__all__ = [
+    "COMPILE_TASK",
+    "SCORE_QUEUE",
+    "SCORE_TASK",
+    "brief_naps",
+    "broker_options",
+    "create_app",
+]
+
+#: The longest the event loop sleeps while it has no socket to wait on.
+NAP_SECONDS = 0.002
 
 
 def broker_options(settings: Settings) -> dict[str, object]:
@@ -61,3 +80,30 @@ def create_app(settings: Settings) -> Celery:
         enable_utc=True,
     )
     return app
+
+
+def brief_naps(create_loop: Callable[..., Iterator[None]]) -> Callable[..., Iterator[None]]:
+    """kombu's loop with its no-socket sleep cut from up to 100 ms to ``NAP_SECONDS``.
+
+    With no socket registered, ``Hub.create_loop`` sleeps ``min(timeout, 0.1)``,
+    assuming start-up. The SQS transport hits that branch after every task:
+    the emulator (like any server that closes the connection) leaves no socket
+    between one receive and the next. Measured on 1,000-row files sent as each
+    answer arrived, upload -> notification p50 135-147 -> 79-81 ms. Idle, a
+    receive's long poll holds a socket, so the loop does not spin.
+    """
+
+    @functools.wraps(create_loop)
+    def wrapped(hub: Hub, *args: Any, **kwargs: Any) -> Iterator[None]:
+        kwargs.setdefault("sleep", _nap)
+        return create_loop(hub, *args, **kwargs)
+
+    return wrapped
+
+
+def _nap(seconds: float) -> None:
+    time.sleep(min(seconds, NAP_SECONDS))
+
+
+if not hasattr(Hub.create_loop, "__wrapped__"):
+    Hub.create_loop = brief_naps(Hub.create_loop)  # type: ignore[method-assign]
