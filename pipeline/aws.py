@@ -54,8 +54,10 @@ _TRANSIENT_CODES = frozenset(
 )
 
 
-def s3_client(region: str | None = None) -> S3Client:
-    return boto3.client("s3", region_name=region, config=CONFIG)
+def s3_client(region: str | None = None, *, retried: bool = True) -> S3Client:
+    """``retried=False``: one try, for a read whose caller falls back to a retried one."""
+    config = CONFIG if retried else CONFIG.merge(Config(retries={"total_max_attempts": 1}))
+    return boto3.client("s3", region_name=region, config=config)
 
 
 def sqs_client(region: str | None = None) -> SQSClient:

@@ -263,21 +263,30 @@ class S3Object:
     #: Parquet: the row groups to read (None: all of them); a shard reads some.
     row_groups: tuple[int, ...] | None = None
 
-    def __init__(self, s3: S3Client, obj: ObjectRef) -> None:
-        self._s3, self.ref = s3, obj
+    def __init__(self, s3: S3Client, obj: ObjectRef, body: bytes | None = None) -> None:
+        """``body``: the object's bytes, if they were read already (a small file's)."""
+        self._s3, self.ref, self._body = s3, obj, body
         self.bytes_read = 0
 
     def _count(self, size: int) -> None:
         self.bytes_read += size
 
     def stream(self, start: int = 0, end: int | None = None) -> BinaryIO:
-        stream = open_object(self._s3, self.ref, start, end)
+        if self._body is not None:
+            stream: BinaryIO = io.BytesIO(self._body[start:end])
+        else:
+            stream = open_object(self._s3, self.ref, start, end)
         return _Counted(stream, self._count)  # type: ignore[return-value]
 
-    def random_access(self) -> RangeReader:
-        return RangeReader(self._s3, self.ref, on_read=self._count)
+    def random_access(self) -> BinaryIO:
+        if self._body is not None:
+            self._count(len(self._body))
+            return io.BytesIO(self._body)
+        return RangeReader(self._s3, self.ref, on_read=self._count)  # type: ignore[return-value]
 
     def head(self, size: int) -> bytes:
+        if self._body is not None:
+            return self._body[:size]
         return RangeReader(self._s3, self.ref).read(size)
 
 

@@ -28,7 +28,8 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -58,6 +59,7 @@ from pipeline.retry import with_retries
 from pipeline.scoring.model import ModelCache
 from pipeline.scoring.run import Timings, score_object
 from pipeline.settings import Settings
+from pipeline.storage import open_object
 from pipeline.watchdog import Watchdog
 
 if TYPE_CHECKING:
@@ -82,6 +84,11 @@ class WorkerRuntime:
     models: ModelCache
     ledger: Ledger
     protection: Protection
+    #: Reads small inputs early (see ``PREFETCH_BYTES``), with one try; None: never.
+    prefetch_s3: S3Client | None = None
+    prefetcher: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="prefetch")
+    )
 
     @classmethod
     def create(cls, settings: Settings) -> WorkerRuntime:
@@ -98,6 +105,7 @@ class WorkerRuntime:
             protection=Protection(
                 settings.busy_file, settings.ecs_agent_uri, settings.job_timeout_seconds
             ),
+            prefetch_s3=aws.s3_client(retried=False),
         )
 
     def retrying(self, action: Callable[[], T]) -> T:
@@ -178,6 +186,7 @@ def _answer(
 ) -> Notification | None:
     settings = runtime.settings
     topic = settings.notification_topic_arn
+    prefetch = _prefetch(request, runtime, delivery)
     settled = runtime.retrying(lambda: runtime.ledger.outcome(request.job_id))
     if settled is not None:
         if request.shard is not None:
@@ -211,6 +220,7 @@ def _answer(
         ):
             if plan is not None:
                 return sharding.score_shard(request, plan, runtime, timings, reporter.update)
+            body = _prefetched(prefetch)
             output = runtime.retrying(
                 lambda: score_object(
                     request,
@@ -219,6 +229,7 @@ def _answer(
                     settings,
                     timings=timings,
                     progress=reporter.update,
+                    body=body,
                 )
             )
         notification = succeeded(request, output, started)
@@ -227,6 +238,36 @@ def _answer(
         log.info("%s: %s", exc.code, exc)
         notification = _failed(request, exc.code, located(exc, where), started)
     return runtime.retrying(lambda: announce(runtime.ledger, runtime.sns, topic, notification))
+
+
+#: Files up to this size are read while the ledger is asked whether they were
+#: answered: one round trip in two's time, on the path of every small file.
+#: The early read is tried once, on a first delivery only: when it fails, the
+#: scoring path reads with the usual retries, so a failing store is asked once
+#: more, not twice as often.
+PREFETCH_BYTES = 8 * 1024 * 1024
+
+
+def _prefetch(
+    request: ScoreRequest, runtime: WorkerRuntime, delivery: Delivery | None
+) -> Future[bytes] | None:
+    s3 = runtime.prefetch_s3
+    first = delivery is None or delivery.receive_count <= 1
+    if s3 is None or not first or request.shard is not None:
+        return None
+    if not 0 < request.input.size <= PREFETCH_BYTES:
+        return None
+    return runtime.prefetcher.submit(lambda: open_object(s3, request.input).read())
+
+
+def _prefetched(prefetch: Future[bytes] | None) -> bytes | None:
+    """The bytes, or None: a failed read is made again, and reported, by the scoring path."""
+    if prefetch is None:
+        return None
+    try:
+        return prefetch.result()
+    except Exception:  # scoring reads again, and says what went wrong
+        return None
 
 
 class ProgressReporter:

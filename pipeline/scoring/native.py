@@ -31,8 +31,9 @@ _SIGNATURE = ctypes.CFUNCTYPE(
     ctypes.c_int32,
     ctypes.c_void_p,
 )
-#: Fewer rows than this per thread are not worth a hand-off.
-_MIN_ROWS_PER_THREAD = 2048
+#: Fewer rows than this per thread are not worth a hand-off (1,000 rows of a
+#: 200-tree forest on 2 cores: 4.0 ms on one thread, 2.7 ms on two).
+_MIN_ROWS_PER_THREAD = 256
 _lock = threading.Lock()
 _initialized = False
 

@@ -77,8 +77,13 @@ def score_object(
     *,
     timings: Timings | None = None,
     progress: Callable[[int, int], None] | None = None,
+    body: bytes | None = None,
 ) -> OutputRef:
-    """Score the request's file and write the result; return where it went."""
+    """Score the request's file and write the result; return where it went.
+
+    ``body``: the file's bytes, if the caller has them (a small file, read
+    while the ledger was asked whether it was answered already).
+    """
     obj = request.input
     where = f"s3://{obj.bucket}/{obj.key}"
     if obj.size > settings.max_input_bytes:
@@ -87,7 +92,7 @@ def score_object(
         )
     if obj.size == 0:
         raise EmptyFile(f"{where} is empty (0 bytes)")
-    source = S3Object(s3, obj)
+    source = S3Object(s3, obj, body)
     fmt = file_format(source)
     key = jobs.output_key(fmt.stem(obj.key), request.job_id, fmt.output_suffix(obj.key))
     model = models.get(request.model)

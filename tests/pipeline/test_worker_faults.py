@@ -117,8 +117,9 @@ def test_a_file_that_fails_every_delivery_ends_in_exhausted(
     assert note.error.code == "exhausted"
     assert "the last error was transient" in note.error.message
     assert "SlowDown" in note.error.message
-    # 2 deliveries (TaskMaxReceiveCount) x 5 tries (botocore's total_max_attempts)
-    assert proxy.gets(key) == 10
+    # The first delivery's early read (one try), then 2 deliveries (TaskMaxReceiveCount)
+    # x 5 tries (botocore's total_max_attempts)
+    assert proxy.gets(key) == 11
     assert drained(sqs, stack.outputs["TaskQueueUrl"])
     assert drained(sqs, stack.outputs["TaskDeadLetterQueueUrl"])
 
