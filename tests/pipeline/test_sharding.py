@@ -188,6 +188,35 @@ def test_a_big_file_is_scored_by_two_workers_at_once_exactly_and_in_order(
         assert int(etag.strip('"').rsplit("-", 1)[1]) > plan.count
 
 
+def test_a_retried_file_is_split_like_a_first_run(
+    stack: LocalStack, s3: Any, sqs: Any, binary_model: Any
+) -> None:
+    """Uploaded before its model: refused whole at intake. Retried once the model is
+    published: the new run is planned, split and joined like any big file."""
+    name = unique("late").replace("-", "_")
+    x = rows(40_000, 11)
+
+    with Client.from_local(stack) as client:
+        first = client.submit(csv_bytes(x), model=name, key=f"{name}.csv", timeout=60)
+        assert first.status == "failed"
+        assert first.error is not None
+        assert first.error.code == "unknown_model"
+        publish(stack, binary_model, name)
+        request = client.retry(first.job_id)
+        assert request is not None
+        note = client.wait(request.job_id, timeout=120)
+
+    assert note.status == "succeeded", note.error
+    assert note.run == 1
+    plan = Ledger(s3, stack.outputs["OutputBucketName"]).plan(note.job_id)
+    assert plan is not None
+    assert plan.count >= 3
+    ids, predictions = scored(s3, note)
+    assert ids == list(range(len(x)))
+    assert np.array_equal(predictions, binary_model.predict(x))
+    assert len(answers(stack, sqs, note.job_id)) == 1
+
+
 def test_an_error_in_the_third_shard_is_located_in_the_whole_file(
     stack: LocalStack, s3: Any, sqs: Any
 ) -> None:
