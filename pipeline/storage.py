@@ -390,9 +390,8 @@ class RangeReader(io.RawIOBase):
                 self.requests += 1
                 self._block = kept + self._from_stream(resume, end)
             else:
-                response = _get_object(self._s3, self._obj, Range=f"bytes={start}-{end - 1}")
+                self._block = open_object(self._s3, self._obj, start, end).read()
                 self.requests += 1
-                self._block = response["Body"].read()
         except BotoCoreError as exc:
             self._close_stream()
             raise_transient(exc, f"reading s3://{self._obj.bucket}/{self._obj.key}")

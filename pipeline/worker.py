@@ -240,8 +240,9 @@ def _answer(
     return runtime.retrying(lambda: announce(runtime.ledger, runtime.sns, topic, notification))
 
 
-#: Files up to this size are read while the ledger is asked whether they were
-#: answered: one round trip in two's time, on the path of every small file.
+#: Files up to this size (that run whole, not split) are read while the ledger
+#: is asked whether they were answered: one round trip in two's time, on the
+#: path of every small file.
 #: The early read is tried once, on a first delivery only: when it fails, the
 #: scoring path reads with the usual retries, so a failing store is asked once
 #: more, not twice as often.
@@ -255,8 +256,8 @@ def _prefetch(
     first = delivery is None or delivery.receive_count <= 1
     if s3 is None or not first or request.shard is not None:
         return None
-    if not 0 < request.input.size <= PREFETCH_BYTES:
-        return None
+    if not 0 < request.input.size <= min(PREFETCH_BYTES, runtime.settings.shard_bytes):
+        return None  # empty, or large enough to be read in parts (or split) anyway
     return runtime.prefetcher.submit(lambda: open_object(s3, request.input).read())
 
 
