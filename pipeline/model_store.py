@@ -19,9 +19,14 @@ client to publish them); compiling a model belongs to the worker's side.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.util
 import json
-from collections.abc import Callable
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
@@ -30,7 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.aws import error_code, raise_transient
-from pipeline.errors import UnknownModel
+from pipeline.errors import InvalidModel, UnknownModel
 from pipeline.jobs import MODEL_NAME, MODEL_NAME_RULE
 from pipeline.messages import ModelRef, utc_now
 from pipeline.model_text import ModelInfo, describe
@@ -173,6 +178,32 @@ class ModelStore:
             self._s3.put_object(Bucket=self.bucket, Key=key, Body=body)
         return True
 
+    @contextlib.contextmanager
+    def holding_claim(
+        self, sha256: str, compiler: str, target: str, renew_seconds: float
+    ) -> Iterator[None]:
+        """Renew a compile claim every ``renew_seconds`` while the block runs.
+
+        A long compile must not look dead: a claim that went stale mid-compile
+        let a second compile of the same model start beside the first.
+        """
+        key = artifact_prefix(sha256, compiler, target) + _CLAIM_FILE
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(renew_seconds):
+                body = json.dumps({"claimed_at": utc_now().isoformat()}).encode()
+                with contextlib.suppress(ClientError, BotoCoreError):  # the next one may work
+                    self._s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+
+        renewer = threading.Thread(target=renew, name="compile-claim", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            done.set()
+            renewer.join()
+
     def _get_optional(self, key: str) -> bytes | None:
         return read_optional(self._s3, self.bucket, key)
 
@@ -230,6 +261,7 @@ class ModelStore:
         if not MODEL_NAME.match(name):
             raise ValueError(f"model name {name!r} is not valid: {MODEL_NAME_RULE}")
         info = describe(text, source)
+        check_loads(text, source)
         version = (self.versions(name) or [0])[-1] + 1
         for _ in range(_CLAIM_ATTEMPTS):
             try:
@@ -262,3 +294,44 @@ class ModelStore:
             ContentType="application/json",
         )
         return record
+
+
+#: Python code a child runs to load a model with LightGBM, reading it from stdin.
+_LOAD = """
+import sys, lightgbm
+booster = lightgbm.Booster(model_str=sys.stdin.read())
+booster.predict([[float("nan")] * booster.num_feature()])
+"""
+_LOAD_SECONDS = 120.0
+
+
+def check_loads(text: bytes, source: str) -> None:
+    """Load the model with LightGBM in a child process, where LightGBM is installed.
+
+    The text checks catch every broken file we know of; this catches what
+    they do not, the way a worker would meet it, without taking the caller
+    down when LightGBM aborts. A client install has no LightGBM and skips it.
+    """
+    if importlib.util.find_spec("lightgbm") is None:
+        return
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", _LOAD],
+            input=text,
+            capture_output=True,
+            timeout=_LOAD_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise InvalidModel(
+            f"{source}: LightGBM did not finish loading and predicting one row in "
+            f"{_LOAD_SECONDS:g} s"
+        ) from exc
+    if result.returncode < 0:
+        raise InvalidModel(
+            f"{source}: LightGBM crashes loading it (signal {-result.returncode}); "
+            "a worker that loaded it would die"
+        )
+    if result.returncode:
+        said = result.stderr.decode(errors="replace").strip().splitlines()
+        raise InvalidModel(f"{source}: LightGBM refuses it: {said[-1] if said else 'no reason'}")

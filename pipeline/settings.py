@@ -44,11 +44,18 @@ class Settings(BaseSettings):
     #: holds a chunk, so this sets the worker's memory; large enough to amortize
     #: a prediction call (bench/memory.py measured 8192 against 16k and 32k).
     batch_rows: int = Field(default=8_192, gt=0)
+    #: The longest line a CSV file may have (header included), and the longest
+    #: JSON lines record: past it a file is refused at once, naming the line.
+    #: CSV is parsed in blocks of at least this size, so it also bounds memory.
+    max_line_bytes: int = Field(default=1024**2, ge=1024)
     #: Threads per prediction call, LightGBM's or the compiled forest's (0: all cores).
     predict_threads: int = Field(default=0, ge=0)
     #: ``auto``: a model's compiled forest once it passed the exactness gate,
     #: LightGBM until then; ``lightgbm``: always ``Booster.predict``.
     predict_engine: Literal["auto", "lightgbm"] = "auto"
+    #: A compile still running after this long is stopped (its whole process
+    #: group) and the model stays on LightGBM, saying so in ``model list``.
+    compile_timeout_seconds: float = Field(default=60.0, gt=0)
     #: While a model's compile is pending, how often a worker looks for its result.
     engine_recheck_seconds: float = Field(default=5.0, ge=0)
     #: Attempts at a file when S3 or SNS fail transiently, and the first backoff.

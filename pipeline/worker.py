@@ -100,7 +100,12 @@ class WorkerRuntime:
             sns=aws.sns_client(),
             sqs=aws.sqs_client(),
             store=store,
-            models=ModelCache(store, settings.predict_engine, settings.engine_recheck_seconds),
+            models=ModelCache(
+                store,
+                settings.predict_engine,
+                settings.engine_recheck_seconds,
+                compile_seconds=settings.compile_timeout_seconds,
+            ),
             ledger=Ledger(s3, settings.output_bucket),
             protection=Protection(
                 settings.busy_file, settings.ecs_agent_uri, settings.job_timeout_seconds
@@ -416,7 +421,11 @@ def compile_model(request: CompileRequest, runtime: WorkerRuntime) -> str:
     """Start the version's compile beside this worker and return at once (see ``compiling``)."""
     from pipeline.scoring import compiling  # noqa: PLC0415 - llvmlite only for compile jobs
 
-    started: str = runtime.retrying(lambda: compiling.start_compile(request.model, runtime.store))
+    started: str = runtime.retrying(
+        lambda: compiling.start_compile(
+            request.model, runtime.store, runtime.settings.compile_timeout_seconds
+        )
+    )
     log.info("compile of %s v%d: %s", request.model.name, request.model.version, started)
     return started
 

@@ -9,6 +9,7 @@ other's buckets or queues.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -167,6 +168,19 @@ def compile_version(stack: LocalStack, store: Any, version: Any, timeout: float 
 @pytest.fixture
 def local_stack(aws_endpoint: str) -> Iterator[StackFactory]:
     """Start stacks with unique names on the shared emulator; stop them after the test."""
+    with _stacks(aws_endpoint) as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def local_stack_module(aws_endpoint: str) -> Iterator[StackFactory]:
+    """Like ``local_stack``, for stacks a module's tests share; stopped after the module."""
+    with _stacks(aws_endpoint) as start:
+        yield start
+
+
+@contextlib.contextmanager
+def _stacks(aws_endpoint: str) -> Iterator[StackFactory]:
     started: list[LocalStack] = []
 
     def start(workers: int = 1, **kwargs: Any) -> LocalStack:

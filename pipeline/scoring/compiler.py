@@ -41,14 +41,17 @@ from llvmlite import ir
 from pipeline.scoring.forest import K_ZERO_THRESHOLD, Forest, Node, Tree
 
 #: Bumped whenever generated code could change: part of every artifact's key.
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 TREES_PER_FUNCTION = 10
 ROWS_PER_CHUNK = 64
 ENTRY = "lgbm_predict"
+#: Up to this many categories a split compares; beyond, it reads a bit of its bitset.
+_CATEGORY_COMPARES = 4
 
 _DOUBLE = ir.DoubleType()
 _I64 = ir.IntType(64)
 _I32 = ir.IntType(32)
+_I1 = ir.IntType(1)
 _INT_LIMIT = 2147483648.0
 
 
@@ -233,33 +236,55 @@ def _categorical(
     branches: tuple[ir.Block, ir.Block],
     arch: str,
 ) -> None:
-    """``static_cast<int>(x)`` as the target's CPU does it, then the category bitset."""
-    fn = builder.function
+    """``static_cast<int>(x)`` as the target's CPU does it, then the category bitset.
+
+    Computed without branches up to the one that leaves the split: with a
+    branch per range check, the optimizer threads jumps across the trees of a
+    block that split on the same feature, and ran for most of an hour on
+    models with many category splits.
+    """
     left, right = branches
-    if arch == "aarch64":  # fcvtzs: NaN converts to 0
-        present = fn.append_basic_block("cat.present")
-        missing = builder.fcmp_unordered("uno", value, value)
-        nan_block = right if node.missing_type == 2 else fn.append_basic_block("cat.nan")
-        builder.cbranch(missing, nan_block, present)
-        if node.missing_type != 2:
-            builder.position_at_end(nan_block)
-            _category_switch(builder, node, ir.Constant(_I32, 0), left, right)
-        builder.position_at_end(present)
+    zero = ir.Constant(_DOUBLE, 0.0)
     # x86's cvttsd2si gives INT_MIN for NaN and out-of-range values: negative, so right.
     above = builder.fcmp_ordered(">", value, ir.Constant(_DOUBLE, -1.0))
     below = builder.fcmp_ordered("<", value, ir.Constant(_DOUBLE, _INT_LIMIT))
-    in_range = fn.append_basic_block("cat.int")
-    builder.cbranch(builder.and_(above, below), in_range, right)
-    builder.position_at_end(in_range)
-    _category_switch(builder, node, builder.fptosi(value, _I32), left, right)
+    in_range = builder.and_(above, below)
+    category = builder.fptosi(builder.select(in_range, value, zero), _I32)
+    goes_left = builder.and_(in_range, _in_categories(builder, node, category))
+    if arch == "aarch64":  # fcvtzs: NaN converts to 0
+        nan = builder.fcmp_unordered("uno", value, value)
+        if node.missing_type == 2:  # NaN is missing, and missing goes right
+            nan_left = ir.Constant(ir.IntType(1), 0)
+        else:
+            nan_left = _in_categories(builder, node, ir.Constant(_I32, 0))
+        goes_left = builder.select(nan, nan_left, goes_left)
+    builder.cbranch(goes_left, left, right)
 
 
-def _category_switch(
-    builder: ir.IRBuilder, node: Node, category: ir.Value, left: ir.Block, right: ir.Block
-) -> None:
-    switch = builder.switch(category, right)
-    for value in node.category_values():
-        switch.add_case(ir.Constant(_I32, value), left)
+def _in_categories(builder: ir.IRBuilder, node: Node, category: ir.Value) -> ir.Value:
+    """Whether ``category`` is in the split's set: a compare or two, else a bit of its bitset.
+
+    A ``switch`` per split, one case per category, compiled slowly on models
+    with many bitset splits; the bitset as data costs one load.
+    """
+    values = node.category_values()
+    if len(values) <= _CATEGORY_COMPARES:
+        hit = ir.Constant(ir.IntType(1), 0)
+        for value in values:
+            hit = builder.or_(hit, builder.icmp_signed("==", category, ir.Constant(_I32, value)))
+        return hit
+    words = ir.ArrayType(_I32, len(node.categories))
+    table = ir.GlobalVariable(builder.module, words, builder.module.get_unique_name("cats"))
+    table.global_constant = True
+    table.linkage = "internal"
+    table.initializer = ir.Constant(words, [w & 0xFFFFFFFF for w in node.categories])
+    index = builder.lshr(category, ir.Constant(_I32, 5))
+    last = ir.Constant(_I32, len(node.categories) - 1)
+    inside = builder.icmp_unsigned("<=", index, last)
+    slot = builder.gep(table, [ir.Constant(_I32, 0), builder.select(inside, index, last)])
+    word = builder.load(slot)
+    bit = builder.trunc(builder.lshr(word, builder.and_(category, ir.Constant(_I32, 31))), _I1)
+    return builder.and_(inside, bit)
 
 
 def _entry_function(

@@ -18,7 +18,12 @@ artifact is caught here and recorded as refused), and only then scores with it.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import ctypes
 import logging
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -33,12 +38,28 @@ from pipeline.scoring.native import NativeForest
 
 log = logging.getLogger(__name__)
 
-#: A claim older than this with no record means its compile died.
+#: A claim older than this with no record means its compile died; a running
+#: compile renews its claim every third of this, so it is never run twice.
 CLAIM_STALE_SECONDS = 900.0
+_PR_SET_PDEATHSIG = 1
+_ALARM_GRACE_SECONDS = 30
 
 
-def start_compile(ref: ModelRef, store: ModelStore, sha256: str | None = None) -> str:
-    """Compile ``ref`` in a child process unless it is done or under way; return which."""
+def _target_name() -> str:
+    target = compiler.host_target()
+    return target.name if target else "unknown"
+
+
+def start_compile(
+    ref: ModelRef, store: ModelStore, budget: float, sha256: str | None = None
+) -> str:
+    """Compile ``ref`` in a child process unless it is done or under way; return which.
+
+    The child runs in a process group of its own, for at most ``budget``
+    seconds: past that the group is killed and the model stays on LightGBM
+    with the reason. It dies with the thread that waits for it, so a worker
+    that exits takes its compiles along (no orphan compiling for an hour).
+    """
     target = compiler.host_target()
     if target is None:
         return "no target"
@@ -48,20 +69,61 @@ def start_compile(ref: ModelRef, store: ModelStore, sha256: str | None = None) -
     if not store.claim_compile(sha256, compiler.compiler_id(), target.name, CLAIM_STALE_SECONDS):
         return "under way"
     command = [sys.executable, "-m", "pipeline.scoring.compiling", ref.name, str(ref.version)]
+    command.append(str(budget))
 
     def run() -> None:
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        level = logging.INFO if result.returncode == 0 else logging.ERROR
-        log.log(
-            level,
-            "compile of %s v%d: %s",
-            ref.name,
-            ref.version,
-            result.stdout.strip() or result.stderr.strip()[-2000:],
+        child = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, before exec
         )
+        _children.add(child)
+        try:
+            out, err = child.communicate(timeout=budget)
+        except subprocess.TimeoutExpired:
+            _kill(child)
+            out, err = child.communicate()
+        finally:
+            _children.discard(child)
+        if child.returncode == -signal.SIGKILL:
+            reason = (
+                f"compiling took longer than its budget of {budget:g} s "
+                "(PIPELINE_COMPILE_TIMEOUT_SECONDS), so it was stopped"
+            )
+            log.error("compile of %s v%d: %s", ref.name, ref.version, reason)
+            record_refusal(ref, store, reason, sha256, seconds=budget)
+            return
+        level = logging.INFO if child.returncode == 0 else logging.ERROR
+        message = out.strip() or err.strip()[-2000:]
+        log.log(level, "compile of %s v%d: %s", ref.name, ref.version, message)
 
     threading.Thread(target=run, name=f"compile-{ref.name}-{ref.version}", daemon=True).start()
     return "started"
+
+
+#: Compile children still running, killed (with their groups) when this process exits.
+_children: set[subprocess.Popen[str]] = set()
+
+
+def _kill(child: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signal.SIGKILL)
+
+
+@atexit.register
+def _kill_children() -> None:
+    for child in list(_children):
+        _kill(child)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: be killed when the thread that started it ends (Linux)."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def compile_version(ref: ModelRef, store: ModelStore) -> EngineRecord:
@@ -77,7 +139,7 @@ def compile_version(ref: ModelRef, store: ModelStore) -> EngineRecord:
     started = time.monotonic()
     artifact: bytes | None = None
     try:
-        parsed = forest.parse(model.text)
+        parsed = forest.parse(model.written)
         artifact = compiler.compile_object(parsed, target)
         verdict = gate.verify(
             NativeForest(artifact, parsed.num_class, parsed.num_features), model.booster, parsed
@@ -101,32 +163,40 @@ def compile_version(ref: ModelRef, store: ModelStore) -> EngineRecord:
 
 def record_failure(ref: ModelRef, store: ModelStore, exc: Exception) -> EngineRecord:
     """Record that compiling failed, so the model stays on LightGBM with the reason."""
+    return record_refusal(ref, store, f"compiling failed: {type(exc).__name__}: {exc}")
+
+
+def record_refusal(
+    ref: ModelRef, store: ModelStore, reason: str, sha256: str | None = None, seconds: float = 0.0
+) -> EngineRecord:
+    """Record that the model stays on LightGBM, and why."""
     target = compiler.host_target()
     record = EngineRecord(
-        sha256=store.record(ref).sha256,
+        sha256=sha256 or store.record(ref).sha256,
         compiler=compiler.compiler_id(),
         target=target.name if target else "unknown",
         status="refused",
-        reason=f"compiling failed: {type(exc).__name__}: {exc}",
+        reason=reason,
+        compile_seconds=seconds,
         created_at=utc_now(),
     )
     store.save_engine(record, None)
     return record
 
 
-def attach(model: LoadedModel, store: ModelStore) -> tuple[LoadedModel, bool]:
+def attach(model: LoadedModel, store: ModelStore, budget: float) -> tuple[LoadedModel, bool]:
     """``model`` on its compiled forest if one exists and passes here; and whether one may come."""
     target = compiler.host_target()
     if target is None:
         return replace(model, engine_reason="no compile target for this architecture"), False
     record = store.engine(model.sha256, compiler.compiler_id(), target.name)
     if record is None:
-        start_compile(model.ref, store, model.sha256)  # a no-op while one is under way
+        start_compile(model.ref, store, budget, model.sha256)  # a no-op while one is under way
         return replace(model, engine_reason="compile pending"), True
     if record.status != "compiled":
         return replace(model, engine_reason=record.reason), False
     try:
-        parsed = forest.parse(model.text)
+        parsed = forest.parse(model.written)
         native = NativeForest(store.artifact(record), parsed.num_class, parsed.num_features)
         verdict = gate.verify(native, model.booster, parsed)
     except (forest.Unsupported, ValueError, RuntimeError) as exc:
@@ -146,9 +216,16 @@ def main(argv: list[str]) -> int:
     from pipeline.settings import Settings  # noqa: PLC0415
 
     ref = ModelRef(name=argv[0], version=int(argv[1]))
-    store = ModelStore(aws.s3_client(), Settings().model_bucket)
+    settings = Settings()
+    budget = float(argv[2]) if len(argv) > 2 else settings.compile_timeout_seconds
+    # A backstop should the parent's own timer never fire: SIGALRM ends this process.
+    signal.alarm(int(budget) + _ALARM_GRACE_SECONDS)
+    store = ModelStore(aws.s3_client(), settings.model_bucket)
     try:
-        record = compile_version(ref, store)
+        sha256 = store.record(ref).sha256
+        claim = (sha256, compiler.compiler_id(), _target_name())
+        with store.holding_claim(*claim, renew_seconds=CLAIM_STALE_SECONDS / 3):
+            record = compile_version(ref, store)
     except TransientError as exc:  # the claim goes stale; a later load claims it again
         print(f"not compiled now: {exc}")
         return 1

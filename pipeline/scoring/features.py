@@ -5,17 +5,19 @@ through untouched. Values become float64, never float32: casting changes some
 LightGBM predictions by up to 0.06. Empty cells and the usual spellings of a
 missing value become NaN, which LightGBM treats as missing.
 
-Categorical features of a model trained on a pandas DataFrame carry their
-training categories (``pandas_categorical`` in the model file). A file holds
-the category values themselves (``"red"``); they become the category's index
-exactly as LightGBM's pandas path does, and a value not seen in training
-becomes NaN, as it does there.
+Features that were pandas ``category`` columns in training carry their
+categories (``pandas_categorical`` in the model file; which features they
+were is worked out in ``pipeline.model_text``). A file holds the category
+values themselves (``"red"``, ``"S"``, ``10``); they become the category's
+code exactly as LightGBM's pandas path makes them, ordered columns included,
+and a value not among the categories becomes NaN, as it does there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +29,9 @@ from pipeline.errors import BadValue, SchemaMismatch
 MISSING_TOKENS = ("", "NA", "N/A", "NaN", "nan", "NAN", "null", "NULL", "None", "none")
 _MISSING = pa.array(MISSING_TOKENS, pa.string())
 _SHOWN_VALUE_CHARS = 40
+_STRING = pa.string()
+#: A number Arrow parses from text (decimal, exponent, inf, nan; no hex).
+_NUMBER_PATTERN = r"^[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf|infinity|nan)$"
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,9 @@ def _as_float64(column: pa.Array, name: str, first_row: int, where: str) -> npt.
         except pa.ArrowInvalid:
             column = _without_missing_tokens(column)
     try:
-        numbers = pc.cast(column, pa.float64())
+        # Integers beyond 2**53 round to the nearest double, as LightGBM's own
+        # conversion of an int64 column does; a safe cast would refuse them.
+        numbers = pc.cast(column, pa.float64(), safe=not pa.types.is_integer(column.type))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         row, value = _first_bad(column)
         if row is None:
@@ -132,16 +139,80 @@ def _as_float64(column: pa.Array, name: str, first_row: int, where: str) -> npt.
 def _category_codes(
     column: pa.Array, feature: Feature, first_row: int, where: str
 ) -> npt.NDArray[np.float64]:
+    """Each value's index among the training categories, NaN where it is not one.
+
+    As ``pd.Categorical(values, categories=…)`` matches: a string category
+    by its exact text (``"red "`` is not ``"red"``), a numeric one by value
+    (``-0.0`` is ``0``, ``10.0`` is ``10``), a boolean one by ``true`` or
+    ``false`` in any case. A column of categories that are all numbers
+    refuses text that is not a number, as a numerical feature does.
+    """
     categories = feature.categories or ()
-    if all(isinstance(c, str) for c in categories):
-        values = column if _is_text(column) else pc.cast(column, pa.string())
-        values = pc.utf8_trim_whitespace(values)
-        value_set = pa.array(categories, pa.string())
-    else:  # numeric categories (a pandas Categorical of numbers): match by value
-        values = pa.array(_as_float64(column, feature.name, first_row, where), pa.float64())
-        value_set = pa.array([float(c) for c in categories], pa.float64())
-    codes = pc.index_in(values, value_set=value_set)
+    strings = [(i, c) for i, c in enumerate(categories) if isinstance(c, str)]
+    numbers = [
+        (i, float(c))
+        for i, c in enumerate(categories)
+        if isinstance(c, int | float) and not isinstance(c, bool)
+    ]
+    flags = [(i, c) for i, c in enumerate(categories) if isinstance(c, bool)]
+    if pa.types.is_boolean(column.type):
+        codes = _lookup(column, flags, pa.bool_())
+        return pc.cast(codes, pa.float64()).to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
+    text = column if _is_text(column) else None
+    if text is None and not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+        text = _as_text(column, feature.name, first_row, where)
+    found: list[pa.Array] = []
+    if strings:
+        found.append(_lookup(text if text is not None else pc.cast(column, pa.string()), strings))
+    if numbers:
+        if text is None or not (strings or flags):
+            values = pa.array(_as_float64(column, feature.name, first_row, where), pa.float64())
+        else:
+            values = _lenient_float64(text)
+        found.append(_lookup(pc.add(values, 0.0), numbers, pa.float64()))  # -0.0 + 0.0 is 0.0
+    if flags and text is not None:
+        lowered = pc.utf8_lower(text)
+        truth = pc.if_else(
+            pc.equal(lowered, "true"), True, pc.if_else(pc.equal(lowered, "false"), False, None)
+        )
+        found.append(_lookup(truth, flags, pa.bool_()))
+    if not found:
+        return np.full(len(column), np.nan)
+    codes = found[0] if len(found) == 1 else pc.coalesce(*found)
     return pc.cast(codes, pa.float64()).to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
+
+
+def _lookup(
+    values: pa.Array, categories: Sequence[tuple[int, Any]], kind: pa.DataType = _STRING
+) -> pa.Array:
+    """The category index of each value (null where none matches)."""
+    if not categories:
+        return pa.nulls(len(values), pa.int32())
+    positions = pa.array([i for i, _ in categories], pa.int32())
+    found = pc.index_in(values, value_set=pa.array([c for _, c in categories], kind))
+    return pc.take(positions, found)
+
+
+def _lenient_float64(text: pa.Array) -> pa.Array:
+    """Text as numbers, null where a cell is not one (a category may be text there)."""
+    trimmed = pc.utf8_trim_whitespace(text)
+    numeric = pc.match_substring_regex(trimmed, _NUMBER_PATTERN, ignore_case=True)
+    return pc.cast(pc.if_else(numeric, trimmed, None), pa.float64())
+
+
+def _as_text(column: pa.Array, name: str, first_row: int, where: str) -> pa.Array:
+    """A categorical value must be one value: a nested object or list is refused where it is."""
+    try:
+        return pc.cast(column, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        valid = pc.is_valid(column)
+        index = pc.index(valid, True).as_py()
+        row = first_row + max(index, 0)
+        raise BadValue(
+            f"{where}: column {name!r}, row {row}: a {column.type} value is not a category "
+            "(categorical values are single strings, numbers or booleans)",
+            row=row,
+        ) from exc
 
 
 def _first_bad(column: pa.Array) -> tuple[int | None, str]:

@@ -1,10 +1,11 @@
 """A LightGBM text model read as plain data: trees, nodes, leaves and the output transform.
 
 The compiled engine generates code from this, and the exactness gate builds
-its check rows from the split thresholds and categories found here. Parsing
-the text ourselves (rather than ``dump_model``'s JSON) keeps every number as
-LightGBM wrote it: thresholds and leaf values are printed with 17 significant
-digits, so ``float()`` gives back the very doubles LightGBM predicts with.
+its check rows from the split thresholds and categories found here. Reading
+the text (``pipeline.model_text``, the one reader of it) rather than
+``dump_model``'s JSON keeps every number as LightGBM wrote it: thresholds and
+leaf values are printed with 17 significant digits, so ``float()`` gives back
+the very doubles LightGBM predicts with.
 
 What the engine cannot reproduce exactly is named in ``Unsupported``, and the
 model stays on LightGBM with that reason.
@@ -13,6 +14,9 @@ model stays on LightGBM with that reason.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+
+from pipeline import model_text
 
 #: LightGBM's ``kZeroThreshold`` (1e-35f as a double): its predictor stores any
 #: feature value with ``|x| <= kZeroThreshold`` as 0.0, and splits compare against that.
@@ -62,6 +66,10 @@ class Node:
         """0: none (NaN is read as 0.0), 1: zero, 2: NaN."""
         return (self.decision_type >> 2) & 3
 
+    @cached_property
+    def category_set(self) -> frozenset[int]:
+        return frozenset(self.category_values())
+
     def category_values(self) -> list[int]:
         return [
             32 * word + bit
@@ -102,15 +110,19 @@ class Forest:
 
 
 def parse(text: str) -> Forest:
-    """The forest in a LightGBM text model; ``Unsupported`` for what the engine cannot do."""
-    header, _, body = text.partition("\nTree=")
-    fields = _fields(header)
-    if "average_output" in header.splitlines():
+    """The forest in a LightGBM text model; ``Unsupported`` for what the engine cannot do.
+
+    Give it the text LightGBM writes back (``Booster.model_to_string``), not
+    the bytes a user published: LightGBM reads some spellings differently
+    from Python (``0_5``), and its own writing is the model it predicts with.
+    """
+    model = model_text.parse(text, "the model")
+    header = model.header
+    if "average_output" in text.partition("\nTree=")[0].splitlines():
         raise Unsupported("random forest models (average_output) are not compiled")
-    trees_text = ("Tree=" + body).split("end of trees")[0]
-    trees = tuple(_tree(block) for block in trees_text.split("\nTree=") if block.strip())
-    num_class = int(fields.get("num_tree_per_iteration", fields.get("num_class", "1")))
-    objective = fields.get("objective", "")
+    trees = tuple(_tree(tree) for tree in model.trees)
+    num_class = int(header.get("num_tree_per_iteration", header.get("num_class", "1")))
+    objective = header.get("objective", "")
     sigmoid = 1.0
     for option in objective.split(" ")[1:]:
         if option.startswith("sigmoid:"):
@@ -118,7 +130,7 @@ def parse(text: str) -> Forest:
     forest = Forest(
         trees=trees,
         num_class=num_class,
-        num_features=int(fields["max_feature_idx"]) + 1,
+        num_features=len(model.feature_names),
         objective=objective,
         sigmoid=sigmoid,
     )
@@ -128,42 +140,26 @@ def parse(text: str) -> Forest:
     return forest
 
 
-def _fields(block: str) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for line in block.splitlines():
-        name, sep, value = line.partition("=")
-        if sep:
-            fields[name.strip()] = value.strip()
-    return fields
-
-
-def _numbers(fields: dict[str, str], name: str) -> list[str]:
-    value = fields.get(name, "")
-    return value.split(" ") if value else []
-
-
-def _tree(block: str) -> Tree:
-    fields = _fields("Tree=" + block)
-    if fields.get("is_linear", "0") != "0":
+def _tree(tree: model_text.TextTree) -> Tree:
+    if tree.is_linear:
         raise Unsupported("linear trees (linear_tree=true) are not compiled")
-    leaves = tuple(float(v) for v in _numbers(fields, "leaf_value"))
-    num_leaves = int(fields["num_leaves"])
-    if num_leaves == 1:
-        return Tree(nodes=(), leaves=leaves[:1])
-    features = [int(v) for v in _numbers(fields, "split_feature")]
-    thresholds = [float(v) for v in _numbers(fields, "threshold")]
-    decisions = [int(v) for v in _numbers(fields, "decision_type")]
-    lefts = [int(v) for v in _numbers(fields, "left_child")]
-    rights = [int(v) for v in _numbers(fields, "right_child")]
-    boundaries = [int(v) for v in _numbers(fields, "cat_boundaries")]
-    words = [int(v) for v in _numbers(fields, "cat_threshold")]
+    if tree.num_leaves == 1:
+        return Tree(nodes=(), leaves=tree.leaf_value[:1])
     nodes = []
-    for i in range(num_leaves - 1):
+    for i in range(tree.num_leaves - 1):
         categories: tuple[int, ...] = ()
-        if decisions[i] & 1:
-            index = int(thresholds[i])
-            categories = tuple(words[boundaries[index] : boundaries[index + 1]])
+        if tree.decision_type[i] & 1:
+            index = int(tree.threshold[i])
+            bounds = tree.cat_boundaries
+            categories = tree.cat_threshold[bounds[index] : bounds[index + 1]]
         nodes.append(
-            Node(features[i], thresholds[i], decisions[i], lefts[i], rights[i], categories)
+            Node(
+                tree.split_feature[i],
+                tree.threshold[i],
+                tree.decision_type[i],
+                tree.left_child[i],
+                tree.right_child[i],
+                categories,
+            )
         )
-    return Tree(nodes=tuple(nodes), leaves=leaves)
+    return Tree(nodes=tuple(nodes), leaves=tree.leaf_value)

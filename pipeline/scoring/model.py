@@ -19,6 +19,7 @@ import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 
+from pipeline import model_text
 from pipeline.errors import InvalidModel
 from pipeline.messages import ModelRef
 from pipeline.model_store import ModelStore
@@ -27,38 +28,23 @@ from pipeline.scoring.features import Feature
 PREDICTION = "prediction"
 
 
-def load_booster(text: str, source: str) -> lgb.Booster:
-    """A Booster from LightGBM's text format; anything else is ``InvalidModel``."""
-    if not text.lstrip().startswith("tree"):
-        raise InvalidModel(f"{source} is not a LightGBM text model (it must start with 'tree')")
+def load_booster(text: str, source: str) -> tuple[lgb.Booster, model_text.ModelText]:
+    """A Booster from LightGBM's text format, and the text read; else ``InvalidModel``.
+
+    The text is checked first: LightGBM aborts the process on a tree whose
+    size is off, and loops for ever in a tree whose children loop back.
+    """
+    parsed = model_text.parse(text, source)
     try:
-        return lgb.Booster(model_str=text)
+        return lgb.Booster(model_str=text), parsed
     except lgb.basic.LightGBMError as exc:
         raise InvalidModel(f"{source} is not a valid LightGBM model: {exc}") from exc
 
 
-def _categorical_indices(booster: lgb.Booster) -> list[int]:
-    text: str = booster.model_to_string(num_iteration=0)
-    for line in text.splitlines():
-        if line.startswith("[categorical_feature: "):
-            value = line.removeprefix("[categorical_feature: ").rstrip("]").strip()
-            return [int(i) for i in value.split(",") if i.strip()]
-    return []
-
-
-def features_of(booster: lgb.Booster) -> tuple[Feature, ...]:
-    """The model's features, with training categories where it has pandas categoricals.
-
-    ``pandas_categorical`` lists the categories of the categorical columns in
-    column order, which is the order of their feature indices.
-    """
-    names: list[str] = booster.feature_name()
-    pandas_categories = booster.pandas_categorical or []
-    indices = sorted(_categorical_indices(booster))
-    categories: dict[int, tuple[Any, ...]] = {}
-    if pandas_categories and len(pandas_categories) == len(indices):
-        categories = {i: tuple(c) for i, c in zip(indices, pandas_categories, strict=True)}
-    return tuple(Feature(name, categories.get(i)) for i, name in enumerate(names))
+def features_of(parsed: model_text.ModelText, source: str) -> tuple[Feature, ...]:
+    """The model's features, with training categories where they were pandas categoricals."""
+    categories = model_text.pandas_categories(parsed, source)
+    return tuple(Feature(name, categories.get(i)) for i, name in enumerate(parsed.feature_names))
 
 
 def sha256_hex(data: bytes) -> str:
@@ -90,15 +76,21 @@ class LoadedModel:
 
     @classmethod
     def from_text(cls, ref: ModelRef, text: str) -> LoadedModel:
-        booster = load_booster(text, f"model {ref.name!r} version {ref.version}")
+        source = f"model {ref.name!r} version {ref.version}"
+        booster, parsed = load_booster(text, source)
         return cls(
             ref=ref,
             booster=booster,
-            features=features_of(booster),
+            features=features_of(parsed, source),
             num_outputs=booster.num_model_per_iteration(),
             sha256=sha256_hex(text.encode()),
             text=text,
         )
+
+    @property
+    def written(self) -> str:
+        """The model as LightGBM writes it back: what it predicts with, every tree included."""
+        return str(self.booster.model_to_string(num_iteration=-1))
 
     @property
     def engine(self) -> str:
@@ -140,8 +132,10 @@ class ModelCache:
         engine: str = "auto",
         recheck_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        compile_seconds: float = 60.0,
     ) -> None:
         self._store, self._engine = store, engine
+        self._compile_seconds = compile_seconds
         self._recheck, self._clock = recheck_seconds, clock
         self._models: dict[ModelRef, tuple[LoadedModel, float | None]] = {}
         self._lock = threading.Lock()
@@ -167,4 +161,4 @@ class ModelCache:
             return replace(model, engine_reason="PIPELINE_PREDICT_ENGINE=lightgbm"), False
         from pipeline.scoring import compiling  # noqa: PLC0415 - llvmlite only when needed
 
-        return compiling.attach(model, self._store)
+        return compiling.attach(model, self._store, self._compile_seconds)

@@ -167,3 +167,37 @@ def test_an_unknown_objective_is_refused() -> None:
 
     with pytest.raises(forest.Unsupported, match="cross_entropy_lambda"):
         forest.parse(booster.model_to_string())
+
+
+def test_the_check_rows_reach_every_leaf_so_an_edited_deep_leaf_is_caught() -> None:
+    """A 255-leaf model: rows from thresholds alone reached three quarters of its leaves.
+
+    The compiled forest of a copy whose rarest leaf was changed must fail the
+    gate against the original, and the verdict says every leaf was reached.
+    """
+    assert TARGET is not None
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(20_000, 8))
+    booster = lgb.train(
+        {"objective": "binary", "num_leaves": 255, "min_data_in_leaf": 5, "verbose": -1},
+        lgb.Dataset(x, (x[:, :4].sum(axis=1) + rng.normal(size=20_000) > 0).astype(int)),
+        num_boost_round=20,
+    )
+    parsed = forest.parse(booster.model_to_string())
+    leaves = booster.predict(random_rows(5000, 8), pred_leaf=True)
+    tree = 7
+    unseen = sorted(set(range(len(parsed.trees[tree].leaves))) - set(leaves[:, tree].tolist()))
+    edited = list(parsed.trees[tree].leaves)
+    edited[unseen[0]] += 0.84
+    trees = list(parsed.trees)
+    trees[tree] = forest.Tree(parsed.trees[tree].nodes, tuple(edited))
+    wrong = forest.Forest(tuple(trees), 1, 8, parsed.objective, parsed.sigmoid)
+    native = NativeForest(compiler.compile_object(wrong, TARGET), 1, 8)
+
+    verdict = gate.verify(native, booster, parsed)
+    honest = gate.verify(compile_booster(booster)[0], booster, parsed)
+
+    assert not verdict.passed
+    assert honest.passed
+    total = sum(len(t.leaves) for t in parsed.trees)
+    assert f"reaching {total} of {total} leaves" in honest.reason

@@ -71,11 +71,63 @@ def test_a_column_of_another_kind_is_refused_by_type() -> None:
 
 def test_categories_become_training_codes_and_unseen_values_missing() -> None:
     color = Feature("color", ("blue", "green", "red"))
-    b = batch(color=["red", " blue", "purple", "", None, "green"])
+    b = batch(color=["red", "blue", "purple", "", None, "green"])
 
     matrix = features.feature_matrix(b, [color], 1, "f")
 
     np.testing.assert_array_equal(matrix[:, 0], [2, 0, np.nan, np.nan, np.nan, 1])
+
+
+def test_string_categories_match_their_text_exactly_spaces_and_all() -> None:
+    """pandas tells ``" blue"`` from ``"blue"``: so does the lookup."""
+    color = Feature("color", ("red ", " blue", "blue"))
+    b = batch(color=["red ", "red", " blue", "blue", "NA"])
+
+    matrix = features.feature_matrix(b, [color], 1, "f")
+
+    np.testing.assert_array_equal(matrix[:, 0], [0, np.nan, 1, 2, np.nan])
+
+
+def test_negative_zero_is_the_category_zero() -> None:
+    zero = Feature("z", (0.0, 1.0))
+    from_text = features.feature_matrix(batch(z=["-0.0", "0", "1"]), [zero], 1, "f")
+    from_floats = features.feature_matrix(
+        pa.RecordBatch.from_pydict({"z": pa.array([-0.0, 0.0, 1.0])}), [zero], 1, "f"
+    )
+    np.testing.assert_array_equal(from_text[:, 0], [0, 0, 1])
+    np.testing.assert_array_equal(from_floats[:, 0], [0, 0, 1])
+
+
+def test_boolean_and_mixed_categories_match_as_pandas_does() -> None:
+    flag = Feature("flag", (False, True))
+    mixed = Feature("m", (1, "a", 2.5))
+    b = batch(flag=["True", "false", "TRUE", "yes"], m=["1.0", "a", "2.5", "b"])
+
+    matrix = features.feature_matrix(b, [flag, mixed], 1, "f")
+    typed = features.feature_matrix(
+        pa.RecordBatch.from_pydict({"flag": pa.array([True, False, None, True])}), [flag], 1, "f"
+    )
+
+    np.testing.assert_array_equal(matrix[:, 0], [1, 0, 1, np.nan])
+    np.testing.assert_array_equal(matrix[:, 1], [0, 1, 2, np.nan])
+    np.testing.assert_array_equal(typed[:, 0], [1, 0, np.nan, 1])
+
+
+def test_a_nested_value_is_not_a_category_and_says_where() -> None:
+    color = Feature("color", ("blue", "red"))
+    b = pa.RecordBatch.from_pydict({"color": pa.array([None, {"a": 1}])})
+
+    with pytest.raises(BadValue, match=r"column 'color', row 12: a struct<a: int64> value"):
+        features.feature_matrix(b, [color], 11, "f")
+
+
+def test_integers_beyond_two_to_the_53_round_as_lightgbm_rounds_them() -> None:
+    big = [2**53 + 1, 2**63 - 1, -(2**62) - 1]
+    b = pa.RecordBatch.from_pydict({"x": pa.array(big, pa.int64())})
+
+    matrix = features.feature_matrix(b, [Feature("x")], 1, "f")
+
+    np.testing.assert_array_equal(matrix[:, 0], np.array(big, dtype=np.int64).astype(np.float64))
 
 
 def test_numeric_categories_match_by_value_from_text_or_numbers() -> None:
