@@ -15,6 +15,7 @@ Each class fixes its ``code``, the stable string consumers see in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 
@@ -113,3 +114,17 @@ def located(exc: BaseException | str, where: str) -> str:
     """The error's message, prefixed with the file it is about unless it names it already."""
     text = str(exc)
     return text if where in text else f"{where}: {text}"
+
+
+#: Names listed in a message before the rest are counted: a notification must
+#: stay far below SNS's 256 KB whatever a file's header holds.
+SHOWN_NAMES = 20
+_SHOWN_NAME_CHARS = 100
+
+
+def names_list(names: Sequence[str], shown: int = SHOWN_NAMES) -> str:
+    """``a, b, c`` for a few names; the first ``shown`` and a count of the rest for many."""
+    clipped = [n if len(n) <= _SHOWN_NAME_CHARS else n[:_SHOWN_NAME_CHARS] + "…" for n in names]
+    if len(clipped) <= shown:
+        return ", ".join(clipped)
+    return f"{', '.join(clipped[:shown])} and {len(clipped) - shown} more"

@@ -152,7 +152,11 @@ def _new_plan(request: ScoreRequest, runtime: WorkerRuntime) -> ShardPlan | None
         return ShardPlan(**common, row_groups=group_row_groups(sizes, shard_bytes))
     header = b""
     if fmt.kind == "csv":
-        head = csv_files.peek_first_line(RangeReader(runtime.s3, obj, block_bytes=_HEADER_PEEK))
+        head = csv_files.peek_first_line(
+            RangeReader(runtime.s3, obj, block_bytes=_HEADER_PEEK),
+            f"s3://{obj.bucket}/{obj.key}",
+            runtime.settings.max_line_bytes,
+        )
         line, newline, _ = head.partition(b"\n")
         header = line + newline
     return ShardPlan(

@@ -44,6 +44,10 @@ class ObjectSource(Protocol):
     def head(self, size: int) -> bytes: ...
 
 
+#: The longest CSV line or JSON record a reader takes unless told otherwise.
+DEFAULT_MAX_LINE_BYTES = 1024**2
+
+
 @dataclass
 class Chunk:
     #: The rows' columns as Arrow arrays; features are read from these.
@@ -78,7 +82,12 @@ class Codec(Protocol):
     """How one kind of file is read and written (see csv_files, parquet_files, json_lines)."""
 
     def open(
-        self, source: ObjectSource, compression: str | None, where: str, batch_rows: int
+        self,
+        source: ObjectSource,
+        compression: str | None,
+        where: str,
+        batch_rows: int,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> Reader: ...
 
     def writer(

@@ -16,15 +16,23 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from collections.abc import Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from pipeline.errors import EmptyFile, SchemaMismatch, UnreadableFile
+from pipeline.errors import EmptyFile, SchemaMismatch, UnreadableFile, names_list
 from pipeline.scoring.batches import ArrowBatchWriter, output_schema, rebatch
-from pipeline.scoring.codec import ByteSink, ByteSource, Chunk, ObjectSource, Reader
+from pipeline.scoring.codec import (
+    DEFAULT_MAX_LINE_BYTES,
+    ByteSink,
+    ByteSource,
+    Chunk,
+    ObjectSource,
+    Reader,
+)
 from pipeline.scoring.streams import Prefixed, decompressed
 
 #: pyarrow's streaming CSV reader buffers many blocks ahead; small blocks keep
@@ -34,16 +42,25 @@ _HEADER_PEEK_BYTES = 1 << 16
 
 
 class CsvReader:
-    def __init__(self, stream: ByteSource, where: str, batch_rows: int) -> None:
-        names, source, header_bytes = _read_header(stream, where)
-        self._watch = _QuoteWatch(source, skip=header_bytes)
+    def __init__(
+        self,
+        stream: ByteSource,
+        where: str,
+        batch_rows: int,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> None:
+        names, source, header_bytes = _read_header(stream, where, max_line_bytes)
+        self._watch = _QuoteWatch(source, skip=header_bytes, max_line_bytes=max_line_bytes)
         self.columns: list[str] = names
         self._where, self._batch_rows = where, batch_rows
         self._invalid: list[pa_csv.InvalidRow] = []
+        # Arrow needs every line within one block: a block at least as long as
+        # the longest line allowed.
+        block = max(_BLOCK_BYTES, max_line_bytes + 1)
         try:
             self._reader = pa_csv.open_csv(
                 self._watch,
-                read_options=pa_csv.ReadOptions(block_size=_BLOCK_BYTES, use_threads=False),
+                read_options=pa_csv.ReadOptions(block_size=block, use_threads=False),
                 parse_options=pa_csv.ParseOptions(invalid_row_handler=self._on_invalid),
                 convert_options=pa_csv.ConvertOptions(
                     column_types={name: pa.string() for name in names},
@@ -64,6 +81,8 @@ class CsvReader:
         return "error"
 
     def _unreadable(self, exc: Exception, rows: int) -> UnreadableFile:
+        if self._watch.long_line is not None:
+            return line_too_long(self._where, self._watch.long_line, self._watch.max_line_bytes)
         if self._invalid:
             row = self._invalid[0]
             line = "a line" if row.number is None else f"line {row.number}"
@@ -103,16 +122,22 @@ def _text_bytes(batch: pa.RecordBatch) -> int:
 
 
 class _QuoteWatch(io.RawIOBase):
-    """The parser's bytes, noting the first double quote after the header line.
+    """The parser's bytes, noting the first double quote after the header line,
+    and the first line longer than the limit.
 
     Header names are written quoted whatever the input did (Arrow's writer
-    quotes them), so quotes there say nothing about the rows.
+    quotes them), so quotes there say nothing about the rows. Arrow fails a
+    line longer than its block with its own jargon ("straddles two block
+    boundaries", "Empty CSV file or block"); the line's number is known here.
     """
 
-    def __init__(self, stream: io.RawIOBase, skip: int) -> None:
+    def __init__(self, stream: io.RawIOBase, skip: int, max_line_bytes: int) -> None:
         super().__init__()
         self._stream, self._skip = stream, skip
         self.seen = False
+        self.max_line_bytes = max_line_bytes
+        self.long_line: int | None = None
+        self._line, self._run = 2, 0  # the header is line 1, skipped
 
     def readable(self) -> bool:
         return True
@@ -121,9 +146,32 @@ class _QuoteWatch(io.RawIOBase):
         n = self._stream.readinto(buffer) or 0
         skipped = min(self._skip, n)
         self._skip -= skipped
-        if not self.seen and b'"' in memoryview(buffer)[skipped:n].tobytes():
+        data = memoryview(buffer)[skipped:n].tobytes()
+        if not self.seen and b'"' in data:
             self.seen = True
+        if self.long_line is None:
+            self._measure(data)
         return n
+
+    def _measure(self, data: bytes) -> None:
+        start = 0
+        while (end := data.find(b"\n", start)) >= 0:
+            if self._run + end - start > self.max_line_bytes:
+                self.long_line = self._line
+                return
+            self._line, self._run, start = self._line + 1, 0, end + 1
+        self._run += len(data) - start
+        if self._run > self.max_line_bytes:
+            self.long_line = self._line
+
+
+def line_too_long(where: str, line: int, limit: int) -> UnreadableFile:
+    return UnreadableFile(
+        f"{where}: line {line} is longer than {limit:,} bytes, the longest line this "
+        "pipeline reads (PIPELINE_MAX_LINE_BYTES; a file missing its line ends, or "
+        "wider than that setting allows?)",
+        line=line,
+    )
 
 
 class _CsvFileWriter:
@@ -154,30 +202,47 @@ class _CsvFileWriter:
             writer.close()
 
 
-def peek_first_line(stream: ByteSource) -> bytes:
-    """The stream's first bytes, read in blocks until they hold a line end (or it ends)."""
-    head = b""
+def peek_first_line(
+    stream: ByteSource, where: str = "the file", max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> bytes:
+    """The stream's first bytes, read in blocks until they hold a line end (or it ends).
+
+    ``UnreadableFile`` once they pass ``max_line_bytes`` with no line end.
+    """
+    chunks: list[bytes] = []
+    size = 0
     while True:
         chunk = stream.read(_HEADER_PEEK_BYTES)
-        head += chunk
+        chunks.append(chunk)
+        size += len(chunk)
         if not chunk or b"\n" in chunk:
-            return head
+            return b"".join(chunks)
+        if size > max_line_bytes:
+            raise line_too_long(where, 1, max_line_bytes)
 
 
-def _read_header(stream: ByteSource, where: str) -> tuple[list[str], Prefixed, int]:
+def _read_header(
+    stream: ByteSource, where: str, max_line_bytes: int
+) -> tuple[list[str], Prefixed, int]:
     """The column names, the whole stream again, and the header line's length in bytes."""
-    head = peek_first_line(stream)
+    head = peek_first_line(stream, where, max_line_bytes)
     if not head.strip():
         raise EmptyFile(f"{where} is empty: a CSV file needs at least a header row")
     first_line = head.split(b"\n", 1)[0]
+    if len(first_line) > max_line_bytes:
+        raise line_too_long(where, 1, max_line_bytes)
     try:
         text = first_line.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UnreadableFile(f"{where}: the header row is not UTF-8 text ({exc})") from exc
+    csv.field_size_limit(max(csv.field_size_limit(), max_line_bytes))
     names = next(csv.reader([text.rstrip("\r")]))
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
     if duplicates:
-        raise SchemaMismatch(f"{where}: the header repeats column(s) {', '.join(duplicates)}")
+        raise SchemaMismatch(
+            f"{where}: the header repeats {len(duplicates)} column name(s): "
+            + names_list(duplicates)
+        )
     if any(not n for n in names):
         raise SchemaMismatch(f"{where}: the header has an empty column name")
     return names, Prefixed(head, stream), len(first_line) + 1
@@ -185,9 +250,16 @@ def _read_header(stream: ByteSource, where: str) -> tuple[list[str], Prefixed, i
 
 class _Codec:
     def open(
-        self, source: ObjectSource, compression: str | None, where: str, batch_rows: int
+        self,
+        source: ObjectSource,
+        compression: str | None,
+        where: str,
+        batch_rows: int,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> Reader:
-        return CsvReader(decompressed(source.stream(), compression), where, batch_rows)
+        return CsvReader(
+            decompressed(source.stream(), compression), where, batch_rows, max_line_bytes
+        )
 
     def writer(
         self,

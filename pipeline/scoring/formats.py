@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 from pipeline.errors import UnsupportedFormat
 from pipeline.scoring import csv_files, json_lines, parquet_files
-from pipeline.scoring.codec import ByteSink, Codec, ObjectSource, Reader, Writer
+from pipeline.scoring.codec import (
+    DEFAULT_MAX_LINE_BYTES,
+    ByteSink,
+    Codec,
+    ObjectSource,
+    Reader,
+    Writer,
+)
 
 _CODECS: dict[str, Codec] = {
     "csv": csv_files.CODEC,
@@ -51,8 +58,14 @@ class Format:
     def codec(self) -> Codec:
         return _CODECS[self.kind]
 
-    def open(self, source: ObjectSource, where: str, batch_rows: int) -> Reader:
-        return self.codec.open(source, self.compression, where, batch_rows)
+    def open(
+        self,
+        source: ObjectSource,
+        where: str,
+        batch_rows: int,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> Reader:
+        return self.codec.open(source, self.compression, where, batch_rows, max_line_bytes)
 
     def writer(
         self, sink: ByteSink, reader: Reader, outputs: Sequence[str], header: bool = True

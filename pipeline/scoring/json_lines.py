@@ -14,21 +14,29 @@ import io
 import json
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.json as pa_json
 
-from pipeline.errors import EmptyFile, UnreadableFile
-from pipeline.scoring.codec import ByteSink, Chunk, ObjectSource, Reader
+from pipeline.errors import BadValue, EmptyFile, UnreadableFile
+from pipeline.scoring.codec import DEFAULT_MAX_LINE_BYTES, ByteSink, Chunk, ObjectSource, Reader
 from pipeline.scoring.streams import decompressed, output_stream
 
 
 class JsonLinesReader:
-    def __init__(self, lines: io.BufferedReader, where: str, batch_rows: int) -> None:
+    def __init__(
+        self,
+        lines: io.BufferedReader,
+        where: str,
+        batch_rows: int,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> None:
         self._lines = lines
         self._where, self._batch_rows = where, batch_rows
+        self._max_line_bytes = max_line_bytes
         self._line_number = 0
         self._record_number = 0
         self._first = self._next_chunk()
@@ -45,8 +53,15 @@ class JsonLinesReader:
     def _next_chunk(self) -> Chunk | None:
         records: list[bytes] = []
         lines: list[int] = []
-        for raw in self._lines:
+        while raw := self._lines.readline(self._max_line_bytes + 2):
             self._line_number += 1
+            if len(raw) > self._max_line_bytes and not raw.endswith(b"\n"):
+                raise UnreadableFile(
+                    f"{self._where}: line {self._line_number} is longer than "
+                    f"{self._max_line_bytes:,} bytes, the longest record this pipeline "
+                    "reads (PIPELINE_MAX_LINE_BYTES)",
+                    line=self._line_number,
+                )
             record = raw.rstrip(b"\r\n \t")
             if not record:
                 continue
@@ -72,24 +87,71 @@ class JsonLinesReader:
                 io.BytesIO(data),
                 read_options=pa_json.ReadOptions(use_threads=False, block_size=len(data) + 1),
             )
-        except pa.ArrowInvalid as exc:
-            raise self._explain(records, lines, exc) from exc
+        except pa.ArrowInvalid:
+            return self._parse_slowly(records, lines)
         return table.combine_chunks().to_batches()[0] if table.num_rows else _empty(table)
 
-    def _explain(self, records: list[bytes], lines: list[int], exc: Exception) -> UnreadableFile:
+    def _parse_slowly(self, records: list[bytes], lines: list[int]) -> pa.RecordBatch:
+        """The records through Python's JSON reader, where Arrow's refused them.
+
+        Arrow refuses numbers a double cannot hold (``1e400``, which Python
+        reads as infinity, as LightGBM would take it), integers past int64,
+        and a key whose values change kind between records. Here those read
+        as Python reads them; a nested value among plain ones is named by line
+        and key, and a line that is not a JSON object by its line.
+        """
+        rows: list[dict[str, Any]] = []
         for record, line in zip(records, lines, strict=True):
             try:
                 value = json.loads(record)
             except ValueError as bad:
-                return UnreadableFile(
+                raise UnreadableFile(
                     f"{self._where}: line {line} is not valid JSON: {bad}", line=line
-                )
+                ) from bad
             if not isinstance(value, dict):
-                return UnreadableFile(f"{self._where}: line {line} is not a JSON object", line=line)
-        return UnreadableFile(
-            f"{self._where}: lines {lines[0]}-{lines[-1]} cannot be read as records of one "
-            f"shape: {exc}"
+                raise UnreadableFile(f"{self._where}: line {line} is not a JSON object", line=line)
+            rows.append(value)
+        names = list(dict.fromkeys(key for row in rows for key in row))
+        return pa.RecordBatch.from_pydict(
+            {name: self._column([row.get(name) for row in rows], name, lines) for name in names}
         )
+
+    def _column(self, values: list[Any], name: str, lines: list[int]) -> pa.Array:
+        kinds = {_kind(v) for v in values} - {"null"}
+        if kinds <= {"number"}:
+            return pa.array([None if v is None else float(v) for v in values], pa.float64())
+        if kinds <= {"bool"}:
+            return pa.array(values, pa.bool_())
+        nested = [i for i, v in enumerate(values) if _kind(v) == "nested"]
+        if nested and len(kinds) > 1:
+            line = lines[nested[0]]
+            kind = "object" if isinstance(values[nested[0]], dict) else "array"
+            raise BadValue(
+                f"{self._where}: line {line}, key {name!r}: a JSON {kind} where other "
+                "records have a single value",
+                line=line,
+            )
+        if nested:
+            try:
+                return pa.array(values)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                return pa.array([None if v is None else json.dumps(v) for v in values])
+        # Text mixed with numbers or booleans: each as its JSON spelling, read as text.
+        return pa.array(
+            [v if isinstance(v, str) or v is None else json.dumps(v) for v in values], pa.string()
+        )
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, dict | list):
+        return "nested"
+    return "text"
 
 
 def _empty(table: pa.Table) -> pa.RecordBatch:
@@ -121,9 +183,16 @@ def _number(value: float) -> bytes:
 
 class _Codec:
     def open(
-        self, source: ObjectSource, compression: str | None, where: str, batch_rows: int
+        self,
+        source: ObjectSource,
+        compression: str | None,
+        where: str,
+        batch_rows: int,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> Reader:
-        return JsonLinesReader(decompressed(source.stream(), compression), where, batch_rows)
+        return JsonLinesReader(
+            decompressed(source.stream(), compression), where, batch_rows, max_line_bytes
+        )
 
     def writer(
         self,

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from pipeline.errors import SchemaMismatch, UnreadableFile
 from pipeline.scoring.batches import ArrowBatchWriter, output_schema
-from pipeline.scoring.codec import ByteSink, Chunk, ObjectSource, Reader
+from pipeline.scoring.codec import DEFAULT_MAX_LINE_BYTES, ByteSink, Chunk, ObjectSource, Reader
 
 
 class ParquetReader:
@@ -60,7 +60,12 @@ class ParquetReader:
 
 class _Codec:
     def open(
-        self, source: ObjectSource, compression: str | None, where: str, batch_rows: int
+        self,
+        source: ObjectSource,
+        compression: str | None,
+        where: str,
+        batch_rows: int,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> Reader:
         return ParquetReader(source, where, batch_rows)
 

@@ -145,7 +145,7 @@ def score_source(
     """Score what ``source`` holds (a file, or one shard of it) into ``sink``, and complete it."""
     obj = source.ref
     where = f"s3://{obj.bucket}/{obj.key}"
-    reader = fmt.open(source, where, settings.batch_rows)
+    reader = fmt.open(source, where, settings.batch_rows, settings.max_line_bytes)
     features.check_columns(reader.columns, model.feature_names, model.output_columns, where)
     writer = fmt.writer(sink, reader, model.output_columns, header)
 
