@@ -375,8 +375,9 @@ def pandas_categories(model: ModelText, source: str) -> dict[int, tuple[Category
             f"{source}: the model was trained on {len(lists)} pandas category column(s), "
             "and its text does not say which features they were: any of "
             + "; ".join(f"[{o}]" for o in options)
-            + ". Save the model with the category columns as the only integer-coded "
-            "features, or convert them to plain columns before training"
+            + ". LightGBM learns it from the DataFrame's dtypes, which a file does not "
+            "have; train with such a column as plain integer codes (df[c].cat.codes), "
+            "or with every one of its categories present, and publish again"
         )
     chosen = min(choices)
     return {f: lists[p] for p, f in enumerate(chosen)}

@@ -81,20 +81,24 @@ def start_compile(
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, before exec
         )
         _children.add(child)
+        late = False
         try:
             out, err = child.communicate(timeout=budget)
         except subprocess.TimeoutExpired:
             _kill(child)
             out, err = child.communicate()
+            late = True
         finally:
             _children.discard(child)
-        if child.returncode == -signal.SIGKILL:
+        if late or child.returncode < 0:  # no record of its own: write why, or it stays pending
             reason = (
                 f"compiling took longer than its budget of {budget:g} s "
                 "(PIPELINE_COMPILE_TIMEOUT_SECONDS), so it was stopped"
+                if late
+                else f"the compile process died (signal {-child.returncode})"
             )
             log.error("compile of %s v%d: %s", ref.name, ref.version, reason)
-            record_refusal(ref, store, reason, sha256, seconds=budget)
+            record_refusal(ref, store, reason, sha256, seconds=budget if late else 0.0)
             return
         level = logging.INFO if child.returncode == 0 else logging.ERROR
         message = out.strip() or err.strip()[-2000:]

@@ -196,7 +196,13 @@ def test_every_kind_of_pandas_category_scores_as_the_dataframe_does(
     for booster, data, plain, name in cases:
         version = client.models.publish(name, booster.model_to_string().encode(), "m.txt")
         if engine == "compiled":
-            assert _compiled(client, version).startswith("compiled"), name
+            verdict = _compiled(client, version)
+            leaves = sum(
+                booster.dump_model()["tree_info"][t]["num_leaves"]
+                for t in range(booster.num_trees())
+            )
+            assert verdict.startswith("compiled"), verdict
+            assert f"reaching {leaves} of {leaves} leaves" in verdict
         expected = booster.predict(data)
         for kind in ("csv", "jsonl", "parquet"):
             note = client.submit(_file(kind, plain), model=name, key=f"f.{kind}", timeout=120)
