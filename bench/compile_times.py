@@ -20,7 +20,11 @@ import sys
 import time
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
+
+from pipeline.scoring import compiler, forest, gate
+from pipeline.scoring.native import NativeForest
 
 MODELS: dict[str, dict[str, Any]] = {
     "200x63": {"trees": 200, "leaves": 63},
@@ -42,11 +46,6 @@ MODELS: dict[str, dict[str, Any]] = {
 
 
 def measure(name: str) -> dict[str, Any]:
-    import lightgbm as lgb
-
-    from pipeline.scoring import compiler, forest, gate
-    from pipeline.scoring.native import NativeForest
-
     spec = MODELS[name]
     rng = np.random.default_rng(0)
     rows = 6000 if "categories" in spec else 50_000
