@@ -18,10 +18,11 @@ import time
 import lightgbm as lgb
 import numpy as np
 
-from pipeline import aws, consumer
+from pipeline.client import consumer
 from pipeline.local.stack import LocalStack
-from pipeline.model_store import ModelStore
 from pipeline.scaling import Policy
+from pipeline.stores import aws
+from pipeline.stores.model_store import ModelStore
 
 FEATURES = ["a", "b", "c", "d"]
 

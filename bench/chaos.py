@@ -20,10 +20,11 @@ from collections import defaultdict
 import lightgbm as lgb
 import numpy as np
 
-from pipeline import aws, consumer
+from pipeline.client import consumer
 from pipeline.local.stack import LocalStack
 from pipeline.messages import Notification
-from pipeline.model_store import ModelStore
+from pipeline.stores import aws
+from pipeline.stores.model_store import ModelStore
 
 FEATURES = ["a", "b", "c", "d"]
 

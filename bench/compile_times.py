@@ -23,8 +23,8 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from pipeline.scoring import compiler, forest, gate
-from pipeline.scoring.native import NativeForest
+from pipeline.scoring.engine import compiler, forest, gate
+from pipeline.scoring.engine.native import NativeForest
 
 MODELS: dict[str, dict[str, Any]] = {
     "200x63": {"trees": 200, "leaves": 63},

@@ -35,14 +35,15 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from pipeline import aws, consumer
-from pipeline.client import Client
+from pipeline.client import consumer
+from pipeline.client.api import Client
 from pipeline.local.stack import LocalStack
 from pipeline.messages import Notification
-from pipeline.model_store import ModelStore
-from pipeline.scoring import compiler, forest
-from pipeline.scoring.native import NativeForest
-from pipeline.storage import PART_BYTES, MultipartWriter
+from pipeline.scoring.engine import compiler, forest
+from pipeline.scoring.engine.native import NativeForest
+from pipeline.stores import aws
+from pipeline.stores.model_store import ModelStore
+from pipeline.stores.storage import PART_BYTES, MultipartWriter
 
 FEATURES = [f"f{i:02d}" for i in range(33)]
 NAIVE = """

@@ -33,14 +33,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from pipeline import aws, jobs
+from pipeline import naming
 from pipeline.local import emulator
 from pipeline.messages import ModelRef, ObjectRef, ScoreRequest
-from pipeline.model_store import ModelStore
-from pipeline.scoring import compiling
-from pipeline.scoring.model import ModelCache
+from pipeline.scoring.engine import compiling
+from pipeline.scoring.engine.cache import ModelCache
 from pipeline.scoring.run import score_object
 from pipeline.settings import Settings, child_environment, set_process_environment
+from pipeline.stores import aws
+from pipeline.stores.model_store import ModelStore
 
 REGION = "us-east-1"
 FEATURES = 20
@@ -105,7 +106,7 @@ def child(mode: str, spec: dict[str, str]) -> None:
     started = time.perf_counter()
     if mode == "streamed":
         request = ScoreRequest(
-            job_id=jobs.job_id(obj, model_ref),
+            job_id=naming.job_id(obj, model_ref),
             input=obj,
             model=model_ref,
             received_at=datetime.now(UTC),

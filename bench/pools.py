@@ -23,11 +23,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from pipeline import aws, consumer
+from pipeline.client import consumer
 from pipeline.local import emulator
 from pipeline.local.stack import LocalStack
 from pipeline.local.workers import WorkerProcess, worker_command
-from pipeline.model_store import ModelStore
+from pipeline.stores import aws
+from pipeline.stores.model_store import ModelStore
 
 FEATURES = [f"f{i}" for i in range(10)]
 

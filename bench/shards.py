@@ -38,11 +38,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from pipeline import consumer
-from pipeline.client import Client, Submission
+from pipeline.client import consumer
+from pipeline.client.api import Client, Submission
 from pipeline.local.stack import LocalStack
 from pipeline.messages import Notification
-from pipeline.scoring import compiler
+from pipeline.scoring.engine import compiler
 
 FEATURES = [f"f{i}" for i in range(8)]
 MIB = 1024 * 1024

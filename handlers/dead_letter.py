@@ -6,7 +6,7 @@ import functools
 from typing import Any
 
 from pipeline import logs
-from pipeline.dead_letters import DeadLetterRuntime, handle_event
+from pipeline.functions.dead_letters import DeadLetterRuntime, handle_event
 from pipeline.settings import Settings
 
 logs.configure("dead-letter-function", Settings().log_level)

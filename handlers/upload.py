@@ -10,7 +10,7 @@ import functools
 from typing import Any
 
 from pipeline import logs
-from pipeline.intake import IntakeRuntime, handle_event
+from pipeline.functions.intake import IntakeRuntime, handle_event
 from pipeline.settings import Settings
 
 logs.configure("upload-function", Settings().log_level)

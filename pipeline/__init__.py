@@ -29,9 +29,9 @@ from pipeline.messages import (
 )
 
 if TYPE_CHECKING:
-    from pipeline.client import Client, NotificationTimeout, StackNotFound, Submission
+    from pipeline.client.api import Client, NotificationTimeout, StackNotFound, Submission
     from pipeline.local.stack import LocalStack
-    from pipeline.model_store import ModelVersion
+    from pipeline.stores.model_store import ModelVersion
 
 __all__ = [
     "Client",
@@ -55,11 +55,11 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Client": "pipeline.client",
-    "NotificationTimeout": "pipeline.client",
-    "StackNotFound": "pipeline.client",
-    "Submission": "pipeline.client",
-    "ModelVersion": "pipeline.model_store",
+    "Client": "pipeline.client.api",
+    "NotificationTimeout": "pipeline.client.api",
+    "StackNotFound": "pipeline.client.api",
+    "Submission": "pipeline.client.api",
+    "ModelVersion": "pipeline.stores.model_store",
     "LocalStack": "pipeline.local.stack",
 }
 

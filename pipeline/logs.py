@@ -41,8 +41,8 @@ def job_context(**fields: Any) -> Iterator[None]:
 
 #: In the local stack one process plays several parts; a record's logger says which.
 LOCAL_ROLES = {
-    "pipeline.intake": "upload-function",
-    "pipeline.dead_letters": "dead-letter-function",
+    "pipeline.functions.intake": "upload-function",
+    "pipeline.functions.dead_letters": "dead-letter-function",
     "pipeline.local.poller": "poller",
     "pipeline.local.supervisor": "supervisor",
 }

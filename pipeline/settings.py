@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     #: Files larger than this are refused before any byte is read.
     max_input_bytes: int = Field(default=50 * 1024**3, gt=0)
     #: A CSV, JSON lines or Parquet file larger than this is split into shards of
-    #: about this size, scored by as many workers at once (see ``shards``).
+    #: about this size, scored by as many workers at once (see ``pipeline.worker.sharding``).
     shard_bytes: int = Field(default=256 * 1024**2, ge=1024**2)
     #: Rows per chunk through the overlapped stages: each stage and hand-off
     #: holds a chunk, so this sets the worker's memory; large enough to amortize

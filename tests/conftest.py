@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline import aws
+from pipeline.client.pytest_plugin import REGION, TEST_SETTINGS
 from pipeline.local.stack import LocalStack
-from pipeline.pytest_plugin import REGION, TEST_SETTINGS
+from pipeline.stores import aws
 
 EVENTS = Path(__file__).parent / "events"
 
@@ -135,7 +135,7 @@ StackFactory = Callable[..., LocalStack]
 
 def publish(stack: LocalStack, booster: Any, name: str = "churn") -> Any:
     """Publish a trained booster to a stack as ``name``; its ModelVersion."""
-    from pipeline.model_store import ModelStore
+    from pipeline.stores.model_store import ModelStore
 
     store = ModelStore(aws.s3_client(REGION), stack.outputs["ModelBucketName"])
     return store.publish(name, booster.model_to_string().encode(), f"{name}.txt")
@@ -150,8 +150,8 @@ def outputs_file(stack: LocalStack, folder: Path) -> Path:
 
 def compile_version(stack: LocalStack, store: Any, version: Any, timeout: float = 120) -> Any:
     """Send a version's compile job to the stack's workers; its EngineRecord once written."""
-    from pipeline.client import Client
-    from pipeline.scoring import compiler
+    from pipeline.client.api import Client
+    from pipeline.scoring.engine import compiler
 
     target = compiler.host_target()
     assert target is not None
@@ -212,7 +212,7 @@ def scoring_stack(
     ``colors`` (binary, with pandas categorical features). Tests
     upload under unique keys and wait for their own notification.
     """
-    from pipeline.model_store import ModelStore
+    from pipeline.stores.model_store import ModelStore
 
     stack = LocalStack(
         stack_name=unique("e"),

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from pipeline import aws
 from pipeline.local.template import ACCOUNT_ID, Evaluator, TemplateError, references
+from pipeline.stores import aws
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

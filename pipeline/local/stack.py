@@ -23,8 +23,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
-from pipeline import aws, dead_letters, logs
-from pipeline.intake import IntakeRuntime, handle_event
+from pipeline import logs
+from pipeline.functions import dead_letters
+from pipeline.functions.intake import IntakeRuntime, handle_event
 from pipeline.local import emulator, template
 from pipeline.local.poller import EventSourceMapping
 from pipeline.local.provision import Stack, provision
@@ -32,6 +33,7 @@ from pipeline.local.supervisor import Supervisor
 from pipeline.local.workers import Sink, WorkerProcess
 from pipeline.scaling import Policy
 from pipeline.settings import Settings, restore_process_environment, set_process_environment
+from pipeline.stores import aws
 
 log = logging.getLogger(__name__)
 

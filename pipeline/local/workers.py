@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from pipeline import logs
-from pipeline.celery_app import SCORE_QUEUE
 from pipeline.settings import child_environment
+from pipeline.worker.app import SCORE_QUEUE
 
 Sink = Callable[[str], None]
 
@@ -32,7 +32,7 @@ def worker_command(
         sys.executable,
         "-m",
         "celery",
-        "--app=pipeline.worker",
+        "--app=pipeline.worker.main",
         "worker",
         f"--pool={pool}",
         f"--concurrency={concurrency}",

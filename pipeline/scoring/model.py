@@ -1,18 +1,14 @@
-"""LightGBM models: validating a file at publish time, loading it once per worker.
+"""A LightGBM model loaded for scoring: its Booster, its features, and its engine.
 
-A worker keeps every model version it has loaded, keyed by (name, version):
-versions are immutable, so a loaded one is never reloaded. Each is scored by
-its compiled forest once one has passed the exactness gate, else by
-``Booster.predict`` (see ``compiling``).
+A ``LoadedModel`` predicts with its compiled forest once one has passed the
+exactness gate, else with ``Booster.predict``; which one is chosen, and the
+models a worker keeps, are the engine's (``engine.cache``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import lightgbm as lgb
@@ -22,7 +18,6 @@ import numpy.typing as npt
 from pipeline import model_text
 from pipeline.errors import InvalidModel
 from pipeline.messages import ModelRef
-from pipeline.model_store import ModelStore
 from pipeline.scoring.features import Feature
 
 PREDICTION = "prediction"
@@ -116,49 +111,3 @@ class LoadedModel:
         params: dict[str, Any] = {"num_threads": threads} if threads else {}
         result = np.asarray(self.booster.predict(features, **params), dtype=np.float64)
         return result.reshape(len(features), self.num_outputs)
-
-
-class ModelCache:
-    """Models loaded in this process, by (name, version), each on the best engine it may use.
-
-    A model whose compile job has not finished is scored with LightGBM, and
-    the store is asked again for its predictor every ``recheck_seconds``: no
-    file waits for a compile.
-    """
-
-    def __init__(
-        self,
-        store: ModelStore,
-        engine: str = "auto",
-        recheck_seconds: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
-        compile_seconds: float = 60.0,
-    ) -> None:
-        self._store, self._engine = store, engine
-        self._compile_seconds = compile_seconds
-        self._recheck, self._clock = recheck_seconds, clock
-        self._models: dict[ModelRef, tuple[LoadedModel, float | None]] = {}
-        self._lock = threading.Lock()
-        self.loads = 0
-
-    def get(self, ref: ModelRef) -> LoadedModel:
-        with self._lock:
-            entry = self._models.get(ref)
-            if entry is None:
-                model = LoadedModel.from_text(ref, self._store.model_text(ref))
-                self.loads += 1
-            else:
-                model, recheck_at = entry
-                if recheck_at is None or self._clock() < recheck_at:
-                    return model
-            model, pending = self._choose_engine(model)
-            self._models[ref] = (model, self._clock() + self._recheck if pending else None)
-            return model
-
-    def _choose_engine(self, model: LoadedModel) -> tuple[LoadedModel, bool]:
-        """The model on its engine, and whether a compile may still come."""
-        if self._engine == ENGINE_LIGHTGBM:
-            return replace(model, engine_reason="PIPELINE_PREDICT_ENGINE=lightgbm"), False
-        from pipeline.scoring import compiling  # noqa: PLC0415 - llvmlite only when needed
-
-        return compiling.attach(model, self._store, self._compile_seconds)

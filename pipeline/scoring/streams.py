@@ -73,7 +73,7 @@ class RecordRange(io.RawIOBase):
     skips through the first line end at or after ``start - 1``, and every
     range reads on past ``end - 1`` to the next line end: neighbouring ranges
     meet exactly, each line in one of them. ``lines`` and ``quotes`` count the
-    line ends and double quotes passed on (``shards`` checks CSV boundaries
+    line ends and double quotes passed on (``sharding.rules`` checks CSV boundaries
     with them).
     """
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from handlers import dead_letter
-from pipeline.ledger import Ledger
 from pipeline.messages import ErrorInfo, Notification, ObjectRef, failed
+from pipeline.stores.ledger import Ledger
 from tests.conftest import load_event
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from pipeline.local import emulator, template
 from pipeline.local.provision import provision
-from pipeline.model_store import ModelStore
 from pipeline.settings import child_environment
+from pipeline.stores.model_store import ModelStore
 from tests.conftest import REGION, infra_module, unique
 
 package_handler = infra_module("package_handler")
@@ -28,9 +28,13 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_package_holds_the_handlers_and_nothing_of_the_scoring_side(package: Path) -> None:
     ours = sorted(str(p.relative_to(package)) for p in package.glob("pipeline/**/*.py"))
-    assert "pipeline/intake.py" in ours
-    assert "pipeline/dead_letters.py" in ours
-    for absent in ("pipeline/worker.py", "pipeline/scoring/model.py", "pipeline/local/stack.py"):
+    assert "pipeline/functions/intake.py" in ours
+    assert "pipeline/functions/dead_letters.py" in ours
+    for absent in (
+        "pipeline/worker/main.py",
+        "pipeline/scoring/model.py",
+        "pipeline/local/stack.py",
+    ):
         assert absent not in ours
     assert [name for name in package_handler.HEAVY if (package / name).exists()] == []
     assert package_handler.size_mb(package) < 80

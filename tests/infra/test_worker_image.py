@@ -30,11 +30,10 @@ def test_the_image_runs_unprivileged_with_lightgbm_runtime() -> None:
 
 def test_the_image_proves_the_compiled_engine_at_build_time() -> None:
     """The build runs the self-check; here it runs too, so a broken check fails CI."""
-    from pipeline.scoring import selfcheck
+    from pipeline.scoring.engine import selfcheck
 
-    assert (
-        'pip install --no-cache-dir ".[worker]" \\\n    && python -m pipeline.scoring.selfcheck'
-        in (DOCKERFILE.read_text())
-    )
+    install = 'pip install --no-cache-dir ".[worker]"'
+    selfcheck_step = "&& python -m pipeline.scoring.engine.selfcheck"
+    assert f"{install} \\\n    {selfcheck_step}" in DOCKERFILE.read_text()
     verdict = selfcheck.check()
     assert verdict.passed, verdict.reason

@@ -11,8 +11,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from pipeline.aws import is_transient, raise_transient
 from pipeline.errors import ConfigurationError, TransientError
+from pipeline.stores.aws import is_transient, raise_transient
 
 
 def client_error(code: str, status: int) -> ClientError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kombu.asynchronous.hub import Hub
 
-from pipeline import celery_app
+from pipeline.worker import app as celery_app
 
 
 def test_the_event_loop_naps_briefly_while_no_socket_is_open(

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import unique
 
-PIPELINE = [sys.executable, "-m", "pipeline.cli"]
+PIPELINE = [sys.executable, "-m", "pipeline.client.cli"]
 
 
 def run(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -179,7 +179,7 @@ def test_publishing_something_that_is_not_a_model_is_refused(dev: Any, tmp_path:
 
 
 def test_a_deployed_stack_is_found_by_name(aws_endpoint: str) -> None:
-    from pipeline import aws
+    from pipeline.stores import aws
 
     name = unique("deployed")
     body = (

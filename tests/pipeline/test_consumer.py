@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import aws
+from pipeline.stores import aws
 from tests.conftest import REGION, outputs_file, publish, queue_depth
 
-PIPELINE = [sys.executable, "-m", "pipeline.cli"]
+PIPELINE = [sys.executable, "-m", "pipeline.client.cli"]
 
 
 def csv_rows(rows: int, seed: int) -> bytes:
@@ -118,7 +118,7 @@ def test_taking_at_most_n_leaves_the_rest_on_the_queue(aws_endpoint: str, sqs: A
     """watch --count 1 must not take ten notifications to print one."""
     from datetime import UTC, datetime
 
-    from pipeline import consumer
+    from pipeline.client import consumer
     from pipeline.messages import ErrorInfo, ObjectRef, failed
     from tests.conftest import unique
 

@@ -3,7 +3,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.delivery import Delivery, Heartbeat, redelivery_delay
+from pipeline.worker.delivery import Delivery, Heartbeat, redelivery_delay
 from tests.conftest import unique
 
 

@@ -10,11 +10,11 @@ import numpy as np
 import pyarrow.csv as pa_csv
 import pytest
 
-from pipeline import aws
-from pipeline.cli import main
-from pipeline.client import Client
-from pipeline.model_store import EngineRecord, ModelStore
-from pipeline.scoring import compiler
+from pipeline.client.api import Client
+from pipeline.client.cli import main
+from pipeline.scoring.engine import compiler
+from pipeline.stores import aws
+from pipeline.stores.model_store import EngineRecord, ModelStore
 from tests.conftest import REGION, compile_version, outputs_file, unique
 from tests.pipeline.test_worker import csv_of, split_edge_rows, submit
 

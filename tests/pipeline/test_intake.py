@@ -7,13 +7,13 @@ from typing import Any
 import pytest
 
 from pipeline import events
-from pipeline.intake import IntakeRuntime, accept, handle_event
+from pipeline.functions.intake import IntakeRuntime, accept, handle_event
 from pipeline.local import template
 from pipeline.local.poller import lambda_event
 from pipeline.local.provision import provision
 from pipeline.messages import Notification, ObjectRef, ScoreRequest
-from pipeline.model_store import ModelStore
 from pipeline.settings import Settings
+from pipeline.stores.model_store import ModelStore
 from tests.conftest import REGION, TEST_SETTINGS, unique
 
 

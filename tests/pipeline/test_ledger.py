@@ -3,8 +3,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.ledger import AttemptError, Ledger
 from pipeline.messages import ErrorInfo, ObjectRef, failed
+from pipeline.stores.ledger import AttemptError, Ledger
 
 WHEN = datetime(2026, 11, 21, tzinfo=UTC)
 OBJ = ObjectRef(bucket="in", key="m/a.csv", etag="e", size=1)
@@ -41,7 +41,7 @@ def test_recent_lists_the_latest_outcomes_newest_first(ledger: Ledger) -> None:
     """Job ids are hashes: listing the ledger itself gives them in no useful order."""
     from datetime import timedelta
 
-    from pipeline.notify import announce
+    from pipeline.stores.notify import announce
 
     class NoSns:
         def publish(self, **_: Any) -> None:
@@ -61,7 +61,7 @@ def test_recent_lists_the_latest_outcomes_newest_first(ledger: Ledger) -> None:
 
 def test_a_split_files_progress_is_its_shards_summed(ledger: Ledger) -> None:
     from pipeline.messages import Progress
-    from pipeline.shards import ShardPlan
+    from pipeline.records import ShardPlan
 
     when = datetime(2026, 11, 22, tzinfo=UTC)
     ledger.put_plan(
@@ -94,7 +94,7 @@ def test_a_split_files_progress_is_its_shards_summed(ledger: Ledger) -> None:
 
 
 def test_duplicate_shard_results_collapse_and_one_shard_finishes(ledger: Ledger) -> None:
-    from pipeline.shards import ShardResult
+    from pipeline.records import ShardResult
 
     first = ShardResult(index=0, status="scored", rows=3)
     again = ShardResult(index=0, status="scored", rows=4)
@@ -108,7 +108,7 @@ def test_duplicate_shard_results_collapse_and_one_shard_finishes(ledger: Ledger)
 
 
 def test_a_failed_shard_is_found_by_name(ledger: Ledger) -> None:
-    from pipeline.shards import ShardResult
+    from pipeline.records import ShardResult
 
     error = ErrorInfo(code="bad_value", message="row 2")
     ledger.put_shard_result("j7", ShardResult(index=0, status="scored", rows=3))

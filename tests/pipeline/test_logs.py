@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
-from pipeline import aws, consumer, logs
-from pipeline.cli import main
+from pipeline import logs
+from pipeline.client import consumer, log_reader
+from pipeline.client.cli import main
+from pipeline.stores import aws
 from tests.conftest import REGION, outputs_file, publish, unique
 
 
@@ -91,7 +93,6 @@ def test_a_deployed_stacks_job_lines_come_from_its_cloudwatch_log_groups(
     aws_endpoint: str,
 ) -> None:
     """The lines CloudWatch returns for the job's id, parsed and filtered to that job exactly."""
-    from pipeline import joblogs
 
     client = aws.logs_client(REGION)
     group = f"/lgbm/{unique('g')}"
@@ -111,7 +112,7 @@ def test_a_deployed_stacks_job_lines_come_from_its_cloudwatch_log_groups(
         ],
     )
     try:
-        found = joblogs.of_job(joblogs.cloudwatch_lines(client, [group], "abc"), "abc")
+        found = log_reader.of_job(log_reader.cloudwatch_lines(client, [group], "abc"), "abc")
     finally:
         client.delete_log_group(logGroupName=group)
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from pipeline import consumer, metrics
+from pipeline import metrics
+from pipeline.client import consumer
 from tests.conftest import publish, unique
 
 #: The units CloudWatch accepts for a metric (PutMetricData's StandardUnit).

@@ -7,8 +7,8 @@ import pytest
 
 from pipeline.errors import InvalidModel, UnknownModel
 from pipeline.messages import ModelRef
-from pipeline.model_store import ModelStore
-from pipeline.scoring.model import ModelCache
+from pipeline.scoring.engine.cache import ModelCache
+from pipeline.stores.model_store import ModelStore
 
 
 @pytest.fixture

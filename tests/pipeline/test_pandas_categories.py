@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import Client
-from pipeline.scoring import compiler
+from pipeline.scoring.engine import compiler
 from tests.conftest import StackFactory, unique
 
 ROWS = 600

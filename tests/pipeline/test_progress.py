@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import aws
-from pipeline.ledger import Ledger
-from pipeline.status import local_status, render
+from pipeline.client.status import local_status, render
+from pipeline.stores import aws
+from pipeline.stores.ledger import Ledger
 from tests.conftest import REGION, outputs_file, publish
 
-PIPELINE = [sys.executable, "-m", "pipeline.cli"]
+PIPELINE = [sys.executable, "-m", "pipeline.client.cli"]
 
 
 def test_a_long_files_progress_is_visible_while_it_runs_and_reaches_100_percent(
@@ -98,7 +98,7 @@ def test_submit_wait_prints_each_change_of_progress_once() -> None:
     import io
     from datetime import UTC, datetime
 
-    from pipeline.cli import ProgressPrinter
+    from pipeline.client.cli import ProgressPrinter
     from pipeline.messages import Progress
 
     when = datetime(2026, 11, 21, tzinfo=UTC)

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.protection import Protection
 from pipeline.settings import Settings
+from pipeline.worker.protection import Protection
 
 
 @pytest.fixture

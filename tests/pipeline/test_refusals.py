@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import Client, InvalidModel
-from pipeline.model_store import ModelVersion
 from pipeline.model_text import describe
-from pipeline.scoring import compiler
+from pipeline.scoring.engine import compiler
+from pipeline.stores.model_store import ModelVersion
 from tests.conftest import StackFactory, unique
 from tests.pipeline.test_model_text import _edit_first_tree, _resized, _set
 

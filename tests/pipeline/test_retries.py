@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow.csv as pa_csv
 import pytest
 
-from pipeline import consumer
-from pipeline.cli import main
+from pipeline.client import consumer
+from pipeline.client.cli import main
 from tests.conftest import outputs_file, publish, unique
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 from pipeline.errors import BadValue, TransientError
-from pipeline.retry import with_retries
+from pipeline.worker.backoff import with_retries
 
 
 def test_transient_errors_are_retried_with_growing_waits_until_success() -> None:
@@ -52,7 +52,7 @@ def test_each_retry_is_logged_with_its_cause(caplog: pytest.LogCaptureFixture) -
             raise TransientError(f"503 number {len(calls)}")
         return 7
 
-    with caplog.at_level("WARNING", logger="pipeline.retry"):
+    with caplog.at_level("WARNING", logger="pipeline.worker.backoff"):
         assert with_retries(flaky, attempts=3, base_seconds=0.0, sleep=lambda _: None) == 7
 
     assert [r.getMessage().split(":", 1)[1].strip() for r in caplog.records] == [

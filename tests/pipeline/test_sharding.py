@@ -18,11 +18,11 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import consumer
-from pipeline.client import Client
-from pipeline.ledger import Ledger
+from pipeline.client import consumer
+from pipeline.client.api import Client
 from pipeline.local.stack import LocalStack
 from pipeline.messages import Notification
+from pipeline.stores.ledger import Ledger
 from tests.conftest import REGION, TEST_SETTINGS, publish, queue_depth, unique
 from tests.faults import FaultProxy
 

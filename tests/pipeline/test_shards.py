@@ -5,13 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from pipeline.messages import ErrorInfo
-from pipeline.shards import (
-    ShardPlan,
-    ShardResult,
-    byte_ranges,
-    conclude,
-    group_row_groups,
-)
+from pipeline.records import ShardPlan, ShardResult
+from pipeline.worker.sharding.rules import byte_ranges, conclude, group_row_groups
 
 WHERE = "s3://in/m/big.csv"
 

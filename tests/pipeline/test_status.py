@@ -3,13 +3,13 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline import aws
-from pipeline.ledger import Ledger
+from pipeline.client.status import deployed_status, render
 from pipeline.local import template
 from pipeline.local.provision import provision
 from pipeline.messages import ErrorInfo, ObjectRef, failed
-from pipeline.notify import announce
-from pipeline.status import deployed_status, render
+from pipeline.stores import aws
+from pipeline.stores.ledger import Ledger
+from pipeline.stores.notify import announce
 from tests.conftest import REGION, unique
 
 

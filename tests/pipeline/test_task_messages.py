@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pipeline import task_messages
-from pipeline.celery_app import create_app
+from pipeline.functions import task_messages
 from pipeline.settings import Settings
+from pipeline.worker.app import create_app
 from tests.conftest import unique
 
 #: What differs from one message to the next, whoever writes it.

@@ -4,7 +4,7 @@ from collections.abc import Callable
 import pytest
 
 from pipeline.errors import JobTimeout
-from pipeline.watchdog import Watchdog
+from pipeline.worker.watchdog import Watchdog
 
 
 def guarded(seconds: float, body: Callable[[], None], what: str = "f") -> None:

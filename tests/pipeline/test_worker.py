@@ -20,7 +20,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import consumer
+from pipeline.client import consumer
 from pipeline.messages import Notification
 from tests.conftest import unique
 
@@ -359,7 +359,7 @@ def test_metadata_pins_the_model_version_and_the_notification_says_which(
 ) -> None:
     import lightgbm as lgb
 
-    from pipeline.model_store import ModelStore
+    from pipeline.stores.model_store import ModelStore
 
     x = np.random.default_rng(2).normal(size=(300, 4))
     names = binary_model.feature_name()

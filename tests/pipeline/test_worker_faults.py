@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from pipeline import consumer
-from pipeline.cli import main
+from pipeline.client import consumer
+from pipeline.client.cli import main
 from pipeline.messages import Notification
-from pipeline.model_store import ModelStore
+from pipeline.stores.model_store import ModelStore
 from tests.conftest import StackFactory, queue_depth, unique
 from tests.faults import FaultProxy
 

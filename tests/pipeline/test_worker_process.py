@@ -10,14 +10,15 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from pipeline import jobs
+from pipeline import naming
 from pipeline.errors import TransientError
 from pipeline.local import template
 from pipeline.local.provision import provision
 from pipeline.messages import ModelRef, ObjectRef, ScoreRequest
-from pipeline.model_store import ModelStore
 from pipeline.settings import Settings
-from pipeline.worker import WorkerRuntime, process
+from pipeline.stores.model_store import ModelStore
+from pipeline.worker.process import process
+from pipeline.worker.runtime import WorkerRuntime
 from tests.conftest import REGION, unique
 
 CSV = b"age,income,score,balance\n1,2,3,4\n"
@@ -51,7 +52,7 @@ def request_for(s3: Any, outputs: dict[str, str]) -> ScoreRequest:
     obj = ObjectRef(bucket=bucket, key=key, etag=etag, size=len(CSV))
     model = ModelRef(name="churn", version=1)
     return ScoreRequest(
-        job_id=jobs.job_id(obj, model), input=obj, model=model, received_at=datetime.now(UTC)
+        job_id=naming.job_id(obj, model), input=obj, model=model, received_at=datetime.now(UTC)
     )
 
 

@@ -58,7 +58,7 @@ def test_uploads_reach_the_upload_events_queue(stack: Any, s3: Any, sqs: Any) ->
 
 
 def test_notifications_reach_the_queue_raw(stack: Any, sqs: Any, aws_endpoint: str) -> None:
-    from pipeline import aws
+    from pipeline.stores import aws
 
     aws.sns_client(REGION).publish(
         TopicArn=stack.outputs["NotificationTopicArn"], Message='{"hello": 1}'

@@ -12,9 +12,9 @@ import numpy as np
 import pyarrow.csv as pa_csv
 import pytest
 
-from pipeline import consumer
+from pipeline.client import consumer
 from pipeline.messages import Notification
-from pipeline.model_store import ModelStore
+from pipeline.stores.model_store import ModelStore
 from tests.conftest import StackFactory, queue_depth, unique
 from tests.faults import FaultProxy
 

@@ -8,8 +8,8 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from pipeline.scoring import compiler, forest, gate
-from pipeline.scoring.native import NativeForest
+from pipeline.scoring.engine import compiler, forest, gate
+from pipeline.scoring.engine.native import NativeForest
 
 TARGET = compiler.host_target()
 pytestmark = pytest.mark.skipif(TARGET is None, reason="no compile target for this machine")

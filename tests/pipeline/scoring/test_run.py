@@ -11,16 +11,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import aws, jobs
+from pipeline import naming
 from pipeline.errors import BadValue, FileTooLarge, SchemaMismatch
 from pipeline.local import template
 from pipeline.local.provision import provision
 from pipeline.messages import ModelRef, ObjectRef, ScoreRequest
-from pipeline.model_store import ModelStore
-from pipeline.scoring.model import ModelCache
+from pipeline.scoring.engine.cache import ModelCache
 from pipeline.scoring.run import score_object
 from pipeline.settings import Settings
-from pipeline.storage import RangeReader
+from pipeline.stores import aws
+from pipeline.stores.model_store import ModelStore
+from pipeline.stores.storage import RangeReader
 from tests.conftest import REGION, unique
 
 
@@ -47,7 +48,7 @@ def put(s3: Any, stack: Any, key: str, body: bytes) -> ScoreRequest:
     obj = ObjectRef(bucket=bucket, key=key, etag=etag, size=len(body))
     model = ModelRef(name="churn", version=1)
     return ScoreRequest(
-        job_id=jobs.job_id(obj, model), input=obj, model=model, received_at=datetime.now(UTC)
+        job_id=naming.job_id(obj, model), input=obj, model=model, received_at=datetime.now(UTC)
     )
 
 

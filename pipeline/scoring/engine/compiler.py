@@ -38,7 +38,7 @@ import llvmlite
 import llvmlite.binding as llvm
 from llvmlite import ir
 
-from pipeline.scoring.forest import K_ZERO_THRESHOLD, Forest, Node, Tree
+from pipeline.scoring.engine.forest import K_ZERO_THRESHOLD, Forest, Node, Tree
 
 #: Bumped whenever generated code could change: part of every artifact's key.
 GENERATOR_VERSION = "2"

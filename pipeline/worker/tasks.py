@@ -1,6 +1,6 @@
 """The Celery tasks: parse the request, hand it to one function, report.
 
-Like a web view, a task holds no scoring logic; ``pipeline.worker`` does the
+Like a web view, a task holds no scoring logic; ``pipeline.worker.main`` does the
 work and is tested directly, never through eager mode. The tasks pass on the
 message's properties, where kombu keeps the SQS receipt handle and receive
 count the worker needs to hold and pace the message.
@@ -13,8 +13,8 @@ from typing import Any
 
 from celery import Celery, Task
 
-from pipeline.celery_app import COMPILE_TASK, SCORE_TASK
 from pipeline.messages import Notification
+from pipeline.worker.app import COMPILE_TASK, SCORE_TASK
 
 Process = Callable[[dict[str, Any], dict[str, Any] | None], Notification | None]
 Compile = Callable[[dict[str, Any], dict[str, Any] | None], str]

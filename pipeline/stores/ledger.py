@@ -15,7 +15,7 @@ Layout, in the output bucket under a prefix no model name can take
     _jobs/<job_id>/retried.json       written once when a failed job is retried (its next run)
     _jobs/<job_id>/dead-letter.json   the task message that reached the dead-letter queue
     _jobs/<job_id>/progress.json      how far the file has got (rows, input bytes read)
-    _jobs/<job_id>/plan.json          a split file's shards (see ``shards``)
+    _jobs/<job_id>/plan.json          a split file's shards (see ``pipeline.worker.sharding``)
     _jobs/<job_id>/unsplit.json       a split file that runs again as one job
     _jobs/<job_id>/shards/<i>.json    shard i's result; shards/failed/<i> if it failed;
                                       shards/finish.json: who finishes
@@ -39,10 +39,10 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.aws import error_code, raise_transient
 from pipeline.messages import Notification, Progress, utc_now
-from pipeline.shards import ShardPlan, ShardResult
-from pipeline.storage import read_optional
+from pipeline.records import ShardPlan, ShardResult
+from pipeline.stores.aws import error_code, raise_transient
+from pipeline.stores.storage import read_optional
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -16,9 +16,9 @@ from datetime import datetime
 
 from pipeline.errors import NotRetryable
 from pipeline.events import ObjectCreated
-from pipeline.intake import IntakeRuntime, accept
-from pipeline.ledger import Ledger
+from pipeline.functions.intake import IntakeRuntime, accept
 from pipeline.messages import ScoreRequest
+from pipeline.stores.ledger import Ledger
 
 
 def retry(job_id: str, runtime: IntakeRuntime) -> ScoreRequest | None:

@@ -1,4 +1,4 @@
-"""``python -m pipeline.scoring.selfcheck``: can this machine compile and run exact forests?
+"""``python -m pipeline.scoring.engine.selfcheck``: can this machine compile and run exact forests?
 
 The worker image runs it at build time, so an image that lacks what the
 compiled engine needs (llvmlite's LLVM, the CPU target, libm's ``exp``) fails
@@ -12,8 +12,8 @@ import sys
 import lightgbm as lgb
 import numpy as np
 
-from pipeline.scoring import compiler, forest, gate
-from pipeline.scoring.native import NativeForest
+from pipeline.scoring.engine import compiler, forest, gate
+from pipeline.scoring.engine.native import NativeForest
 
 
 def check() -> gate.Verdict:

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline.ledger import Ledger
 from pipeline.messages import Notification, Progress
+from pipeline.stores.ledger import Ledger
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient

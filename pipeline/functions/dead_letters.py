@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
-from pipeline import aws, events, logs
-from pipeline.ledger import Ledger
+from pipeline import events, logs
+from pipeline.functions.task_messages import task_argument
 from pipeline.messages import (
     CompileRequest,
     ErrorInfo,
@@ -33,9 +33,10 @@ from pipeline.messages import (
     failed,
     utc_now,
 )
-from pipeline.notify import announce
 from pipeline.settings import Settings
-from pipeline.task_messages import task_argument
+from pipeline.stores import aws
+from pipeline.stores.ledger import Ledger
+from pipeline.stores.notify import announce
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

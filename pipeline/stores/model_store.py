@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.aws import error_code, raise_transient
 from pipeline.errors import InvalidModel, UnknownModel
-from pipeline.jobs import MODEL_NAME, MODEL_NAME_RULE
 from pipeline.messages import ModelRef, utc_now
 from pipeline.model_text import ModelInfo, describe
-from pipeline.storage import read_optional
+from pipeline.naming import MODEL_NAME, MODEL_NAME_RULE
+from pipeline.stores.aws import error_code, raise_transient
+from pipeline.stores.storage import read_optional
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

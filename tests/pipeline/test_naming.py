@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline import jobs
+from pipeline import naming
 from pipeline.errors import UnroutableKey
 from pipeline.messages import ModelRef, ObjectRef
 
@@ -17,7 +17,7 @@ MODEL = ModelRef(name="churn", version=3)
     ],
 )
 def test_the_first_segment_names_the_model(key: str, model: str) -> None:
-    assert jobs.model_name_for(key) == model
+    assert naming.model_name_for(key) == model
 
 
 @pytest.mark.parametrize(
@@ -32,12 +32,12 @@ def test_the_first_segment_names_the_model(key: str, model: str) -> None:
 )
 def test_keys_that_name_no_model(key: str, reason: str) -> None:
     with pytest.raises(UnroutableKey, match=reason):
-        jobs.model_name_for(key)
+        naming.model_name_for(key)
 
 
 def test_job_id_is_deterministic() -> None:
-    assert jobs.job_id(OBJ, MODEL) == jobs.job_id(OBJ.model_copy(), MODEL.model_copy())
-    assert len(jobs.job_id(OBJ, MODEL)) == 32
+    assert naming.job_id(OBJ, MODEL) == naming.job_id(OBJ.model_copy(), MODEL.model_copy())
+    assert len(naming.job_id(OBJ, MODEL)) == 32
 
 
 @pytest.mark.parametrize(
@@ -52,12 +52,12 @@ def test_job_id_is_deterministic() -> None:
 )
 def test_job_id_changes_with_what_decides_the_result(change: dict[str, object]) -> None:
     args = {"obj": OBJ, "model": MODEL, **change}
-    assert jobs.job_id(args["obj"], args["model"]) != jobs.job_id(OBJ, MODEL)  # type: ignore[arg-type]
+    assert naming.job_id(args["obj"], args["model"]) != naming.job_id(OBJ, MODEL)  # type: ignore[arg-type]
 
 
 def test_job_id_ignores_the_size_the_event_reported() -> None:
-    assert jobs.job_id(OBJ.model_copy(update={"size": 99}), MODEL) == jobs.job_id(OBJ, MODEL)
+    assert naming.job_id(OBJ.model_copy(update={"size": 99}), MODEL) == naming.job_id(OBJ, MODEL)
 
 
 def test_output_key_puts_the_job_beside_the_input() -> None:
-    assert jobs.output_key("churn/2026/jan", "J", ".csv") == "churn/2026/jan/J.csv"
+    assert naming.output_key("churn/2026/jan", "J", ".csv") == "churn/2026/jan/J.csv"

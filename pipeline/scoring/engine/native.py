@@ -18,7 +18,7 @@ import llvmlite.binding as llvm
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.scoring.compiler import ENTRY, ROWS_PER_CHUNK
+from pipeline.scoring.engine.compiler import ENTRY, ROWS_PER_CHUNK
 
 _SIGNATURE = ctypes.CFUNCTYPE(
     None,

@@ -25,69 +25,15 @@ finish the file (``conclude``), once, and the file gets one notification.
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from pipeline.messages import ErrorInfo
+from pipeline.records import ShardPlan, ShardResult
 
-#: S3's smallest part (all but a multipart upload's last) and highest part number.
-MIN_PART_BYTES = 5 * 1024 * 1024
-LAST_PART = 10_000
 #: Most shards of one file: each needs part numbers of its own.
 MAX_SHARDS = 1000
-
-
-class ShardPlan(BaseModel):
-    """How one file is split: written once by the worker that took the file's task."""
-
-    model_config = ConfigDict(frozen=True)
-
-    format: str = Field(description="The file's format name (``csv``, ``jsonl``, ``parquet``).")
-    output_key: str
-    #: The file's size in bytes.
-    size: int = Field(ge=0)
-    #: When the file was split: its notification's ``started_at``.
-    created_at: datetime
-    #: CSV and JSON lines: each shard's byte range; its records are those that begin in it.
-    ranges: list[tuple[int, int]] = Field(default_factory=list)
-    #: Parquet: each shard's row groups.
-    row_groups: list[list[int]] = Field(default_factory=list)
-    #: CSV: the header line as read once by the planner, given to every shard.
-    header: str = ""
-    #: The output's multipart upload: shard i writes parts from ``i * stride + 2``
-    #: (``i * stride + 1`` is kept for the bytes before them; the last part is 10000).
-    upload_id: str = ""
-    stride: int = Field(default=0, ge=0)
-
-    @property
-    def count(self) -> int:
-        return len(self.ranges) or len(self.row_groups)
-
-
-class ShardResult(BaseModel):
-    """What one shard did; the first one recorded for a shard is the one that counts."""
-
-    model_config = ConfigDict(frozen=True)
-
-    index: int = Field(ge=0)
-    status: Literal["scored", "failed", "stopped"]
-    #: Its output: parts of the file's upload (number, ETag, size, CRC32), and the bytes it
-    #: held back (its first 5 MiB, its last part's worth) at ``<key>-head`` and ``<key>-tail``.
-    key: str = ""
-    parts: list[tuple[int, str, int, str]] = Field(default_factory=list)
-    head: int = Field(default=0, ge=0)
-    tail: int = Field(default=0, ge=0)
-    rows: int = Field(default=0, ge=0)
-    #: Line ends and double quotes in its records (text formats).
-    lines: int = Field(default=0, ge=0)
-    quotes: int = Field(default=0, ge=0)
-    engine: Literal["compiled", "lightgbm"] | None = None
-    error: ErrorInfo | None = None
-    #: Where the error is, counted from the shard's first record (1-based).
-    error_row: int | None = None
-    error_line: int | None = None
 
 
 def byte_ranges(start: int, size: int, shard_bytes: int) -> list[tuple[int, int]]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from pipeline.client import Client
+    from pipeline.client.api import Client
 
 REGION = "us-east-1"
 
@@ -64,7 +64,7 @@ def pipeline_stack(
     pipeline_endpoint: str, pipeline_stack_options: dict[str, Any]
 ) -> Iterator[Client]:
     """A running local stack for the session, as a ``Client``; stopped and removed after."""
-    from pipeline.client import Client  # noqa: PLC0415
+    from pipeline.client.api import Client  # noqa: PLC0415
     from pipeline.local.stack import LocalStack  # noqa: PLC0415
 
     options = {

@@ -11,7 +11,7 @@ Choices, each measured (see the README's "Broker settings"):
 * prefetch 1 and late acks: a solo worker holds one message at a time, so a
   long file never makes another file wait behind it, and a worker that dies
   mid-file leaves its message to reappear for another worker.
-* failures are not acked, so they reach the dead-letter queue; see ``worker``.
+* failures are not acked, so they reach the dead-letter queue; see ``process``.
 * JSON only. Pickle is never accepted.
 * kombu's event loop naps at most 2 ms, not 100 ms, when no socket is open
   (``brief_naps``): a solo worker closes its receive's socket as a task
@@ -28,8 +28,8 @@ from typing import Any
 from celery import Celery
 from kombu.asynchronous.hub import Hub
 
+from pipeline.functions.task_messages import COMPILE_TASK, SCORE_QUEUE, SCORE_TASK
 from pipeline.settings import Settings
-from pipeline.task_messages import COMPILE_TASK, SCORE_QUEUE, SCORE_TASK
 
 __all__ = [
     "COMPILE_TASK",

@@ -17,14 +17,16 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipeline import aws, events, jobs, logs, metrics, task_messages
+from pipeline import events, logs, metrics, naming
 from pipeline.errors import InputError, UnknownModel, located
-from pipeline.ledger import Ledger
+from pipeline.functions import task_messages
 from pipeline.messages import ErrorInfo, ModelRef, ObjectRef, ScoreRequest, failed
-from pipeline.model_store import ModelStore
-from pipeline.notify import announce
 from pipeline.settings import Settings
-from pipeline.storage import object_metadata
+from pipeline.stores import aws
+from pipeline.stores.ledger import Ledger
+from pipeline.stores.model_store import ModelStore
+from pipeline.stores.notify import announce
+from pipeline.stores.storage import object_metadata
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -96,11 +98,11 @@ def accept(
     obj = created.object
     model: ModelRef | None = None
     try:
-        name = jobs.model_name_for(obj.key)
+        name = naming.model_name_for(obj.key)
         model = runtime.models.resolve(name, lambda: _pinned_version(runtime.s3, obj))
     except InputError as exc:
         notification = failed(
-            job_id=jobs.job_id(obj, model, run),
+            job_id=naming.job_id(obj, model, run),
             input=obj,
             model=model,
             error=ErrorInfo(code=exc.code, message=located(exc, f"s3://{obj.bucket}/{obj.key}")),
@@ -119,7 +121,7 @@ def accept(
             )
         return None
     request = ScoreRequest(
-        job_id=jobs.job_id(obj, model, run),
+        job_id=naming.job_id(obj, model, run),
         input=obj,
         model=model,
         received_at=created.event_time,

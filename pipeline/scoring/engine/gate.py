@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.scoring.forest import K_ZERO_THRESHOLD, Forest, Node
+from pipeline.scoring.engine.forest import K_ZERO_THRESHOLD, Forest, Node
 
 #: Largest difference allowed between the engines, on any output.
 TOLERANCE = 1e-12

@@ -16,32 +16,20 @@
   ``maxReceiveCount`` deliveries it goes to the dead-letter queue, where the
   dead-letter handler answers for it (code ``exhausted``).
 
-The celery command line loads ``app`` from here::
-
-    celery -A pipeline.worker worker --pool=solo
+The Celery app that calls it is in ``main``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
-from celery import signals
-from celery.worker.consumer import Consumer
-from pydantic import ValidationError
-
-from pipeline import aws, logs, metrics, sharding, tasks
-from pipeline.celery_app import create_app
-from pipeline.delivery import Delivery, Heartbeat, redelivery_delay
+from pipeline import logs, metrics
 from pipeline.errors import ConfigurationError, InputError, JobTimeout, PipelineError, located
-from pipeline.ledger import AttemptError, Ledger
 from pipeline.messages import (
     CompileRequest,
     ErrorInfo,
@@ -52,69 +40,20 @@ from pipeline.messages import (
     succeeded,
     utc_now,
 )
-from pipeline.model_store import ModelStore
-from pipeline.notify import announce, publish
-from pipeline.protection import Protection
-from pipeline.retry import with_retries
-from pipeline.scoring.model import ModelCache
 from pipeline.scoring.run import Timings, score_object
-from pipeline.settings import Settings
-from pipeline.storage import open_object
-from pipeline.watchdog import Watchdog
+from pipeline.stores.ledger import AttemptError
+from pipeline.stores.notify import announce, publish
+from pipeline.stores.storage import open_object
+from pipeline.worker.delivery import Delivery, Heartbeat, redelivery_delay
+from pipeline.worker.runtime import WorkerRuntime
+from pipeline.worker.sharding import plan as planning
+from pipeline.worker.sharding import score as shard_scoring
+from pipeline.worker.watchdog import Watchdog
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
-    from mypy_boto3_sns import SNSClient
-    from mypy_boto3_sqs import SQSClient
+    pass
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-Request = TypeVar("Request", ScoreRequest, CompileRequest)
-
-
-@dataclass
-class WorkerRuntime:
-    """What a worker process keeps between files: clients and loaded models."""
-
-    settings: Settings
-    s3: S3Client
-    sns: SNSClient
-    sqs: SQSClient
-    store: ModelStore
-    models: ModelCache
-    ledger: Ledger
-    protection: Protection
-    #: Reads small inputs early (see ``PREFETCH_BYTES``), with one try; None: never.
-    prefetch_s3: S3Client | None = None
-    prefetcher: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="prefetch")
-    )
-
-    @classmethod
-    def create(cls, settings: Settings) -> WorkerRuntime:
-        s3 = aws.s3_client()
-        store = ModelStore(s3, settings.model_bucket)
-        return cls(
-            settings=settings,
-            s3=s3,
-            sns=aws.sns_client(),
-            sqs=aws.sqs_client(),
-            store=store,
-            models=ModelCache(
-                store,
-                settings.predict_engine,
-                settings.engine_recheck_seconds,
-                compile_seconds=settings.compile_timeout_seconds,
-            ),
-            ledger=Ledger(s3, settings.output_bucket),
-            protection=Protection(
-                settings.busy_file, settings.ecs_agent_uri, settings.job_timeout_seconds
-            ),
-            prefetch_s3=aws.s3_client(retried=False),
-        )
-
-    def retrying(self, action: Callable[[], T]) -> T:
-        return with_retries(action, self.settings.retry_attempts, self.settings.retry_base_seconds)
 
 
 def process(
@@ -204,17 +143,17 @@ def _answer(
         return settled
     plan = None
     if request.shard is None:
-        plan = runtime.retrying(lambda: sharding.plan_for(request, runtime))
+        plan = runtime.retrying(lambda: planning.plan_for(request, runtime))
         if plan is not None:
-            sharding.split(request, plan, runtime)
+            planning.split(request, plan, runtime)
             return None
     else:
-        plan = runtime.retrying(lambda: sharding.plan_of(request, runtime))
+        plan = runtime.retrying(lambda: planning.plan_of(request, runtime))
 
     where = f"s3://{request.input.bucket}/{request.input.key}"
     started = utc_now()
     log.info("scoring %s (%d bytes)", where, request.input.size)
-    size = request.input.size if plan is None else sharding.share(plan, request)
+    size = request.input.size if plan is None else planning.share(plan, request)
     reporter = ProgressReporter(request, runtime, started, size)
     try:
         with (
@@ -224,7 +163,7 @@ def _answer(
             Watchdog(settings.job_timeout_seconds, where),
         ):
             if plan is not None:
-                return sharding.score_shard(request, plan, runtime, timings, reporter.update)
+                return shard_scoring.score_shard(request, plan, runtime, timings, reporter.update)
             body = _prefetched(prefetch)
             output = runtime.retrying(
                 lambda: score_object(
@@ -380,46 +319,9 @@ def _failed(request: ScoreRequest, code: str, message: str, started: datetime) -
     )
 
 
-class RejectingConsumer(Consumer):  # type: ignore[misc]
-    """Celery's consumer, but an undecodable message is rejected, not acked.
-
-    Celery acks a message it cannot decode, which over SQS deletes it: a poison
-    message would vanish without an answer. Rejected, it stays on the queue
-    (kombu does not delete rejected messages from a queue with a redrive
-    policy) and reaches the dead-letter queue.
-    """
-
-    def on_decode_error(self, message: Any, exc: Exception) -> None:
-        delivery = Delivery.from_properties(message.properties)
-        reject_poison(runtime(), delivery, f"cannot decode: {exc}")
-        message.reject(requeue=False)
-
-
-@functools.cache
-def runtime() -> WorkerRuntime:
-    return WorkerRuntime.create(Settings())
-
-
-def _parse(
-    kind: type[Request], payload: dict[str, Any], properties: dict[str, Any] | None
-) -> tuple[Request, Delivery | None]:
-    """A task's argument as its contract, or the message is poison (and raises)."""
-    delivery = Delivery.from_properties(properties)
-    try:
-        return kind.model_validate(payload), delivery
-    except ValidationError as exc:
-        reject_poison(runtime(), delivery, f"not a {kind.__name__}: {exc.error_count()} error(s)")
-        raise
-
-
-def _run_task(payload: dict[str, Any], properties: dict[str, Any] | None) -> Notification | None:
-    request, delivery = _parse(ScoreRequest, payload, properties)
-    return process(request, runtime(), delivery)
-
-
 def compile_model(request: CompileRequest, runtime: WorkerRuntime) -> str:
     """Start the version's compile beside this worker and return at once (see ``compiling``)."""
-    from pipeline.scoring import compiling  # noqa: PLC0415 - llvmlite only for compile jobs
+    from pipeline.scoring.engine import compiling  # noqa: PLC0415 - llvmlite only for compile jobs
 
     started: str = runtime.retrying(
         lambda: compiling.start_compile(
@@ -428,22 +330,3 @@ def compile_model(request: CompileRequest, runtime: WorkerRuntime) -> str:
     )
     log.info("compile of %s v%d: %s", request.model.name, request.model.version, started)
     return started
-
-
-def _run_compile(payload: dict[str, Any], properties: dict[str, Any] | None) -> str:
-    request, _ = _parse(CompileRequest, payload, properties)
-    return compile_model(request, runtime())
-
-
-@signals.setup_logging.connect  # type: ignore[untyped-decorator]
-def _json_logs(**_: Any) -> None:
-    """Celery leaves logging to us once this is connected: JSON lines on stdout."""
-    logs.configure("worker", Settings().log_level)
-    # Celery's own per-task lines name its task id, not the job; ours say more.
-    for name in ("celery.app.trace", "celery.worker.strategy"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-app = create_app(Settings())
-app.conf.worker_consumer = "pipeline.worker:RejectingConsumer"
-tasks.register(app, _run_task, _run_compile)

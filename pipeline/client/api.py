@@ -29,15 +29,17 @@ from typing import TYPE_CHECKING, Any, Literal, Self, overload
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline import aws, jobs, task_messages
-from pipeline.consumer import Subscription
-from pipeline.intake import MODEL_VERSION_METADATA, IntakeRuntime
-from pipeline.ledger import Ledger
+from pipeline import naming
+from pipeline.client.consumer import Subscription
+from pipeline.client.retries import retry
+from pipeline.client.status import Status, deployed_status, local_status
+from pipeline.functions import task_messages
+from pipeline.functions.intake import MODEL_VERSION_METADATA, IntakeRuntime
 from pipeline.messages import CompileRequest, Notification, Progress, ScoreRequest
-from pipeline.model_store import ModelStore, ModelVersion
-from pipeline.retries import retry
 from pipeline.settings import Settings
-from pipeline.status import Status, deployed_status, local_status
+from pipeline.stores import aws
+from pipeline.stores.ledger import Ledger
+from pipeline.stores.model_store import ModelStore, ModelVersion
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -179,8 +181,8 @@ class Client:
         exactness gate; nothing waits for that. ``InvalidModel`` says why a file
         is not a whole LightGBM text model.
         """
-        if not jobs.MODEL_NAME.match(name):
-            raise ValueError(f"model name {name!r} is not valid: {jobs.MODEL_NAME_RULE}")
+        if not naming.MODEL_NAME.match(name):
+            raise ValueError(f"model name {name!r} is not valid: {naming.MODEL_NAME_RULE}")
         data, source = _read(model)
         version = self.models.publish(name, data, source)
         self.request_compile(version)
@@ -257,7 +259,7 @@ class Client:
                 raise ValueError("give key= when submitting bytes")
             key = path.name
         object_key = f"{model}/{key}"
-        jobs.model_name_for(object_key)
+        naming.model_name_for(object_key)
         metadata = {} if model_version is None else {MODEL_VERSION_METADATA: str(model_version)}
         self.listen()
         bucket = self.output("InputBucketName")

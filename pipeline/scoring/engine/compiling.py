@@ -4,7 +4,7 @@ Publishing a model sends a ``compile`` task. The worker that takes it does not
 compile in its own slot: a solo worker holds one message at a time, and a
 file queued behind a 20-second compile would wait for it. It claims the
 compile in the store and starts it in a child process (``python -m
-pipeline.scoring.compiling NAME VERSION``), then takes its next message at
+pipeline.scoring.engine.compiling NAME VERSION``), then takes its next message at
 once. The child parses the text, generates and compiles the forest for this
 architecture's baseline CPU, runs the gate against ``Booster.predict`` and
 stores the object file with an ``EngineRecord`` (or a record of why the model
@@ -31,10 +31,10 @@ import time
 from dataclasses import replace
 
 from pipeline.messages import ModelRef, utc_now
-from pipeline.model_store import EngineRecord, ModelStore
-from pipeline.scoring import compiler, forest, gate
+from pipeline.scoring.engine import compiler, forest, gate
+from pipeline.scoring.engine.native import NativeForest
 from pipeline.scoring.model import LoadedModel
-from pipeline.scoring.native import NativeForest
+from pipeline.stores.model_store import EngineRecord, ModelStore
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,13 @@ def start_compile(
         return "done"
     if not store.claim_compile(sha256, compiler.compiler_id(), target.name, CLAIM_STALE_SECONDS):
         return "under way"
-    command = [sys.executable, "-m", "pipeline.scoring.compiling", ref.name, str(ref.version)]
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline.scoring.engine.compiling",
+        ref.name,
+        str(ref.version),
+    ]
     command.append(str(budget))
 
     def run() -> None:
@@ -215,9 +221,9 @@ def attach(model: LoadedModel, store: ModelStore, budget: float) -> tuple[Loaded
 
 def main(argv: list[str]) -> int:
     """The compile child: compile one version, record any failure but a transient one."""
-    from pipeline import aws  # noqa: PLC0415
     from pipeline.errors import TransientError  # noqa: PLC0415
     from pipeline.settings import Settings  # noqa: PLC0415
+    from pipeline.stores import aws  # noqa: PLC0415
 
     ref = ModelRef(name=argv[0], version=int(argv[1]))
     settings = Settings()

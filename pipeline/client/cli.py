@@ -20,15 +20,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from pipeline import jobs
-from pipeline.client import StackNotFound
+from pipeline import naming
+from pipeline.client.api import StackNotFound
 from pipeline.errors import InputError
 from pipeline.messages import Notification, utc_now
-from pipeline.model_store import EngineRecord
 from pipeline.scaling import Policy
+from pipeline.stores.model_store import EngineRecord
 
 if TYPE_CHECKING:
-    from pipeline.client import Client
+    from pipeline.client.api import Client
     from pipeline.messages import Progress
 
 #: Where ``pipeline dev`` writes the running local stack's outputs (``Client.from_file``'s default).
@@ -86,7 +86,7 @@ def _model_commands(sub: Any) -> None:
     p = model_sub.add_parser("publish", help="store a LightGBM text model as a new version")
     p.set_defaults(run=_model_publish)
     p.add_argument("file", type=Path, help="a LightGBM text model (Booster.save_model)")
-    p.add_argument("--name", required=True, help=f"the model's name: {jobs.MODEL_NAME_RULE}")
+    p.add_argument("--name", required=True, help=f"the model's name: {naming.MODEL_NAME_RULE}")
     outputs_option(p)
     p = model_sub.add_parser("list", help="show published model versions")
     p.set_defaults(run=_model_list)
@@ -183,7 +183,7 @@ def connect(args: argparse.Namespace) -> Client:
     With neither ``--outputs`` nor ``--stack``: the local stack if ``pipeline dev``
     runs here, else the stack named in ``samconfig.toml``, as ``sam deploy`` would.
     """
-    from pipeline.client import Client  # noqa: PLC0415
+    from pipeline.client.api import Client  # noqa: PLC0415
 
     profile, region = getattr(args, "profile", None), getattr(args, "region", None)
     try:
@@ -265,8 +265,8 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from pipeline import demo  # noqa: PLC0415
-    from pipeline.client import Client, NotificationTimeout  # noqa: PLC0415
+    from pipeline.client import demo  # noqa: PLC0415
+    from pipeline.client.api import Client, NotificationTimeout  # noqa: PLC0415
     from pipeline.local.stack import LocalStack  # noqa: PLC0415
 
     log: list[str] = []
@@ -311,7 +311,7 @@ def _outputs(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from pipeline.status import render  # noqa: PLC0415
+    from pipeline.client.status import render  # noqa: PLC0415
 
     status = connect(args).status(args.jobs)
     if args.json:
@@ -341,8 +341,8 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def _retry(args: argparse.Namespace) -> int:
+    from pipeline.client.retries import failed_since  # noqa: PLC0415
     from pipeline.errors import NotRetryable  # noqa: PLC0415
-    from pipeline.retries import failed_since  # noqa: PLC0415
 
     client = connect(args)
     job_ids = list(args.job_ids)
@@ -449,7 +449,7 @@ class ProgressPrinter:
         self._shown = ""
 
     def __call__(self, progress: Progress) -> None:
-        from pipeline.status import progress_line  # noqa: PLC0415
+        from pipeline.client.status import progress_line  # noqa: PLC0415
 
         line = progress_line(progress, bar=self._bar)
         if line != self._shown:
@@ -462,21 +462,24 @@ class ProgressPrinter:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from pipeline import joblogs, logs  # noqa: PLC0415
+    from pipeline import logs  # noqa: PLC0415
+    from pipeline.client import log_reader  # noqa: PLC0415
 
     client = connect(args)
 
     def lines() -> list[dict[str, Any]]:
         if not client.is_local:
-            groups = joblogs.log_groups(client.aws("cloudformation"), client.outputs["StackName"])
-            return joblogs.cloudwatch_lines(client.aws("logs"), groups, args.job_id)
-        return joblogs.local_lines(Path(client.outputs["LogsFolder"]))
+            groups = log_reader.log_groups(
+                client.aws("cloudformation"), client.outputs["StackName"]
+            )
+            return log_reader.cloudwatch_lines(client.aws("logs"), groups, args.job_id)
+        return log_reader.local_lines(Path(client.outputs["LogsFolder"]))
 
     ledger = client.ledger
     shown = 0
     while True:
         done = not args.follow or ledger.outcome(args.job_id) is not None
-        found = joblogs.of_job(lines(), args.job_id)
+        found = log_reader.of_job(lines(), args.job_id)
         for line in found[shown:]:
             print(json.dumps(line) if args.json else logs.render(line), flush=True)
         shown = len(found)

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline.aws import raise_transient
-from pipeline.ledger import Ledger
 from pipeline.messages import Notification
+from pipeline.stores.aws import raise_transient
+from pipeline.stores.ledger import Ledger
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient

@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline.aws import error_code, raise_transient
 from pipeline.errors import InputChanged
 from pipeline.messages import ObjectRef
-from pipeline.shards import MIN_PART_BYTES
+from pipeline.stores.aws import error_code, raise_transient
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -30,6 +29,9 @@ if TYPE_CHECKING:
 #: start at 8 MiB and double every 1,000 parts: small outputs hold little in
 #: memory, and 10,000 parts reach 8 TiB, past S3's 5 TiB object limit.
 PART_BYTES = 8 * 1024 * 1024
+#: S3's smallest part (all but a multipart upload's last) and highest part number.
+MIN_PART_BYTES = 5 * 1024 * 1024
+LAST_PART = 10_000
 _PARTS_PER_SIZE = 1000
 MAX_PARTS = 10_000
 

@@ -1,0 +1,229 @@
+"""Finishing a split file: joining the shards' outputs, or failing it, once.
+
+The shard whose result completes the set joins what the shards held back into
+the parts between theirs and completes the upload, or fails the file with the
+first error located from the file's start, or, when a CSV split turns out to
+begin inside a quoted field, runs the file again whole. Then it announces the
+one outcome and removes the temporary objects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pipeline.messages import (
+    Notification,
+    OutputRef,
+    ScoreRequest,
+    failed,
+    succeeded,
+)
+from pipeline.records import ShardPlan, ShardResult
+from pipeline.scoring import parquet_footer
+from pipeline.stores.aws import error_code, raise_transient
+from pipeline.stores.notify import announce
+from pipeline.stores.storage import (
+    LAST_PART,
+    Part,
+    Upload,
+)
+from pipeline.worker.sharding.rules import conclude
+
+if TYPE_CHECKING:
+    from pipeline.worker.runtime import WorkerRuntime
+
+from pipeline.worker.sharding.plan import abort, send
+
+log = logging.getLogger(__name__)
+#: Held-back bytes fetched and joined parts uploaded at once by the finisher.
+_JOINERS = 8
+
+
+def finish(request: ScoreRequest, plan: ShardPlan, runtime: WorkerRuntime) -> Notification | None:
+    """The file's outcome, if this shard completes the set and may finish it; else None."""
+    ledger, job = runtime.ledger, request.job_id
+    results = runtime.retrying(lambda: ledger.shard_results(job))
+    if len(results) < plan.count or not runtime.retrying(
+        lambda: ledger.claim_finish(job, request.shard or 0)
+    ):
+        return None
+    where = f"s3://{request.input.bucket}/{request.input.key}"
+    notification = runtime.retrying(lambda: ledger.outcome(job))
+    if notification is None:
+        notification = _conclude(request, plan, runtime, results, where)
+    if notification is None:
+        return None  # runs again whole
+    clean_up(runtime, job, results.values())
+    ledger.mark_running(job, running=False)
+    return notification
+
+
+def _conclude(
+    request: ScoreRequest,
+    plan: ShardPlan,
+    runtime: WorkerRuntime,
+    results: dict[int, ShardResult],
+    where: str,
+) -> Notification | None:
+    """Announce the verdict of a file all of whose shards are done; None if it runs again whole."""
+    ledger, job = runtime.ledger, request.job_id
+    verdict = conclude(plan, results, where)
+    if verdict.kind == "resplit":
+        _run_whole(request, plan, runtime, results, verdict.reason)
+        return None
+    if verdict.kind == "failed":
+        abort(runtime, plan)
+        assert verdict.error is not None  # noqa: S101
+        notification = failed(
+            job_id=job,
+            input=request.input,
+            model=request.model,
+            error=verdict.error,
+            received_at=request.received_at,
+            started_at=plan.created_at,
+            run=request.run,
+        )
+    else:
+        ordered = [results[i] for i in range(plan.count)]
+        started = time.monotonic()
+        try:
+            size = runtime.retrying(lambda: _complete(runtime, plan, ordered))
+        except Resplit as exc:
+            _run_whole(request, plan, runtime, results, str(exc))
+            return None
+        log.info(
+            "joined %d shards: %d bytes in %.2f s", plan.count, size, time.monotonic() - started
+        )
+        output = OutputRef(
+            bucket=runtime.settings.output_bucket,
+            key=plan.output_key,
+            rows=verdict.rows,
+            format=plan.format,
+            engine=ordered[0].engine,
+        )
+        notification = succeeded(request, output, plan.created_at)
+    topic = runtime.settings.notification_topic_arn
+    return runtime.retrying(lambda: announce(ledger, runtime.sns, topic, notification))
+
+
+class Resplit(Exception):
+    """The shards' outputs cannot be joined: the file runs again whole."""
+
+
+def _run_whole(
+    request: ScoreRequest,
+    plan: ShardPlan,
+    runtime: WorkerRuntime,
+    results: dict[int, ShardResult],
+    reason: str,
+) -> None:
+    log.warning("s3://%s/%s: %s", request.input.bucket, request.input.key, reason)
+    runtime.ledger.mark_unsplit(request.job_id)
+    send(runtime, request, None)
+    abort(runtime, plan)
+    clean_up(runtime, request.job_id, results.values())
+
+
+def _complete(runtime: WorkerRuntime, plan: ShardPlan, results: list[ShardResult]) -> int:
+    """Join what the shards held back into parts between theirs, and complete the upload.
+
+    The bytes before a shard's first part (the tail of the shards before,
+    its own head) become the part numbered just before it, which holds at
+    least its 5 MiB head; the bytes after the last part, with a Parquet file's
+    merged footer, become part 10000. Returns the output's size.
+    """
+    s3, bucket = runtime.s3, runtime.settings.output_bucket
+    done = _size_of(runtime, plan.output_key)
+    if done is not None:  # completed by an earlier delivery that died before announcing
+        return done
+    with ThreadPoolExecutor(_JOINERS, thread_name_prefix="join") as pool:
+        heads = list(pool.map(lambda r: _held(runtime, r, "head"), results))
+        tails = list(pool.map(lambda r: _held(runtime, r, "tail"), results))
+    runs: list[tuple[int, bytes]] = []  # (part number, bytes)
+    pending = bytearray()
+    parts: list[Part] = []
+    footers: list[bytes] = []
+    starts: list[int] = []
+    position = 0
+    for result, first, last in zip(results, heads, tails, strict=True):
+        head, tail = first, last
+        if plan.row_groups:
+            # The footer ends the shard's output: in its tail, or (no parts) in head and tail.
+            if not result.parts:
+                head, tail = b"", head + tail
+            length = parquet_footer.footer_length(tail)
+            if length > len(tail):
+                raise Resplit(f"shard {result.index + 1}'s Parquet footer is larger than expected")
+            footers.append(tail[-length:-8])
+            tail = tail[:-length]
+            starts.append(position + (len(parquet_footer.MAGIC) if not result.index else 0))
+        pending += head
+        position += len(head)
+        if result.parts:
+            runs.append((result.parts[0][0] - 1, bytes(pending)))
+            pending = bytearray()
+            parts += [Part(number, etag, crc32) for number, etag, _, crc32 in result.parts]
+            position += sum(size for _, _, size, _ in result.parts)
+        pending += tail
+        position += len(tail)
+    if footers:
+        footer = parquet_footer.merged_footer(footers, starts)
+        pending += footer
+        position += len(footer)
+    runs.append((LAST_PART, bytes(pending)))
+    runs = [(number, data) for number, data in runs if data]
+
+    upload = Upload(s3, bucket, plan.output_key, plan.upload_id)
+    with ThreadPoolExecutor(_JOINERS, thread_name_prefix="join") as pool:
+        parts += list(pool.map(lambda run: upload.part(*run), runs))
+    try:
+        upload.complete(parts)
+    except ClientError as exc:
+        if error_code(exc) in {"InvalidPart", "InvalidPartOrder", "EntityTooSmall"}:
+            # A duplicate's part replaced a recorded one with other bytes.
+            raise Resplit(f"the shards' parts cannot be joined ({error_code(exc)})") from exc
+        raise_transient(exc, f"completing s3://{bucket}/{plan.output_key}")
+        raise
+    return position
+
+
+def _size_of(runtime: WorkerRuntime, key: str) -> int | None:
+    """The output's size if it exists (its key names the job: only this file writes it)."""
+    try:
+        head = runtime.s3.head_object(Bucket=runtime.settings.output_bucket, Key=key)
+    except ClientError as exc:
+        if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
+            return None
+        raise_transient(exc, f"looking for s3://{runtime.settings.output_bucket}/{key}")
+        raise
+    return int(head["ContentLength"])
+
+
+def _held(runtime: WorkerRuntime, result: ShardResult, which: str) -> bytes:
+    if not (result.head if which == "head" else result.tail):
+        return b""
+    got = runtime.s3.get_object(Bucket=runtime.settings.output_bucket, Key=f"{result.key}-{which}")
+    data: bytes = got["Body"].read()
+    return data
+
+
+def clean_up(runtime: WorkerRuntime, job_id: str, results: Iterable[ShardResult]) -> None:
+    remove(runtime, results)
+    runtime.ledger.forget_shards(job_id)
+
+
+def remove(runtime: WorkerRuntime, results: Iterable[ShardResult]) -> None:
+    for result in results:
+        for which, size in (("head", result.head), ("tail", result.tail)):
+            if size:
+                with contextlib.suppress(ClientError, BotoCoreError):
+                    runtime.s3.delete_object(
+                        Bucket=runtime.settings.output_bucket, Key=f"{result.key}-{which}"
+                    )
