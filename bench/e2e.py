@@ -43,7 +43,7 @@ from pipeline.scoring.engine import compiler, forest
 from pipeline.scoring.engine.native import NativeForest
 from pipeline.stores import aws
 from pipeline.stores.model_store import ModelStore
-from pipeline.stores.storage import PART_BYTES, MultipartWriter
+from pipeline.stores.uploads import PART_BYTES, MultipartWriter
 
 FEATURES = [f"f{i:02d}" for i in range(33)]
 NAIVE = """

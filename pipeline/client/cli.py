@@ -29,7 +29,6 @@ from pipeline.stores.model_store import EngineRecord
 
 if TYPE_CHECKING:
     from pipeline.client.api import Client
-    from pipeline.messages import Progress
 
 #: Where ``pipeline dev`` writes the running local stack's outputs (``Client.from_file``'s default).
 DEFAULT_OUTPUTS = Path(".pipeline/outputs.json")
@@ -415,6 +414,8 @@ def _submit(args: argparse.Namespace) -> int:
 
         size = args.file.stat().st_size if args.file.is_file() else 0
         bar = tqdm(total=size, unit="B", unit_scale=True, desc=f"uploading {args.file.name}")
+    from pipeline.client.status import ProgressPrinter  # noqa: PLC0415
+
     printer = ProgressPrinter(bar=sys.stderr.isatty())
     try:
         with client:
@@ -439,26 +440,6 @@ def _submit(args: argparse.Namespace) -> int:
         printer.finish()
     print(notification.model_dump_json(indent=2))
     return 0 if notification.status == "succeeded" else 1
-
-
-class ProgressPrinter:
-    """A waiting file's progress on stderr: a bar redrawn on a terminal, else a line per change."""
-
-    def __init__(self, bar: bool) -> None:
-        self._bar = bar
-        self._shown = ""
-
-    def __call__(self, progress: Progress) -> None:
-        from pipeline.client.status import progress_line  # noqa: PLC0415
-
-        line = progress_line(progress, bar=self._bar)
-        if line != self._shown:
-            print(line, end="\r" if self._bar else "\n", file=sys.stderr, flush=True)
-            self._shown = line
-
-    def finish(self) -> None:
-        if self._shown and self._bar:
-            print(file=sys.stderr)
 
 
 def _logs(args: argparse.Namespace) -> int:

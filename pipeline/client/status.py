@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -186,3 +187,21 @@ def render(status: Status, bars: bool = False) -> str:
     if not status.recent:
         lines.append("  (none yet)")
     return "\n".join(lines)
+
+
+class ProgressPrinter:
+    """A waiting file's progress on stderr: a bar redrawn on a terminal, else a line per change."""
+
+    def __init__(self, bar: bool) -> None:
+        self._bar = bar
+        self._shown = ""
+
+    def __call__(self, progress: Progress) -> None:
+        line = progress_line(progress, bar=self._bar)
+        if line != self._shown:
+            print(line, end="\r" if self._bar else "\n", file=sys.stderr, flush=True)
+            self._shown = line
+
+    def finish(self) -> None:
+        if self._shown and self._bar:
+            print(file=sys.stderr)

@@ -10,6 +10,7 @@ chooses among them.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -78,8 +79,55 @@ class Writer(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class ShardCut:
+    """Where a file's shards are: byte ranges or row groups, and the header they share."""
+
+    ranges: list[tuple[int, int]] = field(default_factory=list)
+    row_groups: list[list[int]] = field(default_factory=list)
+    header: bytes = b""
+
+
+class CannotJoin(Exception):
+    """The shards' outputs cannot be joined as planned; the file runs again whole."""
+
+
+class Joiner(Protocol):
+    def take(
+        self, index: int, head: bytes, tail: bytes, has_parts: bool, at: int
+    ) -> tuple[bytes, bytes]:
+        """The shard's head and tail as they go into the file, keeping what the end
+        needs; ``at`` is where the shard's output begins in the file."""
+
+    def end(self) -> bytes:
+        """What closes the joined file."""
+
+
+class ShardFormat(Protocol):
+    #: Bytes every shard but the first leaves out of its output (a leading magic).
+    skip: int
+    #: Bytes a shard holds back at its end for the joiner (a footer).
+    hold: int
+    #: Whether a line end inside a quoted field can begin a byte range mid-record:
+    #: the shards count their quotes, and an odd count before a boundary resplits.
+    quoted_line_ends: bool
+
+    def cut(
+        self, source: ObjectSource, size: int, shard_bytes: int, where: str, max_line_bytes: int
+    ) -> ShardCut: ...
+
+    def line_of_row(self, records: io.RawIOBase, row: int) -> int:
+        """The line, counted in a shard's records, where its data row ``row`` begins."""
+
+    def joiner(self) -> Joiner: ...
+
+
 class Codec(Protocol):
-    """How one kind of file is read and written (see csv_files, parquet_files, json_lines)."""
+    """How one kind of file is read and written (see csv_files, parquet_files, json_lines),
+    and cut into shards and joined again (``shards``, see ``splits``)."""
+
+    @property
+    def shards(self) -> ShardFormat: ...
 
     def open(
         self,

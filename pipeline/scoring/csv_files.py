@@ -33,6 +33,7 @@ from pipeline.scoring.codec import (
     ObjectSource,
     Reader,
 )
+from pipeline.scoring.splits import ByteRanges
 from pipeline.scoring.streams import Prefixed, decompressed
 
 #: pyarrow's streaming CSV reader buffers many blocks ahead; small blocks keep
@@ -249,6 +250,9 @@ def _read_header(
 
 
 class _Codec:
+    #: A quoted field may hold a line end, so a byte range may begin mid-record.
+    shards = ByteRanges(peek_first_line, quoted_line_ends=True)
+
     def open(
         self,
         source: ObjectSource,

@@ -11,6 +11,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pipeline import naming
 from pipeline.errors import UnsupportedFormat
 from pipeline.scoring import csv_files, json_lines, parquet_files
 from pipeline.scoring.codec import (
@@ -53,6 +54,10 @@ class Format:
         if key.lower().endswith(".gz"):
             return key[:-3]
         return key
+
+    def output_key(self, key: str, job_id: str) -> str:
+        """The output object's key for input ``key``: the one place it is spelled."""
+        return naming.output_key(self.stem(key), job_id, self.output_suffix(key))
 
     @property
     def codec(self) -> Codec:

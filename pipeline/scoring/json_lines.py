@@ -23,6 +23,7 @@ import pyarrow.json as pa_json
 
 from pipeline.errors import BadValue, EmptyFile, UnreadableFile
 from pipeline.scoring.codec import DEFAULT_MAX_LINE_BYTES, ByteSink, Chunk, ObjectSource, Reader
+from pipeline.scoring.splits import ByteRanges
 from pipeline.scoring.streams import decompressed, output_stream
 
 
@@ -182,6 +183,8 @@ def _number(value: float) -> bytes:
 
 
 class _Codec:
+    shards = ByteRanges()
+
     def open(
         self,
         source: ObjectSource,

@@ -8,14 +8,25 @@ read one by one: the largest row group, not the file, sets the memory floor.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import SchemaMismatch, UnreadableFile
+from pipeline.scoring import parquet_footer
 from pipeline.scoring.batches import ArrowBatchWriter, output_schema
-from pipeline.scoring.codec import DEFAULT_MAX_LINE_BYTES, ByteSink, Chunk, ObjectSource, Reader
+from pipeline.scoring.codec import (
+    DEFAULT_MAX_LINE_BYTES,
+    ByteSink,
+    CannotJoin,
+    Chunk,
+    ObjectSource,
+    Reader,
+    ShardCut,
+)
+from pipeline.scoring.splits import group_row_groups
 
 
 class ParquetReader:
@@ -58,7 +69,62 @@ class ParquetReader:
                     first += batch.num_rows
 
 
+class RowGroups:
+    """Parquet: consecutive row groups per shard, each shard's output a Parquet file.
+
+    The joined file keeps the first shard's leading magic, and ends with one
+    footer merged from all of theirs, their row groups' offsets moved to
+    where each shard's bytes begin.
+    """
+
+    skip = len(parquet_footer.MAGIC)
+    #: A shard holds back at least this much, where its footer is written (a
+    #: bigger footer, from thousands of columns, makes the file run whole).
+    hold = 2 * 1024 * 1024
+    quoted_line_ends = False
+
+    def cut(
+        self, source: ObjectSource, size: int, shard_bytes: int, where: str, max_line_bytes: int
+    ) -> ShardCut:
+        metadata = pq.ParquetFile(source.random_access(), pre_buffer=False).metadata
+        sizes = [
+            sum(g.column(c).total_compressed_size for c in range(g.num_columns))
+            for g in map(metadata.row_group, range(metadata.num_row_groups))
+        ]
+        return ShardCut(row_groups=group_row_groups(sizes, shard_bytes))
+
+    def line_of_row(self, records: io.RawIOBase, row: int) -> int:
+        return row  # no lines: a row is where it is
+
+    def joiner(self) -> _Footers:
+        return _Footers()
+
+
+class _Footers:
+    def __init__(self) -> None:
+        self._footers: list[bytes] = []
+        self._starts: list[int] = []
+
+    def take(
+        self, index: int, head: bytes, tail: bytes, has_parts: bool, at: int
+    ) -> tuple[bytes, bytes]:
+        # The footer ends the shard's output: in its tail, or (no parts) in head and tail.
+        if not has_parts:
+            head, tail = b"", head + tail
+        length = parquet_footer.footer_length(tail)
+        if length > len(tail):
+            raise CannotJoin(f"shard {index + 1}'s Parquet footer is larger than expected")
+        self._footers.append(tail[-length:-8])
+        self._starts.append(at + (len(parquet_footer.MAGIC) if not index else 0))
+        return head, tail[:-length]
+
+    def end(self) -> bytes:
+        return parquet_footer.merged_footer(self._footers, self._starts)
+
+
 class _Codec:
+    shards = RowGroups()
+
     def open(
         self,
         source: ObjectSource,

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from pipeline import naming
 from pipeline.errors import EmptyFile, FileTooLarge
 from pipeline.messages import OutputRef, ScoreRequest
 from pipeline.scoring import features, formats
@@ -26,7 +25,8 @@ from pipeline.scoring.codec import Chunk
 from pipeline.scoring.engine.cache import ModelCache
 from pipeline.scoring.model import LoadedModel
 from pipeline.scoring.stages import overlapped
-from pipeline.stores.storage import MultipartWriter, S3Object
+from pipeline.stores.storage import S3Object
+from pipeline.stores.uploads import MultipartWriter
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -95,7 +95,7 @@ def score_object(
         raise EmptyFile(f"{where} is empty (0 bytes)")
     source = S3Object(s3, obj, body)
     fmt = file_format(source)
-    key = naming.output_key(fmt.stem(obj.key), request.job_id, fmt.output_suffix(obj.key))
+    key = fmt.output_key(obj.key, request.job_id)
     model = models.get(request.model)
     with MultipartWriter(s3, settings.output_bucket, key, fmt.content_type) as sink:
         scored = score_source(

@@ -8,11 +8,14 @@ emulator) and from boto3's defaults otherwise (AWS).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import (
+    BotoCoreError,
     ClientError,
     ConnectionError,
     HTTPClientError,
@@ -121,3 +124,40 @@ def raise_transient(exc: BaseException, doing: str) -> None:
         raise ConfigurationError(
             f"{doing}: {exc} (check the PIPELINE_* settings and AWS credentials of this process)"
         ) from exc
+
+
+@contextlib.contextmanager
+def translated(doing: str) -> Iterator[None]:
+    """AWS errors raised in the block become the pipeline's own, saying what was being done.
+
+    ``with aws.translated("reading the model"):`` is the one place an AWS call's
+    failure is sorted: transient (retried), configuration (fails the file
+    once), the job's time limit, or, unchanged, anything else (a bug).
+    """
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        raise_transient(exc, doing)
+        raise
+
+
+#: What S3 answers a conditional put whose key exists (a 412); a 409 means
+#: another conditional write to the key is under way, and is retried.
+_EXISTS = "PreconditionFailed"
+
+
+def put_once(s3: S3Client, bucket: str, key: str, body: bytes, doing: str, **extra: Any) -> bool:
+    """Write ``key`` unless it exists (``If-None-Match: *``): whether this call wrote it.
+
+    The write-once primitive of the ledger and the model store: the first
+    writer of an outcome, a plan, a version number or a compile claim wins,
+    and every other caller learns that it lost.
+    """
+    with translated(doing):
+        try:
+            s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", **extra)
+        except ClientError as exc:
+            if error_code(exc) == _EXISTS:
+                return False
+            raise
+    return True

@@ -39,9 +39,10 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict
 
+from pipeline.errors import TransientError
 from pipeline.messages import Notification, Progress, utc_now
 from pipeline.records import ShardPlan, ShardResult
-from pipeline.stores.aws import error_code, raise_transient
+from pipeline.stores.aws import put_once
 from pipeline.stores.storage import read_optional
 
 if TYPE_CHECKING:
@@ -72,25 +73,12 @@ class Ledger:
     def settle(self, notification: Notification) -> Notification:
         """Record ``notification`` as the job's outcome unless one exists; return the outcome."""
         key = f"{PREFIX}{notification.job_id}/outcome.json"
-        try:
-            self._s3.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=notification.model_dump_json().encode(),
-                IfNoneMatch="*",
-                ContentType="application/json",
-            )
-        except ClientError as exc:
-            if error_code(exc) in {"PreconditionFailed", "ConditionalRequestConflict"}:
-                existing = self.outcome(notification.job_id)
-                if existing is not None:
-                    return existing
-            raise_transient(exc, f"recording the outcome of job {notification.job_id}")
-            raise
-        except BotoCoreError as exc:
-            raise_transient(exc, f"recording the outcome of job {notification.job_id}")
-            raise
-        return notification
+        if self._put_once(key, notification.model_dump_json().encode()):
+            return notification
+        existing = self.outcome(notification.job_id)
+        if existing is None:  # written and gone again: nothing removes an outcome
+            raise TransientError(f"the outcome of job {notification.job_id} cannot be read")
+        return existing
 
     def mark_recent(self, notification: Notification) -> None:
         """Index a newly settled outcome by time, for ``recent``; a diagnostic only."""
@@ -212,23 +200,8 @@ class Ledger:
 
     def _put_once(self, key: str, body: bytes) -> bool:
         """A conditional put: whether this call wrote ``key`` (False: it exists)."""
-        try:
-            self._s3.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=body,
-                IfNoneMatch="*",
-                ContentType="application/json",
-            )
-        except ClientError as exc:
-            if error_code(exc) == "PreconditionFailed":
-                return False
-            raise_transient(exc, f"recording s3://{self.bucket}/{key}")
-            raise
-        except BotoCoreError as exc:
-            raise_transient(exc, f"recording s3://{self.bucket}/{key}")
-            raise
-        return True
+        doing = f"recording s3://{self.bucket}/{key}"
+        return put_once(self._s3, self.bucket, key, body, doing, ContentType="application/json")
 
     def mark_running(self, job_id: str, running: bool) -> None:
         with contextlib.suppress(ClientError, BotoCoreError):

@@ -38,7 +38,7 @@ from pipeline.errors import InvalidModel, UnknownModel
 from pipeline.messages import ModelRef, utc_now
 from pipeline.model_text import ModelInfo, describe
 from pipeline.naming import MODEL_NAME, MODEL_NAME_RULE
-from pipeline.stores.aws import error_code, raise_transient
+from pipeline.stores.aws import put_once, translated
 from pipeline.stores.storage import read_optional
 
 if TYPE_CHECKING:
@@ -103,15 +103,12 @@ class ModelStore:
         """Published versions of ``name``, oldest first."""
         found: list[int] = []
         paginator = self._s3.get_paginator("list_objects_v2")
-        try:
+        with translated(f"listing versions of model {name!r}"):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{name}/"):
                 for item in page.get("Contents", []):
                     parts = item["Key"].split("/")
                     if len(parts) == 3 and parts[2] == _RECORD_FILE and parts[1].isdigit():
                         found.append(int(parts[1]))
-        except (ClientError, BotoCoreError) as exc:
-            raise_transient(exc, f"listing versions of model {name!r}")
-            raise
         return sorted(found)
 
     def names(self) -> list[str]:
@@ -163,12 +160,7 @@ class ModelStore:
         key = artifact_prefix(sha256, compiler, target) + _CLAIM_FILE
         now = utc_now()
         body = json.dumps({"claimed_at": now.isoformat()}).encode()
-        try:
-            self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
-        except ClientError as exc:
-            if error_code(exc) not in {"PreconditionFailed", "ConditionalRequestConflict"}:
-                raise_transient(exc, f"claiming s3://{self.bucket}/{key}")
-                raise
+        if not put_once(self._s3, self.bucket, key, body, f"claiming s3://{self.bucket}/{key}"):
             existing = self._get_optional(key)
             claimed = (
                 datetime.fromisoformat(json.loads(existing)["claimed_at"]) if existing else now
@@ -264,19 +256,11 @@ class ModelStore:
         check_loads(text, source)
         version = (self.versions(name) or [0])[-1] + 1
         for _ in range(_CLAIM_ATTEMPTS):
-            try:
-                self._s3.put_object(
-                    Bucket=self.bucket,
-                    Key=_prefix(name, version) + _MODEL_FILE,
-                    Body=text,
-                    IfNoneMatch="*",
-                    ContentType="text/plain",
-                )
+            key = _prefix(name, version) + _MODEL_FILE
+            doing = f"storing s3://{self.bucket}/{key}"
+            if put_once(self._s3, self.bucket, key, text, doing, ContentType="text/plain"):
                 break
-            except ClientError as exc:
-                if error_code(exc) not in {"PreconditionFailed", "ConditionalRequestConflict"}:
-                    raise
-                version += 1  # another publisher took this number
+            version += 1  # another publisher took this number
         else:
             raise RuntimeError(f"could not claim a version number for model {name!r}")
         record = ModelVersion(

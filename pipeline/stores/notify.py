@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from pipeline.messages import Notification
-from pipeline.stores.aws import raise_transient
+from pipeline.stores.aws import translated
 from pipeline.stores.ledger import Ledger
 
 if TYPE_CHECKING:
@@ -29,15 +27,12 @@ def publish(sns: SNSClient, topic_arn: str, notification: Notification) -> None:
     }
     if notification.model is not None:
         attributes["model"] = {"DataType": "String", "StringValue": notification.model.name}
-    try:
+    with translated(f"publishing the notification of job {notification.job_id}"):
         sns.publish(
             TopicArn=topic_arn,
             Message=notification.model_dump_json(),
             MessageAttributes=attributes,
         )
-    except (ClientError, BotoCoreError) as exc:
-        raise_transient(exc, f"publishing the notification of job {notification.job_id}")
-        raise
 
 
 def announce(

@@ -98,7 +98,7 @@ def test_submit_wait_prints_each_change_of_progress_once() -> None:
     import io
     from datetime import UTC, datetime
 
-    from pipeline.client.cli import ProgressPrinter
+    from pipeline.client.status import ProgressPrinter
     from pipeline.messages import Progress
 
     when = datetime(2026, 11, 21, tzinfo=UTC)

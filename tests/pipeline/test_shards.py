@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 from pipeline.messages import ErrorInfo
 from pipeline.records import ShardPlan, ShardResult
-from pipeline.worker.sharding.rules import byte_ranges, conclude, group_row_groups
+from pipeline.scoring.splits import byte_ranges, group_row_groups
+from pipeline.worker.sharding.rules import conclude
 
 WHERE = "s3://in/m/big.csv"
 

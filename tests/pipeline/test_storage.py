@@ -9,7 +9,8 @@ import zlib
 from typing import Any
 
 from pipeline.messages import ObjectRef
-from pipeline.stores.storage import MAX_PARTS, PART_BYTES, MultipartWriter, RangeReader, part_size
+from pipeline.stores.storage import RangeReader
+from pipeline.stores.uploads import MAX_PARTS, PART_BYTES, MultipartWriter, part_size
 
 TIB = 1024**4
 

@@ -26,14 +26,11 @@ from pipeline.messages import (
     succeeded,
 )
 from pipeline.records import ShardPlan, ShardResult
-from pipeline.scoring import parquet_footer
-from pipeline.stores.aws import error_code, raise_transient
+from pipeline.scoring import formats
+from pipeline.scoring.codec import CannotJoin
+from pipeline.stores.aws import error_code, translated
 from pipeline.stores.notify import announce
-from pipeline.stores.storage import (
-    LAST_PART,
-    Part,
-    Upload,
-)
+from pipeline.stores.uploads import LAST_PART, Part, Upload
 from pipeline.worker.sharding.rules import conclude
 
 if TYPE_CHECKING:
@@ -149,21 +146,13 @@ def _complete(runtime: WorkerRuntime, plan: ShardPlan, results: list[ShardResult
     runs: list[tuple[int, bytes]] = []  # (part number, bytes)
     pending = bytearray()
     parts: list[Part] = []
-    footers: list[bytes] = []
-    starts: list[int] = []
+    joiner = formats.BY_NAME[plan.format].codec.shards.joiner()
     position = 0
     for result, first, last in zip(results, heads, tails, strict=True):
-        head, tail = first, last
-        if plan.row_groups:
-            # The footer ends the shard's output: in its tail, or (no parts) in head and tail.
-            if not result.parts:
-                head, tail = b"", head + tail
-            length = parquet_footer.footer_length(tail)
-            if length > len(tail):
-                raise Resplit(f"shard {result.index + 1}'s Parquet footer is larger than expected")
-            footers.append(tail[-length:-8])
-            tail = tail[:-length]
-            starts.append(position + (len(parquet_footer.MAGIC) if not result.index else 0))
+        try:
+            head, tail = joiner.take(result.index, first, last, bool(result.parts), position)
+        except CannotJoin as exc:
+            raise Resplit(str(exc)) from exc
         pending += head
         position += len(head)
         if result.parts:
@@ -173,36 +162,35 @@ def _complete(runtime: WorkerRuntime, plan: ShardPlan, results: list[ShardResult
             position += sum(size for _, _, size, _ in result.parts)
         pending += tail
         position += len(tail)
-    if footers:
-        footer = parquet_footer.merged_footer(footers, starts)
-        pending += footer
-        position += len(footer)
+    end = joiner.end()
+    pending += end
+    position += len(end)
     runs.append((LAST_PART, bytes(pending)))
     runs = [(number, data) for number, data in runs if data]
 
     upload = Upload(s3, bucket, plan.output_key, plan.upload_id)
     with ThreadPoolExecutor(_JOINERS, thread_name_prefix="join") as pool:
         parts += list(pool.map(lambda run: upload.part(*run), runs))
-    try:
-        upload.complete(parts)
-    except ClientError as exc:
-        if error_code(exc) in {"InvalidPart", "InvalidPartOrder", "EntityTooSmall"}:
-            # A duplicate's part replaced a recorded one with other bytes.
-            raise Resplit(f"the shards' parts cannot be joined ({error_code(exc)})") from exc
-        raise_transient(exc, f"completing s3://{bucket}/{plan.output_key}")
-        raise
+    with translated(f"completing s3://{bucket}/{plan.output_key}"):
+        try:
+            upload.complete(parts)
+        except ClientError as exc:
+            if error_code(exc) in {"InvalidPart", "InvalidPartOrder", "EntityTooSmall"}:
+                # A duplicate's part replaced a recorded one with other bytes.
+                raise Resplit(f"the shards' parts cannot be joined ({error_code(exc)})") from exc
+            raise
     return position
 
 
 def _size_of(runtime: WorkerRuntime, key: str) -> int | None:
     """The output's size if it exists (its key names the job: only this file writes it)."""
-    try:
-        head = runtime.s3.head_object(Bucket=runtime.settings.output_bucket, Key=key)
-    except ClientError as exc:
-        if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
-            return None
-        raise_transient(exc, f"looking for s3://{runtime.settings.output_bucket}/{key}")
-        raise
+    with translated(f"looking for s3://{runtime.settings.output_bucket}/{key}"):
+        try:
+            head = runtime.s3.head_object(Bucket=runtime.settings.output_bucket, Key=key)
+        except ClientError as exc:
+            if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
     return int(head["ContentLength"])
 
 

@@ -12,7 +12,6 @@ import functools
 import logging
 from typing import TYPE_CHECKING
 
-from pipeline import naming
 from pipeline.errors import InputError
 from pipeline.functions import task_messages
 from pipeline.messages import (
@@ -20,15 +19,11 @@ from pipeline.messages import (
     utc_now,
 )
 from pipeline.records import ShardPlan
-from pipeline.scoring import csv_files, formats
+from pipeline.scoring import formats
 from pipeline.scoring.run import file_format
-from pipeline.stores.storage import (
-    LAST_PART,
-    RangeReader,
-    S3Object,
-    Upload,
-)
-from pipeline.worker.sharding.rules import MAX_SHARDS, byte_ranges, group_row_groups
+from pipeline.stores.storage import S3Object
+from pipeline.stores.uploads import LAST_PART, Upload
+from pipeline.worker.sharding.rules import MAX_SHARDS
 
 if TYPE_CHECKING:
     from pipeline.worker.runtime import WorkerRuntime
@@ -73,35 +68,22 @@ def _new_plan(request: ScoreRequest, runtime: WorkerRuntime) -> ShardPlan | None
     if fmt.compression:
         log.info("not split: a %s stream cannot be entered in the middle", fmt.compression)
         return None
-    output_key = naming.output_key(fmt.stem(obj.key), request.job_id, fmt.output_suffix(obj.key))
+    output_key = fmt.output_key(obj.key, request.job_id)
     common = {
         "format": fmt.name,
         "output_key": output_key,
         "size": obj.size,
         "created_at": utc_now(),
     }
-    if fmt.kind == "parquet":
-        import pyarrow.parquet as pq  # noqa: PLC0415
-
-        metadata = pq.ParquetFile(source.random_access(), pre_buffer=False).metadata
-        sizes = [
-            sum(g.column(c).total_compressed_size for c in range(g.num_columns))
-            for g in map(metadata.row_group, range(metadata.num_row_groups))
-        ]
-        return ShardPlan(**common, row_groups=group_row_groups(sizes, shard_bytes))
-    header = b""
-    if fmt.kind == "csv":
-        head = csv_files.peek_first_line(
-            RangeReader(runtime.s3, obj, block_bytes=_HEADER_PEEK),
-            f"s3://{obj.bucket}/{obj.key}",
-            runtime.settings.max_line_bytes,
-        )
-        line, newline, _ = head.partition(b"\n")
-        header = line + newline
+    where = f"s3://{obj.bucket}/{obj.key}"
+    cut = fmt.codec.shards.cut(
+        source, obj.size, shard_bytes, where, runtime.settings.max_line_bytes
+    )
     return ShardPlan(
         **common,
-        ranges=byte_ranges(len(header), obj.size, shard_bytes),
-        header=header.decode("utf-8", errors="strict"),
+        ranges=cut.ranges,
+        row_groups=cut.row_groups,
+        header=cut.header.decode("utf-8", errors="strict"),
     )
 
 

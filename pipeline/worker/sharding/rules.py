@@ -31,42 +31,10 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline.messages import ErrorInfo
 from pipeline.records import ShardPlan, ShardResult
+from pipeline.scoring import formats
 
 #: Most shards of one file: each needs part numbers of its own.
 MAX_SHARDS = 1000
-
-
-def byte_ranges(start: int, size: int, shard_bytes: int) -> list[tuple[int, int]]:
-    """``[start, size)`` cut into ranges of about ``shard_bytes``, the last one no smaller than
-    half of that (a short tail joins its neighbour)."""
-    ranges = []
-    position = start
-    while position < size:
-        end = min(size, position + shard_bytes)
-        if size - end < shard_bytes // 2:
-            end = size
-        ranges.append((position, end))
-        position = end
-    return ranges
-
-
-def group_row_groups(sizes: list[int], shard_bytes: int) -> list[list[int]]:
-    """Consecutive row groups gathered into shards of about ``shard_bytes`` stored bytes."""
-    shards: list[list[int]] = []
-    current: list[int] = []
-    stored = 0
-    for index, size in enumerate(sizes):
-        current.append(index)
-        stored += size
-        if stored >= shard_bytes:
-            shards.append(current)
-            current, stored = [], 0
-    if current:
-        if shards and stored < shard_bytes // 2:
-            shards[-1].extend(current)
-        else:
-            shards.append(current)
-    return shards
 
 
 class Verdict(BaseModel):
@@ -91,14 +59,15 @@ def conclude(plan: ShardPlan, results: dict[int, ShardResult], where: str) -> Ve
     before it can have been.
     """
     quotes = rows = lines = 0
+    quoted = formats.BY_NAME[plan.format].codec.shards.quoted_line_ends
     for index in range(plan.count):
         result = results[index]
-        if plan.format == "csv" and quotes % 2:
+        if quoted and quotes % 2:
             return _resplit(index)
         if result.status == "stopped":
             return Verdict(kind="resplit", reason=f"shard {index + 1} was stopped")
         if result.status == "failed":
-            if plan.format == "csv" and (quotes + result.quotes) % 2 and index + 1 < plan.count:
+            if quoted and (quotes + result.quotes) % 2 and index + 1 < plan.count:
                 return _resplit(index + 1)
             assert result.error is not None  # noqa: S101 - a failed result carries its error
             return Verdict(

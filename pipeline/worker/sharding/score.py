@@ -1,6 +1,6 @@
 """Scoring one shard: its records straight into the file's upload, as parts of its own.
 
-A worker scores its shard's records into the upload (``storage.ShardWriter``)
+A worker scores its shard's records into the upload (``uploads.ShardWriter``)
 and records the result. A shard that fails transiently is retried alone, like
 a file; a worker killed mid-shard loses that shard's work only; a duplicate
 delivery finds the result recorded. The shard whose result completes the set
@@ -9,7 +9,6 @@ finishes the file (``join``).
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
 import time
@@ -24,15 +23,12 @@ from pipeline.messages import (
     ScoreRequest,
 )
 from pipeline.records import ShardPlan, ShardResult
-from pipeline.scoring import formats, parquet_footer
+from pipeline.scoring import formats
+from pipeline.scoring.codec import ShardFormat
 from pipeline.scoring.run import Scored, Timings, score_source
 from pipeline.scoring.streams import Prefixed, RecordRange
-from pipeline.stores.storage import (
-    MIN_PART_BYTES,
-    S3Object,
-    ShardOutput,
-    ShardWriter,
-)
+from pipeline.stores.storage import S3Object
+from pipeline.stores.uploads import MIN_PART_BYTES, ShardOutput, ShardWriter
 
 if TYPE_CHECKING:
     from pipeline.worker.runtime import WorkerRuntime
@@ -45,9 +41,6 @@ log = logging.getLogger(__name__)
 TEMP_PREFIX = "_shards/"
 #: How far past its range a shard first reads, for its last record's end.
 _RECORD_SLACK = 1024 * 1024
-#: A Parquet shard holds back at least this much, where its footer is written (a
-#: bigger footer, from thousands of columns, makes the file run whole).
-_FOOTER_ROOM = 2 * 1024 * 1024
 Progress = Callable[[int, int], None]
 
 
@@ -148,7 +141,7 @@ def _score(
         progress(rows, read)
         stop()
 
-    parquet = bool(plan.row_groups)
+    shards = fmt.codec.shards
 
     def attempt() -> tuple[Scored, ShardOutput]:
         sink = ShardWriter(
@@ -159,8 +152,8 @@ def _score(
             first_part=index * plan.stride + 2,
             max_parts=plan.stride - 1,
             temp=key,
-            skip=len(parquet_footer.MAGIC) if parquet and index else 0,
-            hold=_FOOTER_ROOM if parquet else 0,
+            skip=shards.skip if index else 0,
+            hold=shards.hold,
             part_bytes=MIN_PART_BYTES,
         )
         with sink:
@@ -191,7 +184,7 @@ def _score(
             error=ErrorInfo(code=exc.code, message=str(exc)),
             lines=counted.lines if counted else 0,
             quotes=counted.quotes if counted else 0,
-            **_error_place(exc, source, plan),
+            **_error_place(exc, source, plan, shards),
         )
     records = source.records
     return ShardResult(
@@ -243,33 +236,16 @@ def failed_before(runtime: WorkerRuntime, request: ScoreRequest) -> bool:
     )
 
 
-def _error_place(exc: PipelineError, source: ShardSource, plan: ShardPlan) -> dict[str, int]:
+def _error_place(
+    exc: PipelineError, source: ShardSource, plan: ShardPlan, shards: ShardFormat
+) -> dict[str, int]:
     """Where in the shard the error is, as ``ShardResult`` fields (counted from its records)."""
-    if not isinstance(exc, InputError) or plan.row_groups:
+    if not isinstance(exc, InputError) or not plan.ranges:
         return {"error_row": exc.row} if isinstance(exc, InputError) and exc.row else {}
     if exc.row is not None:
-        return {"error_row": exc.row, "error_line": _line_of_row(source, plan, exc.row)}
+        line = shards.line_of_row(source.record_range(), exc.row)
+        return {"error_row": exc.row, "error_line": line}
     if exc.line is not None:
         # A CSV shard's stream starts with the header: its line 1.
         return {"error_line": exc.line - (1 if plan.header else 0)}
     return {}
-
-
-def _line_of_row(source: ShardSource, plan: ShardPlan, row: int) -> int:
-    """The line, counted in the shard's records, where its data row ``row`` begins.
-
-    Read again, only on this error path: a quoted CSV field may hold line ends.
-    """
-    text = io.TextIOWrapper(io.BufferedReader(source.record_range()), encoding="utf-8", newline="")
-    if plan.header:
-        reader = csv.reader(text)
-        for _ in range(row - 1):
-            next(reader, None)
-        return reader.line_num + 1
-    line = seen = 0
-    for raw in text:
-        line += 1
-        seen += bool(raw.strip())
-        if seen == row:
-            return line
-    return line
