@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pipeline.client.api import Client
 from pipeline.client.pytest_plugin import REGION, TEST_SETTINGS
 from pipeline.local.stack import LocalStack
 from pipeline.stores import aws
@@ -150,7 +151,6 @@ def outputs_file(stack: LocalStack, folder: Path) -> Path:
 
 def compile_version(stack: LocalStack, store: Any, version: Any, timeout: float = 120) -> Any:
     """Send a version's compile job to the stack's workers; its EngineRecord once written."""
-    from pipeline.client.api import Client
     from pipeline.scoring.engine import compiler
 
     target = compiler.host_target()
@@ -202,11 +202,22 @@ def _stacks(aws_endpoint: str) -> Iterator[StackFactory]:
         stack.stop()
 
 
+def submit(client: Client, key: str, body: bytes, timeout: float = 60, **options: Any) -> Any:
+    """Upload ``body`` as ``key`` (``<model>/<name>``) through the product's ``Client`` and
+    wait for its one notification; failure is an answer, never a change: the input is
+    still there, byte for byte."""
+    model, _, name = key.partition("/")
+    note = client.submit(body, model=model, key=name, timeout=timeout, **options)
+    kept = client.s3.get_object(Bucket=client.outputs["InputBucketName"], Key=key)
+    assert kept["Body"].read() == body
+    return note
+
+
 @pytest.fixture(scope="module")
 def scoring_stack(
     aws_endpoint: str, binary_model: Any, multiclass_model: Any, categorical_model: Any
-) -> Iterator[Any]:
-    """A running stack with one real solo worker, shared by a module's tests.
+) -> Iterator[Client]:
+    """A running stack with one real solo worker, shared by a module's tests, as a ``Client``.
 
     Models published: ``churn`` (binary), ``segments`` (3 classes) and
     ``colors`` (binary, with pandas categorical features). Tests
@@ -229,7 +240,8 @@ def scoring_stack(
     ]
     for version in versions:
         assert compile_version(stack, store, version).status == "compiled"
-    yield stack
+    with Client.from_local(stack) as client:
+        yield client
     stack.stop()
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import unique
+from tests.conftest import StackFactory, unique
 
 PIPELINE = [sys.executable, "-m", "pipeline.client.cli"]
 
@@ -238,7 +238,7 @@ def test_an_unknown_profile_is_said_plainly(tmp_path: Path) -> None:
 
 
 def test_status_and_model_list_speak_json(
-    local_stack: Any, binary_model: Any, tmp_path: Path
+    local_stack: StackFactory, binary_model: Any, tmp_path: Path
 ) -> None:
     from tests.conftest import outputs_file, publish
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.stores import aws
-from tests.conftest import REGION, outputs_file, publish, queue_depth
+from tests.conftest import REGION, StackFactory, outputs_file, publish, queue_depth
 
 PIPELINE = [sys.executable, "-m", "pipeline.client.cli"]
 
@@ -43,7 +43,7 @@ def wait_until(condition: Any, timeout: float = 30) -> None:
 
 
 def test_submit_wait_and_watch_take_nothing_from_the_notification_queue(
-    local_stack: Any, s3: Any, sqs: Any, binary_model: Any, tmp_path: Path
+    local_stack: StackFactory, s3: Any, sqs: Any, binary_model: Any, tmp_path: Path
 ) -> None:
     stack = local_stack()
     out = stack.outputs
@@ -94,7 +94,7 @@ def test_submit_wait_and_watch_take_nothing_from_the_notification_queue(
 
 
 def test_ctrl_c_removes_the_watchers_queue_and_subscription(
-    local_stack: Any, sqs: Any, tmp_path: Path
+    local_stack: StackFactory, sqs: Any, tmp_path: Path
 ) -> None:
     stack = local_stack()
     outputs = outputs_file(stack, tmp_path)

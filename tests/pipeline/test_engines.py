@@ -15,8 +15,8 @@ from pipeline.client.cli import main
 from pipeline.scoring.engine import compiler
 from pipeline.stores import aws
 from pipeline.stores.model_store import EngineRecord, ModelStore
-from tests.conftest import REGION, compile_version, outputs_file, unique
-from tests.pipeline.test_worker import csv_of, split_edge_rows, submit
+from tests.conftest import REGION, StackFactory, compile_version, outputs_file, submit, unique
+from tests.pipeline.test_worker import csv_of, split_edge_rows
 
 
 def scored(s3: Any, note: Any) -> np.ndarray:
@@ -33,7 +33,7 @@ def file_rows(binary_model: Any) -> tuple[np.ndarray, bytes]:
 
 
 def test_a_file_sent_after_the_compile_task_does_not_wait_for_it(
-    local_stack: Any, s3: Any, sqs: Any
+    local_stack: StackFactory, s3: Any, sqs: Any
 ) -> None:
     """One solo worker, the compile task ahead of the file on the queue: the file goes first.
 
@@ -60,10 +60,10 @@ def test_a_file_sent_after_the_compile_task_does_not_wait_for_it(
     )
 
     Client.from_local(stack).request_compile(version)
-    before = submit(stack, s3, sqs, f"big/{unique('early')}.csv", body)
+    before = submit(Client.from_local(stack), f"big/{unique('early')}.csv", body)
     compiled_yet = store.engine(version.sha256, compiler.compiler_id(), target.name)
     record = compile_version(stack, store, version)
-    after = submit(stack, s3, sqs, f"big/{unique('late')}.csv", body)
+    after = submit(Client.from_local(stack), f"big/{unique('late')}.csv", body)
 
     assert before.output is not None
     assert after.output is not None
@@ -76,7 +76,7 @@ def test_a_file_sent_after_the_compile_task_does_not_wait_for_it(
 
 
 def test_a_wrong_artifact_fails_the_gate_on_load_and_the_model_stays_on_lightgbm(
-    local_stack: Any,
+    local_stack: StackFactory,
     s3: Any,
     sqs: Any,
     binary_model: Any,
@@ -102,7 +102,7 @@ def test_a_wrong_artifact_fails_the_gate_on_load_and_the_model_stays_on_lightgbm
     store.save_engine(wrong, store.artifact(decoy_record))
     x, body = file_rows
 
-    note = submit(stack, s3, sqs, f"churn/{unique('gate')}.csv", body)
+    note = submit(Client.from_local(stack), f"churn/{unique('gate')}.csv", body)
 
     assert note.output is not None
     assert note.output.engine == "lightgbm"
@@ -125,21 +125,21 @@ def _one_tree_less(booster: Any) -> bytes:
 
 
 def test_the_stock_engine_can_be_forced(
-    local_stack: Any, s3: Any, sqs: Any, binary_model: Any, file_rows: Any
+    local_stack: StackFactory, s3: Any, sqs: Any, binary_model: Any, file_rows: Any
 ) -> None:
     stack = local_stack(settings={"predict_engine": "lightgbm"})
     store = ModelStore(aws.s3_client(REGION), stack.outputs["ModelBucketName"])
     version = store.publish("churn", binary_model.model_to_string().encode(), "m.txt")
     assert compile_version(stack, store, version).status == "compiled"
 
-    note = submit(stack, s3, sqs, f"churn/{unique('forced')}.csv", file_rows[1])
+    note = submit(Client.from_local(stack), f"churn/{unique('forced')}.csv", file_rows[1])
 
     assert note.output is not None
     assert note.output.engine == "lightgbm"
 
 
 def test_a_model_the_compiler_cannot_reproduce_is_refused_with_the_reason(
-    local_stack: Any, s3: Any, sqs: Any
+    local_stack: StackFactory, s3: Any, sqs: Any
 ) -> None:
     import lightgbm as lgb
 
@@ -156,7 +156,7 @@ def test_a_model_the_compiler_cannot_reproduce_is_refused_with_the_reason(
 
     record = compile_version(stack, store, version)
     body = b"a,b,c\n" + b"".join(f"{r[0]},{r[1]},{r[2]}\n".encode() for r in x[:50])
-    note = submit(stack, s3, sqs, f"lin/{unique('lin')}.csv", body)
+    note = submit(Client.from_local(stack), f"lin/{unique('lin')}.csv", body)
 
     assert record.status == "refused"
     assert "linear trees" in record.reason

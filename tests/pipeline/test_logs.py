@@ -15,7 +15,7 @@ from pipeline import logs
 from pipeline.client import consumer, log_reader
 from pipeline.client.cli import main
 from pipeline.stores import aws
-from tests.conftest import REGION, outputs_file, publish, unique
+from tests.conftest import REGION, StackFactory, outputs_file, publish, unique
 
 
 def test_lines_in_a_job_context_carry_the_job_and_extra_fields() -> None:
@@ -47,7 +47,7 @@ def test_lines_in_a_job_context_carry_the_job_and_extra_fields() -> None:
 
 
 def test_pipeline_logs_gives_one_jobs_lines_from_the_function_and_the_worker(
-    local_stack: Any,
+    local_stack: StackFactory,
     s3: Any,
     sqs: Any,
     binary_model: Any,

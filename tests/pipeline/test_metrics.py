@@ -11,7 +11,7 @@ import pytest
 
 from pipeline import metrics
 from pipeline.client import consumer
-from tests.conftest import publish, unique
+from tests.conftest import StackFactory, publish, unique
 
 #: The units CloudWatch accepts for a metric (PutMetricData's StandardUnit).
 UNITS = {
@@ -62,7 +62,7 @@ def test_a_metric_without_a_unit_is_refused() -> None:
 
 
 def test_the_worker_and_the_upload_function_log_one_emf_document_per_file(
-    local_stack: Any, s3: Any, sqs: Any, binary_model: Any
+    local_stack: StackFactory, s3: Any, sqs: Any, binary_model: Any
 ) -> None:
     stack = local_stack()
     out = stack.outputs

@@ -14,13 +14,13 @@ import numpy as np
 from pipeline.client.status import local_status, render
 from pipeline.stores import aws
 from pipeline.stores.ledger import Ledger
-from tests.conftest import REGION, outputs_file, publish
+from tests.conftest import REGION, StackFactory, outputs_file, publish
 
 PIPELINE = [sys.executable, "-m", "pipeline.client.cli"]
 
 
 def test_a_long_files_progress_is_visible_while_it_runs_and_reaches_100_percent(
-    local_stack: Any, sqs: Any, tmp_path: Path
+    local_stack: StackFactory, sqs: Any, tmp_path: Path
 ) -> None:
     import lightgbm as lgb
 

@@ -12,11 +12,11 @@ import pytest
 
 from pipeline.client import consumer
 from pipeline.client.cli import main
-from tests.conftest import outputs_file, publish, unique
+from tests.conftest import StackFactory, outputs_file, publish, unique
 
 
 def test_a_file_uploaded_before_its_model_succeeds_when_retried_after_publishing(
-    local_stack: Any,
+    local_stack: StackFactory,
     s3: Any,
     sqs: Any,
     binary_model: Any,
@@ -60,7 +60,7 @@ def test_a_file_uploaded_before_its_model_succeeds_when_retried_after_publishing
 
 
 def test_failed_since_retries_every_recent_failure_once(
-    local_stack: Any, s3: Any, sqs: Any, binary_model: Any, tmp_path: Path
+    local_stack: StackFactory, s3: Any, sqs: Any, binary_model: Any, tmp_path: Path
 ) -> None:
     stack = local_stack()
     out = stack.outputs

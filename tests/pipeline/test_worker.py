@@ -21,25 +21,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.client import consumer
+from pipeline.client.api import Client
 from pipeline.messages import Notification
-from tests.conftest import unique
+from tests.conftest import submit, unique
 
 TIMEOUT = 60
-
-
-def submit(stack: Any, s3: Any, sqs: Any, key: str, body: bytes) -> Notification:
-    bucket = stack.outputs["InputBucketName"]
-    etag = s3.put_object(Bucket=bucket, Key=key, Body=body)["ETag"].strip('"')
-    note = consumer.wait_for(
-        sqs,
-        stack.outputs["NotificationQueueUrl"],
-        lambda n: n.is_for(key, etag),
-        timeout=TIMEOUT,
-    )
-    assert note is not None, f"no notification for {key} within {TIMEOUT} s"
-    # Failure is an answer, never a change: the input is still there, byte for byte.
-    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body
-    return note
 
 
 def half_of(data: bytes) -> bytes:
@@ -88,7 +74,7 @@ def split_edge_rows(booster: Any, rng: np.random.Generator) -> np.ndarray:
 
 
 def test_a_csv_comes_back_scored_in_order_with_every_column(
-    scoring_stack: Any, s3: Any, sqs: Any, binary_model: Any
+    scoring_stack: Client, s3: Any, sqs: Any, binary_model: Any
 ) -> None:
     rng = np.random.default_rng(11)
     edges = split_edge_rows(binary_model, rng)
@@ -98,7 +84,7 @@ def test_a_csv_comes_back_scored_in_order_with_every_column(
     body = csv_of(x, names, order=[3, 1, 0, 2]).replace(b",nan,", b",,")
     key = f"churn/{unique('batch')}/jan report+1 é.csv"
 
-    note = submit(scoring_stack, s3, sqs, key, body)
+    note = submit(scoring_stack, key, body)
 
     assert note.status == "succeeded", note.error
     assert note.model is not None
@@ -121,12 +107,12 @@ def test_a_csv_comes_back_scored_in_order_with_every_column(
 
 
 def test_a_multiclass_model_gives_one_column_per_class(
-    scoring_stack: Any, s3: Any, sqs: Any, multiclass_model: Any
+    scoring_stack: Client, s3: Any, sqs: Any, multiclass_model: Any
 ) -> None:
     x = np.random.default_rng(5).normal(size=(500, 3))
     body = csv_of(x, multiclass_model.feature_name(), order=[0, 1, 2])
 
-    note = submit(scoring_stack, s3, sqs, f"segments/{unique('m')}.csv.gz", gzip.compress(body))
+    note = submit(scoring_stack, f"segments/{unique('m')}.csv.gz", gzip.compress(body))
 
     assert note.status == "succeeded", note.error
     assert note.output is not None
@@ -137,8 +123,10 @@ def test_a_multiclass_model_gives_one_column_per_class(
     assert np.max(np.abs(got - multiclass_model.predict(x))) <= 1e-12
 
 
-def test_a_header_only_file_succeeds_with_zero_rows(scoring_stack: Any, s3: Any, sqs: Any) -> None:
-    note = submit(scoring_stack, s3, sqs, f"churn/{unique('h')}.csv", b"age,income,score,balance\n")
+def test_a_header_only_file_succeeds_with_zero_rows(
+    scoring_stack: Client, s3: Any, sqs: Any
+) -> None:
+    note = submit(scoring_stack, f"churn/{unique('h')}.csv", b"age,income,score,balance\n")
 
     assert note.status == "succeeded", note.error
     assert note.output is not None
@@ -198,7 +186,7 @@ def test_a_header_only_file_succeeds_with_zero_rows(scoring_stack: Any, s3: Any,
     ],
 )
 def test_a_bad_file_gets_a_failed_notification_saying_what_and_where(
-    scoring_stack: Any,
+    scoring_stack: Client,
     s3: Any,
     sqs: Any,
     name: str,
@@ -208,7 +196,7 @@ def test_a_bad_file_gets_a_failed_notification_saying_what_and_where(
 ) -> None:
     key = f"churn/{unique('bad')}/{name}"
 
-    note = submit(scoring_stack, s3, sqs, key, body)
+    note = submit(scoring_stack, key, body)
 
     assert note.status == "failed"
     assert note.output is None
@@ -275,7 +263,7 @@ def decode(name: str, data: bytes) -> pa.Table:
     ],
 )
 def test_every_format_comes_back_in_its_own_format(
-    scoring_stack: Any, s3: Any, sqs: Any, binary_model: Any, extension: str, name: str
+    scoring_stack: Client, s3: Any, sqs: Any, binary_model: Any, extension: str, name: str
 ) -> None:
     rng = np.random.default_rng(21)
     edges = split_edge_rows(binary_model, rng)
@@ -283,7 +271,7 @@ def test_every_format_comes_back_in_its_own_format(
     x[::31, 1] = np.nan
     key = f"churn/{unique('fmt')}/export{extension}"
 
-    note = submit(scoring_stack, s3, sqs, key, encode(name, x, binary_model.feature_name()))
+    note = submit(scoring_stack, key, encode(name, x, binary_model.feature_name()))
 
     assert note.status == "succeeded", note.error
     assert note.output is not None
@@ -301,7 +289,7 @@ def test_every_format_comes_back_in_its_own_format(
 
 @pytest.mark.parametrize("name", ["csv", "parquet", "jsonl"])
 def test_categorical_values_score_as_lightgbm_scores_the_dataframe(
-    scoring_stack: Any, s3: Any, sqs: Any, categorical_model: Any, name: str
+    scoring_stack: Client, s3: Any, sqs: Any, categorical_model: Any, name: str
 ) -> None:
     import pandas as pd
 
@@ -331,7 +319,7 @@ def test_categorical_values_score_as_lightgbm_scores_the_dataframe(
     else:
         body = b"".join(json.dumps(r).encode() + b"\n" for r in table.to_pylist())
 
-    note = submit(scoring_stack, s3, sqs, f"colors/{unique('cat')}.{name}", body)
+    note = submit(scoring_stack, f"colors/{unique('cat')}.{name}", body)
 
     assert note.status == "succeeded", note.error
     assert note.output is not None
@@ -342,10 +330,12 @@ def test_categorical_values_score_as_lightgbm_scores_the_dataframe(
     assert np.max(np.abs(result.column("prediction").to_numpy() - expected)) <= 1e-12
 
 
-def test_an_unknown_model_is_answered_with_a_failure(scoring_stack: Any, s3: Any, sqs: Any) -> None:
+def test_an_unknown_model_is_answered_with_a_failure(
+    scoring_stack: Client, s3: Any, sqs: Any
+) -> None:
     key = f"fraud/{unique('x')}.csv"
 
-    note = submit(scoring_stack, s3, sqs, key, b"a\n1\n")
+    note = submit(scoring_stack, key, b"a\n1\n")
 
     assert note.status == "failed"
     assert note.model is None
@@ -355,7 +345,7 @@ def test_an_unknown_model_is_answered_with_a_failure(scoring_stack: Any, s3: Any
 
 
 def test_metadata_pins_the_model_version_and_the_notification_says_which(
-    scoring_stack: Any, s3: Any, sqs: Any, binary_model: Any
+    scoring_stack: Client, s3: Any, sqs: Any, binary_model: Any
 ) -> None:
     import lightgbm as lgb
 

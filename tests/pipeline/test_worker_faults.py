@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 
 from pipeline.client import consumer
+from pipeline.client.api import Client
 from pipeline.client.cli import main
 from pipeline.messages import Notification
 from pipeline.stores.model_store import ModelStore
-from tests.conftest import StackFactory, queue_depth, unique
+from tests.conftest import StackFactory, queue_depth, submit, unique
 from tests.faults import FaultProxy
 
 TIMEOUT = 90
@@ -50,19 +51,6 @@ def stack(local_stack: StackFactory, proxy: FaultProxy, binary_model: Any, s3: A
     return with_model(started, s3, binary_model)
 
 
-def upload(stack: Any, s3: Any, key: str, body: bytes) -> str:
-    put = s3.put_object(Bucket=stack.outputs["InputBucketName"], Key=key, Body=body)
-    return str(put["ETag"].strip('"'))
-
-
-def wait(stack: Any, sqs: Any, key: str, etag: str) -> Notification:
-    note = consumer.wait_for(
-        sqs, stack.outputs["NotificationQueueUrl"], lambda n: n.is_for(key, etag), timeout=TIMEOUT
-    )
-    assert note is not None, f"no notification for {key}"
-    return note
-
-
 def drained(sqs: Any, url: str, timeout: float = 10) -> bool:
     """Whether the queue empties within ``timeout``.
 
@@ -84,7 +72,7 @@ def test_a_transient_s3_error_is_retried_and_the_file_succeeds(
     fails = iter([True, True])  # the first two GETs of the file answer 503 SlowDown
     proxy.rules.append(lambda method, path: method == "GET" and key in path and next(fails, False))
 
-    note = wait(stack, sqs, key, upload(stack, s3, key, GOOD_CSV))
+    note = submit(Client.from_local(stack), key, GOOD_CSV)
 
     assert note.status == "succeeded", note.error
     assert proxy.gets(key) == 3  # two refused, the third served
@@ -95,7 +83,7 @@ def test_an_input_error_is_answered_once_and_never_retried(
 ) -> None:
     key = f"churn/{unique('bad')}.csv"
 
-    note = wait(stack, sqs, key, upload(stack, s3, key, b"age,income,score,balance\n1,x,3,4\n"))
+    note = submit(Client.from_local(stack), key, b"age,income,score,balance\n1,x,3,4\n")
 
     assert note.error is not None
     assert note.error.code == "bad_value"
@@ -110,7 +98,7 @@ def test_a_file_that_fails_every_delivery_ends_in_exhausted(
     key = f"churn/{unique('doomed')}.csv"
     proxy.rules.append(lambda method, path: method == "GET" and key in path)
 
-    note = wait(stack, sqs, key, upload(stack, s3, key, GOOD_CSV))
+    note = submit(Client.from_local(stack), key, GOOD_CSV)
 
     assert note.status == "failed"
     assert note.error is not None
@@ -129,8 +117,9 @@ def test_an_exhausted_file_runs_again_with_pipeline_retry_once_s3_is_well(
 ) -> None:
     key = f"churn/{unique('outage')}.csv"
     proxy.rules.append(lambda method, path: method == "GET" and key in path)
-    etag = upload(stack, s3, key, GOOD_CSV)
-    exhausted = wait(stack, sqs, key, etag)
+    client = Client.from_local(stack)
+    sent = client.submit(GOOD_CSV, model="churn", key=key.partition("/")[2], wait=False)
+    exhausted = client.wait(sent, timeout=TIMEOUT)
     assert exhausted.error is not None
     assert exhausted.error.code == "exhausted"
     outputs = tmp_path / "outputs.json"
@@ -141,7 +130,7 @@ def test_an_exhausted_file_runs_again_with_pipeline_retry_once_s3_is_well(
     rerun = consumer.wait_for(
         sqs,
         stack.outputs["NotificationQueueUrl"],
-        lambda n: n.is_for(key, etag) and n.run == 1,
+        lambda n: n.is_for(key, sent.etag) and n.run == 1,
         timeout=TIMEOUT,
     )
 
@@ -190,7 +179,7 @@ def test_a_poison_message_reaches_the_dead_letter_queue_and_is_announced(
         timeout=TIMEOUT,
     )
     key = f"churn/{unique('after')}.csv"
-    after = wait(stack, sqs, key, upload(stack, s3, key, GOOD_CSV))
+    after = submit(Client.from_local(stack), key, GOOD_CSV)
 
     assert poison is not None
     assert poison.input is None
@@ -251,7 +240,7 @@ def test_a_file_longer_than_the_visibility_timeout_runs_once(
     key = f"churn/{unique('long')}.csv"
     proxy.delays.append(lambda method, path: 10.0 if method == "GET" and key in path else 0.0)
 
-    note = wait(two, sqs, key, upload(two, s3, key, GOOD_CSV))
+    note = submit(Client.from_local(two), key, GOOD_CSV)
 
     assert note.status == "succeeded"
     assert note.started_at is not None
@@ -264,7 +253,8 @@ def test_a_stopped_worker_finishes_its_file_first(
 ) -> None:
     key = f"churn/{unique('stop')}.csv"
     proxy.delays.append(lambda method, path: 4.0 if method == "GET" and key in path else 0.0)
-    etag = upload(stack, s3, key, GOOD_CSV)
+    client = Client.from_local(stack)
+    sent = client.submit(GOOD_CSV, model="churn", key=key.partition("/")[2], wait=False)
     (worker,) = stack.workers
     deadline = time.monotonic() + 30
     while not worker.busy:
@@ -272,7 +262,7 @@ def test_a_stopped_worker_finishes_its_file_first(
         time.sleep(0.05)
 
     worker.request_stop()  # SIGTERM mid-file
-    note = wait(stack, sqs, key, etag)
+    note = client.wait(sent, timeout=TIMEOUT)
 
     assert note.status == "succeeded"
     assert worker.stop(timeout=30) == 0
@@ -290,7 +280,7 @@ def test_a_stuck_file_fails_with_timeout(
     key = f"churn/{unique('stuck')}.csv"
     proxy.delays.append(lambda method, path: 30.0 if method == "GET" and key in path else 0.0)
 
-    note = wait(limited, sqs, key, upload(limited, s3, key, GOOD_CSV))
+    note = submit(Client.from_local(limited), key, GOOD_CSV)
 
     assert note.status == "failed"
     assert note.error is not None
