@@ -36,7 +36,7 @@ import pyarrow.csv as pa_csv
 from pipeline import naming
 from pipeline.local import emulator
 from pipeline.messages import ModelRef, ObjectRef, ScoreRequest
-from pipeline.scoring.engine import compiling
+from pipeline.scoring.engine import compile_jobs
 from pipeline.scoring.engine.cache import ModelCache
 from pipeline.scoring.run import score_object
 from pipeline.settings import Settings, child_environment, set_process_environment
@@ -147,7 +147,7 @@ def main() -> None:
     store = ModelStore(s3, bucket)
     version = store.publish("bench", make_model().model_to_string().encode(), "m")
     # What a worker scores with once the compile job is done (no compile runs mid-measurement).
-    engine = compiling.compile_version(version.ref, store)
+    engine = compile_jobs.compile_version(version.ref, store)
     print(f"engine: {engine.status} ({engine.reason})")
     cores = Path("/proc/cpuinfo").read_text().count("processor")
     print(

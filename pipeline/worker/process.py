@@ -320,11 +320,11 @@ def _failed(request: ScoreRequest, code: str, message: str, started: datetime) -
 
 
 def compile_model(request: CompileRequest, runtime: WorkerRuntime) -> str:
-    """Start the version's compile beside this worker and return at once (see ``compiling``)."""
-    from pipeline.scoring.engine import compiling  # noqa: PLC0415 - llvmlite only for compile jobs
+    """Start the version's compile beside this worker and return at once (see ``compile_jobs``)."""
+    from pipeline.scoring.engine import compile_jobs  # noqa: PLC0415 - llvmlite only for compile jobs
 
     started: str = runtime.retrying(
-        lambda: compiling.start_compile(
+        lambda: compile_jobs.start_compile(
             request.model, runtime.store, runtime.settings.compile_timeout_seconds
         )
     )

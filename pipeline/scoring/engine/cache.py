@@ -59,6 +59,6 @@ class ModelCache:
         """The model on its engine, and whether a compile may still come."""
         if self._engine == ENGINE_LIGHTGBM:
             return replace(model, engine_reason="PIPELINE_PREDICT_ENGINE=lightgbm"), False
-        from pipeline.scoring.engine import compiling  # noqa: PLC0415 - llvmlite only when needed
+        from pipeline.scoring.engine import compile_jobs  # noqa: PLC0415 - llvmlite only when needed
 
-        return compiling.attach(model, self._store, self._compile_seconds)
+        return compile_jobs.attach(model, self._store, self._compile_seconds)

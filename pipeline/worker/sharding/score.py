@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 TEMP_PREFIX = "_shards/"
 #: How far past its range a shard first reads, for its last record's end.
 _RECORD_SLACK = 1024 * 1024
-Progress = Callable[[int, int], None]
+#: Called with the rows scored and the bytes read so far.
+OnProgress = Callable[[int, int], None]
 
 
 class Stopped(Exception):
@@ -98,7 +99,7 @@ def score_shard(
     plan: ShardPlan,
     runtime: WorkerRuntime,
     timings: Timings,
-    progress: Progress,
+    progress: OnProgress,
 ) -> Notification | None:
     """Score the request's shard unless it has a result, then finish the file if it is last."""
     assert request.shard is not None  # noqa: S101
@@ -128,7 +129,7 @@ def _score(
     plan: ShardPlan,
     runtime: WorkerRuntime,
     timings: Timings,
-    progress: Progress,
+    progress: OnProgress,
 ) -> ShardResult:
     assert request.shard is not None  # noqa: S101
     index = request.shard

@@ -4,7 +4,7 @@ Publishing a model sends a ``compile`` task. The worker that takes it does not
 compile in its own slot: a solo worker holds one message at a time, and a
 file queued behind a 20-second compile would wait for it. It claims the
 compile in the store and starts it in a child process (``python -m
-pipeline.scoring.engine.compiling NAME VERSION``), then takes its next message at
+pipeline.scoring.engine.compile_jobs NAME VERSION``), then takes its next message at
 once. The child parses the text, generates and compiles the forest for this
 architecture's baseline CPU, runs the gate against ``Booster.predict`` and
 stores the object file with an ``EngineRecord`` (or a record of why the model
@@ -71,7 +71,7 @@ def start_compile(
     command = [
         sys.executable,
         "-m",
-        "pipeline.scoring.engine.compiling",
+        "pipeline.scoring.engine.compile_jobs",
         ref.name,
         str(ref.version),
     ]
