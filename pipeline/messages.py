@@ -101,6 +101,10 @@ class Progress(_Contract):
         return min(1.0, self.input_bytes / self.input_size) if self.input_size else 1.0
 
 
+#: A notification's JSON stays under this: far below SNS's 256 KB message limit.
+MAX_NOTIFICATION_BYTES = 64 * 1024
+
+
 class Notification(_Contract):
     """Published to the notification topic when a file is done, one way or the other."""
 
@@ -135,6 +139,22 @@ class Notification(_Contract):
             self.status != "running"
             and self.input is not None
             and (self.input.key, self.input.etag) == (key, etag)
+        )
+
+    def bounded(self, limit: int = MAX_NOTIFICATION_BYTES) -> Notification:
+        """This notification, its error message shortened if the whole would pass ``limit``.
+
+        SNS refuses a message over 256 KB, and a refused one is never
+        announced: a header of thousands of long names must not do that.
+        """
+        size = len(self.model_dump_json().encode())
+        if size <= limit or self.error is None:
+            return self
+        message = self.error.message
+        keep = max(0, len(message) - (size - limit) - 100)
+        shortened = f"{message[:keep]}… ({len(message) - keep} more characters)"
+        return self.model_copy(
+            update={"error": self.error.model_copy(update={"message": shortened})}
         )
 
 

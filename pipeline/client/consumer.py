@@ -15,17 +15,22 @@ benchmark's): everything it receives is deleted.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
+from pydantic import ValidationError
+
 from pipeline.messages import Notification
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
+
+log = logging.getLogger(__name__)
 
 Match = Callable[[Notification], bool]
 
@@ -130,7 +135,18 @@ def take_from(
         QueueUrl=queue_url, MaxNumberOfMessages=max(1, min(10, most)), WaitTimeSeconds=wait_seconds
     )
     for message in response.get("Messages", []):
-        yield Notification.model_validate_json(message["Body"])
+        try:
+            notification = Notification.model_validate_json(message["Body"])
+        except ValidationError as exc:
+            # One stray message on the topic must not end a listener: say so, drop it.
+            log.warning(
+                "skipped a message that is not a notification (%d error(s)): %.200s",
+                exc.error_count(),
+                message["Body"],
+            )
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            continue
+        yield notification
         sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 

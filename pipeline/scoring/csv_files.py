@@ -155,13 +155,28 @@ class _QuoteWatch(io.RawIOBase):
         return n
 
     def _measure(self, data: bytes) -> None:
-        start = 0
-        while (end := data.find(b"\n", start)) >= 0:
-            if self._run + end - start > self.max_line_bytes:
+        """Count lines at C speed; only the runs that cross this buffer's ends can be long,
+        unless the buffer itself is longer than the limit (then every line is looked at)."""
+        first = data.find(b"\n")
+        if first < 0:
+            self._run += len(data)
+            if self._run > self.max_line_bytes:
                 self.long_line = self._line
-                return
-            self._line, self._run, start = self._line + 1, 0, end + 1
-        self._run += len(data) - start
+            return
+        if self._run + first > self.max_line_bytes:
+            self.long_line = self._line
+            return
+        if len(data) > self.max_line_bytes:
+            start = first + 1
+            line = self._line + 1
+            while (end := data.find(b"\n", start)) >= 0:
+                if end - start > self.max_line_bytes:
+                    self.long_line = line
+                    return
+                line, start = line + 1, end + 1
+        last = data.rfind(b"\n")
+        self._line += data.count(b"\n")
+        self._run = len(data) - last - 1
         if self._run > self.max_line_bytes:
             self.long_line = self._line
 

@@ -24,7 +24,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.errors import BadValue, SchemaMismatch
+from pipeline.errors import BadValue, SchemaMismatch, names_list
 
 MISSING_TOKENS = ("", "NA", "N/A", "NaN", "nan", "NAN", "null", "NULL", "None", "none")
 _MISSING = pa.array(MISSING_TOKENS, pa.string())
@@ -50,12 +50,13 @@ def check_columns(
     if missing:
         raise SchemaMismatch(
             f"{where} lacks {len(missing)} feature column(s) the model needs: "
-            f"{', '.join(missing)} (the model's features: {', '.join(features)})"
+            f"{names_list(missing)} (the model has {len(features)} features: "
+            f"{names_list(features)})"
         )
     clashes = [name for name in outputs if name in present]
     if clashes:
         raise SchemaMismatch(
-            f"{where} already has column(s) named {', '.join(clashes)}, which the "
+            f"{where} already has column(s) named {names_list(clashes)}, which the "
             "output adds; rename or drop them"
         )
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 
 def publish(sns: SNSClient, topic_arn: str, notification: Notification) -> None:
+    notification = notification.bounded()
     attributes: dict[str, MessageAttributeValueTypeDef] = {
         "status": {"DataType": "String", "StringValue": notification.status},
         "job_id": {"DataType": "String", "StringValue": notification.job_id},
@@ -39,7 +40,7 @@ def announce(
     ledger: Ledger, sns: SNSClient, topic_arn: str, notification: Notification
 ) -> Notification:
     """Settle the job's outcome and publish it; return what was published."""
-    outcome = ledger.settle(notification)
+    outcome = ledger.settle(notification.bounded())
     publish(sns, topic_arn, outcome)
     if outcome is notification:  # settled by this call, not a replay
         ledger.mark_recent(outcome)
