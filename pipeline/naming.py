@@ -18,8 +18,22 @@ MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 MODEL_NAME_RULE = "1-63 characters of a-z, 0-9, '-' and '_', starting with a letter or digit"
 
 
+#: S3's longest key, and the most an output's key adds to its input's: ``/``, the
+#: 32-character job id, and a format's suffix where the input had none.
+S3_KEY_BYTES = 1024
+_OUTPUT_KEY_GROWTH = 1 + 32 + len(".jsonl.gz")
+MAX_INPUT_KEY_BYTES = S3_KEY_BYTES - _OUTPUT_KEY_GROWTH
+
+
 def model_name_for(key: str) -> str:
-    """The model named by a key's first path segment."""
+    """The model named by a key's first path segment; a key whose output's key would be
+    too long for S3 is refused here, before anything is scored."""
+    size = len(key.encode())
+    if size > MAX_INPUT_KEY_BYTES:
+        raise UnroutableKey(
+            f"key {key[:60]!r}… is {size:,} bytes: its output's key would pass S3's limit of "
+            f"{S3_KEY_BYTES:,} bytes; keep input keys to {MAX_INPUT_KEY_BYTES:,} bytes"
+        )
     head, sep, rest = key.partition("/")
     if not sep or not rest:
         raise UnroutableKey(

@@ -99,15 +99,39 @@ class CsvReader:
 
     def _batches(self) -> Iterator[pa.RecordBatch]:
         rows = 0
+        last: pa.RecordBatch | None = None
         while True:
             try:
                 batch = self._reader.read_next_batch()
             except StopIteration:
+                self._check_quotes_closed(last, rows)
                 return
             except pa.ArrowInvalid as exc:
                 raise self._unreadable(exc, rows) from exc
             rows += batch.num_rows
+            if batch.num_rows:
+                last = batch
             yield batch
+
+    def _check_quotes_closed(self, last: pa.RecordBatch | None, rows: int) -> None:
+        """A quoted field that opens and never closes swallows every line after it into
+        one value; the parser takes that as the file's last field. Refuse it, naming
+        the line where the quote opened, instead of scoring one row for many."""
+        if not self._watch.odd_quotes or last is None:
+            return
+        # A quote opened before the last column leaves the row short, which the parser
+        # refuses itself; so it is the last column's value that runs to the end.
+        column = last.schema.names[-1]
+        if "\n" not in (last.column(column)[-1].as_py() or ""):
+            return
+        row = [last.column(name)[-1].as_py() or "" for name in last.schema.names]
+        inside = sum(value.count("\n") for value in row)
+        line = self._watch.line_ends + 1 - inside + 1  # the header's line end is line 1's
+        raise UnreadableFile(
+            f"{self._where}: line {line}, column {column!r}: a quoted field opens "
+            "there and never closes, so it would run to the end of the file",
+            line=line,
+        )
 
     def __iter__(self) -> Iterator[Chunk]:
         first = 1
@@ -138,6 +162,9 @@ class _QuoteWatch(io.RawIOBase):
         self.seen = False
         self.max_line_bytes = max_line_bytes
         self.long_line: int | None = None
+        #: Whether the rows' double quotes so far are odd in number, and their line ends.
+        self.odd_quotes = False
+        self.line_ends = 0
         self._line, self._run = 2, 0  # the header is line 1, skipped
 
     def readable(self) -> bool:
@@ -150,6 +177,9 @@ class _QuoteWatch(io.RawIOBase):
         data = memoryview(buffer)[skipped:n].tobytes()
         if not self.seen and b'"' in data:
             self.seen = True
+        if self.seen:
+            self.odd_quotes ^= bool(data.count(b'"') & 1)
+        self.line_ends += data.count(b"\n")
         if self.long_line is None:
             self._measure(data)
         return n
@@ -244,6 +274,8 @@ def _read_header(
     head = peek_first_line(stream, where, max_line_bytes)
     if not head.strip():
         raise EmptyFile(f"{where} is empty: a CSV file needs at least a header row")
+    if b"\n" not in head:  # the header alone, with no line end: a file of no rows, as with one
+        head += b"\n"
     first_line = head.split(b"\n", 1)[0]
     if len(first_line) > max_line_bytes:
         raise line_too_long(where, 1, max_line_bytes)

@@ -42,3 +42,22 @@ def test_a_failure_notification_carries_the_error_and_no_output() -> None:
     assert wire["output"] is None
     assert wire["started_at"] is None
     assert Notification.model_validate_json(note.model_dump_json()) == note
+
+
+def test_a_notification_too_big_for_sns_is_shortened_where_its_error_says_so() -> None:
+    long = Notification(
+        job_id="j",
+        status="failed",
+        input=None,
+        error=ErrorInfo(code="schema_mismatch", message="x" * 400_000),
+        received_at=datetime.now(UTC),
+        finished_at=datetime.now(UTC),
+    )
+
+    short = long.bounded()
+
+    assert len(short.model_dump_json().encode()) <= 64 * 1024
+    assert short.error is not None
+    assert short.error.message.startswith("xxx")
+    assert short.error.message.endswith("more characters)")
+    assert long.bounded(limit=10**6) is long

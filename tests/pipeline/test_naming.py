@@ -61,3 +61,13 @@ def test_job_id_ignores_the_size_the_event_reported() -> None:
 
 def test_output_key_puts_the_job_beside_the_input() -> None:
     assert naming.output_key("churn/2026/jan", "J", ".csv") == "churn/2026/jan/J.csv"
+
+
+def test_a_key_whose_output_key_would_be_too_long_for_s3_is_refused() -> None:
+    longest = "churn/" + "k" * (naming.MAX_INPUT_KEY_BYTES - len("churn/"))
+    too_long = longest + "k"
+
+    assert naming.model_name_for(longest) == "churn"
+    assert len(naming.output_key(longest, "j" * 32, ".jsonl.gz").encode()) <= 1024
+    with pytest.raises(UnroutableKey, match="keep input keys to 982 bytes"):
+        naming.model_name_for(too_long)

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import Client, InvalidModel
+from pipeline.errors import UnroutableKey
 from pipeline.model_text import describe
 from pipeline.scoring.engine import compiler
 from pipeline.stores.model_store import ModelVersion
@@ -161,8 +162,14 @@ def test_integers_past_two_to_the_53_and_1e400_score_as_lightgbm_scores_them(
             "unreadable_file",
             "line 1 is longer than 1,048,576 bytes",
         ),
+        (
+            "open-quote.csv",
+            b'age,income,score,balance\n1,2,3,4\n1,2,3,"4\n5,6,7,8\n',
+            "unreadable_file",
+            "line 3, column 'balance': a quoted field opens there and never closes",
+        ),
     ],
-    ids=["nested-json", "one-200mb-style-line", "long-row", "200k-columns"],
+    ids=["nested-json", "one-200mb-style-line", "long-row", "200k-columns", "open-quote"],
 )
 def test_inputs_that_exhausted_their_deliveries_are_answered_at_once(
     client: Client, model_text: str, key: str, body: bytes, code: str, message: str
@@ -227,3 +234,78 @@ def test_a_compile_renews_its_claim_so_no_second_compile_starts(client: Client) 
 
     assert not renewed
     assert stale
+
+
+def test_an_error_about_thousands_of_long_names_is_still_announced(client: Client) -> None:
+    """3,000 features of 100 characters, a file lacking them all: a 360 KB message before."""
+    import lightgbm as lgb
+
+    names = [f"{'feature_with_a_rather_long_descriptive_name_':0<95}{i:05d}" for i in range(3000)]
+    x = np.random.default_rng(1).normal(size=(200, len(names)))
+    wide = lgb.train(
+        {"objective": "binary", "verbose": -1, "num_leaves": 4},
+        lgb.Dataset(x, (x[:, 0] > 0).astype(int), feature_name=names),
+        num_boost_round=2,
+    )
+    name = unique("wide")
+    client.models.publish(name, wide.model_to_string().encode(), "wide.txt")
+
+    note = client.submit(b"id\n1\n", model=name, key="lacking.csv", timeout=60)
+
+    assert note.error is not None
+    assert note.error.code == "schema_mismatch"
+    assert "lacks 3000 feature column(s)" in note.error.message
+    assert "and 2980 more" in note.error.message
+    assert len(note.model_dump_json()) < 64 * 1024
+
+
+def test_a_stray_message_on_the_topic_does_not_end_a_listener(
+    client: Client, model_text: str
+) -> None:
+    name = unique("stray")
+    client.publish_model(model_text.encode(), name=name)
+    listening = client.notifications(timeout=60)
+    client.sns.publish(TopicArn=client.outputs["NotificationTopicArn"], Message="{}")
+    data, _ = _rows(5)
+    sent = client.submit(data, model=name, key="after.csv", wait=False)
+
+    seen = next(n for n in listening if n.input is not None and n.input.key == sent.key)
+
+    assert seen.status == "succeeded"
+
+
+def test_a_key_too_long_for_its_output_is_answered_at_intake(
+    client: Client, model_text: str
+) -> None:
+    """Uploaded by another tool, it fails at once; ``Client.submit`` refuses it before uploading."""
+    name = unique("long")
+    client.publish_model(model_text.encode(), name=name)
+    tail = "k" * (1000 - len(name) - 1)
+    data, _ = _rows(3)
+
+    with pytest.raises(UnroutableKey, match="keep input keys to 982 bytes"):
+        client.submit(data, model=name, key=tail)
+    listening = client.notifications(timeout=60)
+    key = f"{name}/{tail}"
+    client.s3.put_object(Bucket=client.outputs["InputBucketName"], Key=key, Body=data)
+    note = next(n for n in listening if n.input is not None and n.input.key == key)
+
+    assert note.error is not None
+    assert note.error.code == "unroutable_key"
+
+
+def test_a_header_only_csv_succeeds_with_no_rows_with_or_without_its_line_end(
+    client: Client, model_text: str
+) -> None:
+    name = unique("header")
+    client.publish_model(model_text.encode(), name=name)
+
+    notes = [
+        client.submit(b"age,income,score,balance" + end, model=name, key=f"h{i}.csv")
+        for i, end in enumerate((b"\n", b""))
+    ]
+
+    assert [(n.status, n.output.rows if n.output else None) for n in notes] == [
+        ("succeeded", 0),
+        ("succeeded", 0),
+    ]

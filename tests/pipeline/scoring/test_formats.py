@@ -374,3 +374,32 @@ def test_bad_json_lines_are_reported_by_line(data: bytes, message: str) -> None:
 def test_json_lines_without_records_are_empty() -> None:
     with pytest.raises(EmptyFile, match="holds no JSON records"):
         read("jsonl", b"\n  \n")
+
+
+@pytest.mark.parametrize("data", [b"a,b\n", b"a,b", b"a,b\r\n"], ids=["newline", "none", "crlf"])
+def test_a_header_only_csv_has_no_rows_with_or_without_its_line_end(data: bytes) -> None:
+    reader, chunks = read("csv", data)
+
+    assert list(reader.columns) == ["a", "b"]
+    assert sum(chunk.num_rows for chunk in chunks) == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        (b'a,b,c\n1,x,"red\n2,y,blue\n', 2),
+        (b'a,b,c\n0,q,z\n1,x,"red\n2,y,blue\n3,z,w\n', 3),
+        (b'a,b,c\n0,q,"z\nz"\n1,x,"red\n2,y,blue', 4),
+    ],
+    ids=["second-row", "later-row", "after-a-closed-multiline-field"],
+)
+def test_a_quote_that_never_closes_is_refused_naming_its_line(data: bytes, line: int) -> None:
+    """It swallowed the rest of the file into one value, and the file 'succeeded' with 1 row."""
+    with pytest.raises(UnreadableFile, match=rf"line {line}, column 'c': a quoted field opens"):
+        read("csv", data)
+
+
+def test_closed_quotes_and_a_literal_quote_mid_field_still_read() -> None:
+    _, chunks = read("csv", b'a,b,c\n1,5" tv,x\n2,"ok\nfine",y\n3,"a,""b""",z\n')
+
+    assert sum(chunk.num_rows for chunk in chunks) == 3
