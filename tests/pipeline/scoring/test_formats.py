@@ -403,3 +403,10 @@ def test_closed_quotes_and_a_literal_quote_mid_field_still_read() -> None:
     _, chunks = read("csv", b'a,b,c\n1,5" tv,x\n2,"ok\nfine",y\n3,"a,""b""",z\n')
 
     assert sum(chunk.num_rows for chunk in chunks) == 3
+
+
+def test_a_gzip_csv_whose_header_never_ends_is_refused_without_reading_it_all() -> None:
+    data = gzip.compress(b"x" * 50_000_000)  # 50 MB of one line, a few kB compressed
+
+    with pytest.raises(UnreadableFile, match="line 1 is longer than 1,048,576 bytes"):
+        read_limited("csv.gz", data, max_line_bytes=1024**2)
