@@ -343,34 +343,15 @@ def pandas_categories(model: ModelText, source: str) -> dict[int, tuple[Category
     if len(infos) != count:
         infos = ["none"] * count
     fits = [[_fits(infos[f], f in model.categorical, len(c)) for f in range(count)] for c in lists]
-    best: list[tuple[tuple[int, int], tuple[int, ...]]] = []
-
-    def search(p: int, start: int, chosen: tuple[int, ...]) -> None:
-        if p == len(lists):
-            score = (
-                sum(1 for f in chosen if f in model.categorical),
-                sum(1 for q, f in enumerate(chosen) if fits[q][f] == 2),
-            )
-            best.append((score, chosen))
-            return
-        for f in range(start, count - (len(lists) - p) + 1):
-            if fits[p][f]:
-                search(p + 1, f + 1, (*chosen, f))
-
-    search(0, 0, ())
+    used = {f for f, info in enumerate(infos) if info != "none"}
+    best = _best_assignments(fits, model.categorical, used)
     if not best:
         raise InvalidModel(
             f"{source}: pandas_categorical lists {len(lists)} category column(s), but the "
             "features' recorded values do not fit them in order (a model edited by hand?)"
         )
-    top = max(score for score, _ in best)
-    choices = {chosen for score, chosen in best if score == top}
-    used = {f for f, info in enumerate(infos) if info != "none"}
-    relevant = {tuple(f if f in used else -1 for f in chosen) for chosen in choices}
-    if len(relevant) > 1:
-        options = sorted({", ".join(model.feature_names[f] for f in chosen) for chosen in choices})[
-            :_SHOWN_NAMES
-        ]
+    if len(best) > 1:
+        options = sorted(", ".join(model.feature_names[f] for f in chosen) for chosen in best)
         raise InvalidModel(
             f"{source}: the model was trained on {len(lists)} pandas category column(s), "
             "and its text does not say which features they were: any of "
@@ -379,8 +360,46 @@ def pandas_categories(model: ModelText, source: str) -> dict[int, tuple[Category
             "have; train with such a column as plain integer codes (df[c].cat.codes), "
             "or with every one of its categories present, and publish again"
         )
-    chosen = min(choices)
-    return {f: lists[p] for p, f in enumerate(chosen)}
+    return {f: lists[p] for p, f in enumerate(best[0])}
+
+
+def _best_assignments(
+    fits: list[list[int]], categorical: frozenset[int], used: set[int]
+) -> list[tuple[int, ...]]:
+    """The best assignments of lists to features in order, up to two that differ on ``used``.
+
+    A dynamic program over (list, feature), take or skip: trying every
+    assignment grew combinatorially (forty 0/1 flags beside five category
+    columns took 2 s, sixty beside six would not finish). An assignment's
+    worth is the categorical features it covers, then the exact ranges, as
+    one number; each state keeps at most two best assignments, told apart
+    only by the features the trees use.
+    """
+    lists, count = len(fits), len(fits[0]) if fits else 0
+    weight = lists + 1  # a covered categorical feature outweighs every exact range
+    # after[f]: (worth, assignments) for lists p.. on features f..; None where impossible.
+    State = tuple[int, list[tuple[int, ...]]] | None
+    after: list[State] = [(0, [()])] * (count + 1)
+    for p in reversed(range(lists)):
+        row: list[State] = [None] * (count + 1)
+        for f in reversed(range(count)):
+            options: list[tuple[int, list[tuple[int, ...]]]] = []
+            skip = row[f + 1]
+            if skip is not None:
+                options.append(skip)  # feature f holds no list
+            rest = after[f + 1]
+            if fits[p][f] and rest is not None:
+                worth = (f in categorical) * weight + (fits[p][f] == 2) + rest[0]
+                options.append((worth, [(f, *chosen) for chosen in rest[1]]))
+            if options:
+                top = max(worth for worth, _ in options)
+                kept: dict[tuple[int, ...], tuple[int, ...]] = {}
+                for worth, chosen_list in options:
+                    for chosen in chosen_list if worth == top else ():
+                        kept.setdefault(tuple(f if f in used else -1 for f in chosen), chosen)
+                row[f] = (top, sorted(kept.values())[:2])
+        after = row
+    return after[0][1] if after[0] is not None else []
 
 
 def _fits(info: str, categorical: bool, size: int) -> int:

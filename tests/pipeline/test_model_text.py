@@ -220,3 +220,20 @@ def test_a_model_whose_category_columns_cannot_be_told_is_refused() -> None:
         InvalidModel, match=r"does not say which features they were: any of \[a\]; \[b\]"
     ):
         describe(_trained(frame, y).model_to_string().encode(), "m.txt")
+
+
+def test_categories_beside_many_flag_columns_are_found_without_trying_every_assignment() -> None:
+    """Every 0/1 column fits any category list's codes: 80 of them beside 8 category
+    columns are more assignments than could ever be tried one by one."""
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    n = 2000
+    columns: dict[str, Any] = {f"flag{i}": rng.integers(0, 2, n) for i in range(80)}
+    columns |= {f"cat{j}": pd.Categorical(rng.choice(list("abc"), n)) for j in range(8)}
+    frame = pd.DataFrame(columns)
+    y = frame["flag0"] ^ (frame["cat0"] == "a")
+
+    info = describe(_trained(frame, y).model_to_string().encode(), "m.txt")
+
+    assert info.pandas_categories == {f"cat{j}": ["a", "b", "c"] for j in range(8)}
