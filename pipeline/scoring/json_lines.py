@@ -120,7 +120,7 @@ class JsonLinesReader:
     def _column(self, values: list[Any], name: str, lines: list[int]) -> pa.Array:
         kinds = {_kind(v) for v in values} - {"null"}
         if kinds <= {"number"}:
-            return pa.array([None if v is None else float(v) for v in values], pa.float64())
+            return pa.array([None if v is None else _double(v) for v in values], pa.float64())
         if kinds <= {"bool"}:
             return pa.array(values, pa.bool_())
         nested = [i for i, v in enumerate(values) if _kind(v) == "nested"]
@@ -141,6 +141,14 @@ class JsonLinesReader:
         return pa.array(
             [v if isinstance(v, str) or v is None else json.dumps(v) for v in values], pa.string()
         )
+
+
+def _double(value: float) -> float:
+    """A JSON number as a double: an integer too large for one is an infinity, as 1e400 is."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _kind(value: Any) -> str:

@@ -180,11 +180,10 @@ def record_refusal(
     ref: ModelRef, store: ModelStore, reason: str, sha256: str | None = None, seconds: float = 0.0
 ) -> EngineRecord:
     """Record that the model stays on LightGBM, and why."""
-    target = compiler.host_target()
     record = EngineRecord(
         sha256=sha256 or store.record(ref).sha256,
         compiler=compiler.compiler_id(),
-        target=target.name if target else "unknown",
+        target=_target_name(),
         status="refused",
         reason=reason,
         compile_seconds=seconds,
@@ -208,7 +207,7 @@ def attach(model: LoadedModel, store: ModelStore, budget: float) -> tuple[Loaded
     try:
         parsed = forest.parse(model.written)
         native = NativeForest(store.artifact(record), parsed.num_class, parsed.num_features)
-        verdict = gate.verify(native, model.booster, parsed)
+        verdict = gate.verify(native, model.booster, parsed, reach=False)
     except (forest.Unsupported, ValueError, RuntimeError) as exc:
         verdict = gate.Verdict(False, 0, float("inf"), f"cannot be loaded: {exc}")
     if not verdict.passed:

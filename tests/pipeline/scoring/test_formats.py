@@ -280,12 +280,15 @@ def test_a_json_record_past_the_limit_is_refused_naming_its_line() -> None:
 
 
 def test_json_numbers_arrow_refuses_read_as_python_and_lightgbm_read_them() -> None:
-    data = b'{"a": 1}\n{"a": 1e400}\n{"a": 123456789012345678901234567890}\n'
+    data = (
+        b'{"a": 1}\n{"a": 1e400}\n{"a": 123456789012345678901234567890}\n'
+        b'{"a": -' + b"9" * 400 + b"}\n"
+    )
 
     reader = formats.BY_NAME["jsonl"].open(InMemory(data), "f.jsonl", 100)
     values = [v for chunk in reader for v in chunk.batch.column("a").to_pylist()]
 
-    assert values == [1.0, float("inf"), 1.2345678901234568e29]
+    assert values == [1.0, float("inf"), 1.2345678901234568e29, float("-inf")]
 
 
 def test_a_key_whose_values_change_kind_is_read_as_their_text() -> None:
