@@ -74,8 +74,8 @@ def start_compile(
         "pipeline.scoring.engine.compile_jobs",
         ref.name,
         str(ref.version),
+        str(budget),
     ]
-    command.append(str(budget))
 
     def run() -> None:
         child = subprocess.Popen(
