@@ -71,6 +71,10 @@ class TextTree:
     cat_boundaries: tuple[int, ...]
     cat_threshold: tuple[int, ...]
     is_linear: bool
+    #: Training rows through each split and into each leaf (SHAP values weigh paths by
+    #: them); empty where the text leaves them out.
+    internal_count: tuple[float, ...] = ()
+    leaf_count: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -218,6 +222,8 @@ def _tree(block: str, where: str, num_features: int) -> TextTree:
         cat_boundaries=boundaries,
         cat_threshold=words,
         is_linear=fields.get("is_linear", "0").strip() not in {"", "0"},
+        internal_count=_counts(fields, "internal_count", leaves - 1),
+        leaf_count=_counts(fields, "leaf_count", leaves),
     )
     _check_structure(tree, where, num_features)
     return tree
@@ -282,6 +288,15 @@ def _whole(fields: dict[str, str], name: str, where: str) -> tuple[int, ...]:
         if not _INTEGER.fullmatch(value):
             raise InvalidModel(f"{where}: {name} holds {value[:40]!r}, not a whole number")
     return tuple(int(v) for v in values)
+
+
+def _counts(fields: dict[str, str], name: str, size: int) -> tuple[float, ...]:
+    """Row counts, or none if they are absent or not one non-negative number per node."""
+    values = _values(fields, name)
+    if len(values) != size or not all(_NUMBER.fullmatch(v) for v in values):
+        return ()
+    counts = tuple(float(v) for v in values)
+    return counts if all(math.isfinite(c) and c >= 0 for c in counts) else ()
 
 
 def _reals(fields: dict[str, str], name: str, where: str) -> tuple[float, ...]:

@@ -83,6 +83,9 @@ class Node:
 class Tree:
     nodes: tuple[Node, ...]
     leaves: tuple[float, ...]
+    #: Training rows through each node and into each leaf; empty if the text has none.
+    node_counts: tuple[float, ...] = ()
+    leaf_counts: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,7 @@ def _tree(tree: model_text.TextTree) -> Tree:
     if tree.is_linear:
         raise Unsupported("linear trees (linear_tree=true) are not compiled")
     if tree.num_leaves == 1:
-        return Tree(nodes=(), leaves=tree.leaf_value[:1])
+        return Tree(nodes=(), leaves=tree.leaf_value[:1], leaf_counts=tree.leaf_count)
     nodes = []
     for i in range(tree.num_leaves - 1):
         categories: tuple[int, ...] = ()
@@ -162,4 +165,9 @@ def _tree(tree: model_text.TextTree) -> Tree:
                 categories,
             )
         )
-    return Tree(nodes=tuple(nodes), leaves=tree.leaf_value)
+    return Tree(
+        nodes=tuple(nodes),
+        leaves=tree.leaf_value,
+        node_counts=tree.internal_count,
+        leaf_counts=tree.leaf_count,
+    )

@@ -9,16 +9,14 @@ ctypes, which releases the GIL, so rows split over threads run in parallel.
 from __future__ import annotations
 
 import ctypes
-import itertools
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import llvmlite.binding as llvm
 import numpy as np
 import numpy.typing as npt
 
 from pipeline.scoring.engine.compiler import ENTRY, ROWS_PER_CHUNK
+from pipeline.scoring.engine.row_split import RowSplitter, checked
 
 _SIGNATURE = ctypes.CFUNCTYPE(
     None,
@@ -57,18 +55,13 @@ class NativeForest:
             raise ValueError(f"the object file has no {ENTRY} function")
         self._function = _SIGNATURE(address)
         self.num_class, self.num_features = num_class, num_features
-        self._pool: ThreadPoolExecutor | None = None
+        self._threads = RowSplitter("predict", _MIN_ROWS_PER_THREAD)
 
     def predict(
         self, features: npt.NDArray[np.float64], threads: int = 0, raw: bool = False
     ) -> npt.NDArray[np.float64]:
         """Predictions as a (rows, classes) array, as ``Booster.predict`` gives them."""
-        if features.dtype != np.float64 or features.ndim != 2:
-            raise TypeError("features must be a 2-D float64 array")
-        if features.shape[1] != self.num_features:
-            raise ValueError(
-                f"{features.shape[1]} feature columns; the model has {self.num_features}"
-            )
+        checked(features, self.num_features)
         rows = features.shape[0]
         out = np.empty((rows, self.num_class), dtype=np.float64)
         if rows == 0:
@@ -82,14 +75,5 @@ class NativeForest:
                 x, row_stride, column_stride, y, begin, end, int(raw), scratch.ctypes.data
             )
 
-        parts = max(1, min(threads or os.cpu_count() or 1, rows // _MIN_ROWS_PER_THREAD))
-        if parts == 1:
-            run(0, rows)
-            return out
-        if self._pool is None or self._pool._max_workers < parts:
-            self._pool = ThreadPoolExecutor(parts, thread_name_prefix="predict")
-        bounds = np.linspace(0, rows, parts + 1).astype(int)
-        futures = [self._pool.submit(run, int(a), int(b)) for a, b in itertools.pairwise(bounds)]
-        for future in futures:
-            future.result()
+        self._threads.run(rows, threads, run)
         return out
