@@ -76,6 +76,12 @@ class BadValue(InputError):
     code = "bad_value"
 
 
+class BadOption(InputError):
+    """A scoring option (``columns``, ``scores``, ``threshold``, ...) that cannot be honoured."""
+
+    code = "bad_option"
+
+
 class InputChanged(InputError):
     """The object was overwritten or deleted after its event was sent."""
 

@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.options import InForce
+
 SCHEMA_VERSION: Literal[1] = 1
 
 
@@ -55,6 +57,10 @@ class ScoreRequest(_Contract):
         description="Set when the task scores one shard of a file split across workers "
         "(its plan is in the ledger); the job is still the file's.",
     )
+    options: InForce = Field(
+        default_factory=InForce,
+        description="What the output holds: the file's options over its model's defaults.",
+    )
 
 
 class CompileRequest(_Contract):
@@ -73,6 +79,11 @@ class OutputRef(_Contract):
         default=None,
         description="What scored the file: `compiled` (the model's compiled forest, "
         "checked against LightGBM) or `lightgbm` (`Booster.predict`).",
+    )
+    options: InForce | None = Field(
+        default=None,
+        description="The options in force: carried `columns` (null: all), `drop_columns`, "
+        "`scores`, `threshold`, `num_iteration` (null: all).",
     )
 
 

@@ -36,6 +36,7 @@ from pipeline.client.status import Status, deployed_status, local_status
 from pipeline.functions import task_messages
 from pipeline.functions.intake import MODEL_VERSION_METADATA, IntakeRuntime
 from pipeline.messages import CompileRequest, Notification, Progress, ScoreRequest
+from pipeline.options import ScoreOptions
 from pipeline.settings import Settings
 from pipeline.stores import aws
 from pipeline.stores.ledger import Ledger
@@ -174,17 +175,36 @@ class Client:
 
     # ---- models ----------------------------------------------------------------------
 
-    def publish_model(self, model: PathOrBytes, *, name: str) -> ModelVersion:
+    def publish_model(
+        self,
+        model: PathOrBytes,
+        *,
+        name: str,
+        columns: str | list[str] | None = None,
+        drop_columns: str | list[str] | None = None,
+        scores: str | list[str] | None = None,
+        threshold: float | None = None,
+        num_iteration: int | None = None,
+    ) -> ModelVersion:
         """Store a LightGBM text model as the next version of ``name``, and have it compiled.
 
-        Files are scored with LightGBM until its compiled forest passed the
-        exactness gate; nothing waits for that. ``InvalidModel`` says why a file
-        is not a whole LightGBM text model.
+        The options are the version's defaults for its files (each file's
+        metadata overrides them key by key; see ``submit``). Files are scored
+        with LightGBM until its compiled forest passed the exactness gate;
+        nothing waits for that. ``InvalidModel`` says why a file is not a whole
+        LightGBM text model, ``BadOption`` why the model cannot honour an option.
         """
         if not naming.MODEL_NAME.match(name):
             raise ValueError(f"model name {name!r} is not valid: {naming.MODEL_NAME_RULE}")
+        defaults = ScoreOptions.of(
+            columns=columns,
+            drop_columns=drop_columns,
+            scores=scores,
+            threshold=threshold,
+            num_iteration=num_iteration,
+        )
         data, source = _read(model)
-        version = self.models.publish(name, data, source)
+        version = self.models.publish(name, data, source, defaults)
         self.request_compile(version)
         return version
 
@@ -208,6 +228,11 @@ class Client:
         model: str,
         key: str | None = None,
         model_version: int | None = None,
+        columns: str | list[str] | None = None,
+        drop_columns: str | list[str] | None = None,
+        scores: str | list[str] | None = None,
+        threshold: float | None = None,
+        num_iteration: int | None = None,
         wait: Literal[True] = True,
         timeout: float = 600,
         on_progress: Callable[[Progress], None] | None = None,
@@ -222,6 +247,11 @@ class Client:
         model: str,
         key: str | None = None,
         model_version: int | None = None,
+        columns: str | list[str] | None = None,
+        drop_columns: str | list[str] | None = None,
+        scores: str | list[str] | None = None,
+        threshold: float | None = None,
+        num_iteration: int | None = None,
         wait: Literal[False],
         timeout: float = 600,
         on_progress: Callable[[Progress], None] | None = None,
@@ -235,6 +265,11 @@ class Client:
         model: str,
         key: str | None = None,
         model_version: int | None = None,
+        columns: str | list[str] | None = None,
+        drop_columns: str | list[str] | None = None,
+        scores: str | list[str] | None = None,
+        threshold: float | None = None,
+        num_iteration: int | None = None,
         wait: bool = True,
         timeout: float = 600,
         on_progress: Callable[[Progress], None] | None = None,
@@ -244,7 +279,11 @@ class Client:
 
         The object is ``<model>/<key>`` in the input bucket; ``key`` defaults
         to the file's name (bytes need one). ``model_version`` pins a version
-        (default: the latest when the file arrives). Without ``wait`` the
+        (default: the latest when the file arrives). ``columns``,
+        ``drop_columns``, ``scores``, ``threshold`` and ``num_iteration`` set
+        what the output holds (``pipeline.options``; default: the model's
+        defaults), as the object's metadata; a bad one raises ``BadOption``
+        before anything is uploaded. Without ``wait`` the
         ``Submission`` can be waited for later with ``wait()``: the client
         listens from before the upload, so no answer is missed.
         ``on_progress`` sees a long file's progress while waiting; ``on_upload``
@@ -260,7 +299,16 @@ class Client:
             key = path.name
         object_key = f"{model}/{key}"
         naming.model_name_for(object_key)
-        metadata = {} if model_version is None else {MODEL_VERSION_METADATA: str(model_version)}
+        options = ScoreOptions.of(
+            columns=columns,
+            drop_columns=drop_columns,
+            scores=scores,
+            threshold=threshold,
+            num_iteration=num_iteration,
+        )
+        metadata = options.to_metadata()
+        if model_version is not None:
+            metadata[MODEL_VERSION_METADATA] = str(model_version)
         self.listen()
         bucket = self.output("InputBucketName")
         if path is not None:

@@ -25,7 +25,7 @@ from pipeline.client.api import StackNotFound
 from pipeline.errors import InputError
 from pipeline.messages import Notification, utc_now
 from pipeline.scaling import Policy
-from pipeline.stores.model_store import EngineRecord
+from pipeline.stores.model_store import EngineRecord, ModelVersion
 
 if TYPE_CHECKING:
     from pipeline.client.api import Client
@@ -79,6 +79,36 @@ def outputs_option(p: argparse.ArgumentParser, deployed: bool = True) -> None:
         p.add_argument("--region", help="the AWS region of the stack")
 
 
+def _score_options(p: argparse.ArgumentParser, scope: str) -> None:
+    """What the output holds (``pipeline.options``): the same flags for publish and submit."""
+    group = p.add_argument_group("output options", f"What the scored file holds ({scope}).")
+    group.add_argument(
+        "--columns", metavar="A,B", help="input columns carried into the output, in order"
+    )
+    group.add_argument("--drop-columns", metavar="A,B", help="input columns left out")
+    group.add_argument(
+        "--scores",
+        metavar="KINDS",
+        help="comma-separated: prediction (default), raw_score, label, leaf, contrib, reasons:K",
+    )
+    group.add_argument(
+        "--threshold", type=float, help="the label threshold of a binary model (default 0.5)"
+    )
+    group.add_argument(
+        "--num-iteration", type=int, help="score with the first N iterations (default: all)"
+    )
+
+
+def _score_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "columns": args.columns,
+        "drop_columns": args.drop_columns,
+        "scores": args.scores,
+        "threshold": args.threshold,
+        "num_iteration": args.num_iteration,
+    }
+
+
 def _model_commands(sub: Any) -> None:
     model = sub.add_parser("model", help="publish and list model versions")
     model_sub = model.add_subparsers(required=True, metavar="ACTION")
@@ -86,6 +116,7 @@ def _model_commands(sub: Any) -> None:
     p.set_defaults(run=_model_publish)
     p.add_argument("file", type=Path, help="a LightGBM text model (Booster.save_model)")
     p.add_argument("--name", required=True, help=f"the model's name: {naming.MODEL_NAME_RULE}")
+    _score_options(p, "the default for this version's files; a file's own metadata overrides it")
     outputs_option(p)
     p = model_sub.add_parser("list", help="show published model versions")
     p.set_defaults(run=_model_list)
@@ -149,6 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model-version", type=int, help="pin a model version (default: latest)")
     p.add_argument("--wait", action="store_true", help="wait for the notification and print it")
     p.add_argument("--timeout", type=float, default=600, help="seconds --wait waits (600)")
+    _score_options(p, "set as the file's metadata; default: the model's defaults")
     outputs_option(p)
 
     p = command("retry", "run failed files again, once what failed them is fixed", _retry)
@@ -328,7 +360,7 @@ def _schema(args: argparse.Namespace) -> int:
 def _model_publish(args: argparse.Namespace) -> int:
     client = connect(args)
     try:
-        version = client.publish_model(args.file, name=args.name)
+        version = client.publish_model(args.file, name=args.name, **_score_kwargs(args))
     except (FileNotFoundError, ValueError) as exc:
         raise CliError(str(exc)) from exc
     print(version.version)
@@ -391,9 +423,15 @@ def _model_list(args: argparse.Namespace) -> int:
             print(
                 f"{name}\tv{record.version}\t{record.published_at:%Y-%m-%d %H:%M:%S}\t"
                 f"{info.objective}\t{len(info.feature_names)} features\t{record.sha256[:12]}\t"
-                f"{engine_summary(store.engines(record.sha256))}"
+                f"{engine_summary(store.engines(record.sha256))}{_defaults(record)}"
             )
     return 0
+
+
+def _defaults(record: ModelVersion) -> str:
+    """The version's output options, as the metadata that would set them."""
+    spelled = record.defaults.to_metadata()
+    return "\t" + " ".join(f"{k}={v}" for k, v in spelled.items()) if spelled else ""
 
 
 def engine_summary(records: list[EngineRecord]) -> str:
@@ -425,6 +463,7 @@ def _submit(args: argparse.Namespace) -> int:
                 key=args.key,
                 model_version=args.model_version,
                 wait=False,
+                **_score_kwargs(args),
                 on_upload=bar.update if bar is not None else None,
             )
             if bar is not None:

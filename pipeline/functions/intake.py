@@ -2,10 +2,12 @@
 
 For each created object the intake decides which model scores it (the key's
 first segment; the version is the latest, or the one the object's
-``model-version`` metadata pins), computes the job id, and sends the ``score``
-task. A file it cannot accept (no model in its key, an unknown model) is
-answered at once with a ``failed`` notification: every file that lands in the
-input bucket gets an answer.
+``model-version`` metadata pins) and with which options (the object's
+metadata over the version's defaults, ``pipeline.options``), computes the
+job id, and sends the ``score`` task. A file it cannot accept (no model in
+its key, an unknown model, a bad option) is answered at once with a
+``failed`` notification: every file that lands in the input bucket gets an
+answer.
 
 This runs inside the Lambda function, so it imports boto3 and pydantic only:
 never celery (tasks are sent by ``task_messages``), lightgbm, numpy or pyarrow.
@@ -18,13 +20,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline import events, logs, metrics, naming
-from pipeline.errors import InputError, UnknownModel, located
+from pipeline.errors import BadOption, InputError, UnknownModel, located
 from pipeline.functions import task_messages
 from pipeline.messages import ErrorInfo, ModelRef, ObjectRef, ScoreRequest, failed
+from pipeline.options import InForce, ScoreOptions
 from pipeline.settings import Settings
 from pipeline.stores import aws
 from pipeline.stores.ledger import Ledger
-from pipeline.stores.model_store import ModelStore
+from pipeline.stores.model_store import ModelStore, ModelVersion
 from pipeline.stores.notify import announce
 from pipeline.stores.storage import object_metadata
 
@@ -97,9 +100,16 @@ def accept(
     """
     obj = created.object
     model: ModelRef | None = None
+    metadata: dict[str, str] = {}
+
+    def pinned() -> int | None:
+        metadata.update(object_metadata(runtime.s3, obj))
+        return _pinned_version(metadata, obj)
+
     try:
         name = naming.model_name_for(obj.key)
-        model = runtime.models.resolve(name, lambda: _pinned_version(runtime.s3, obj))
+        model = runtime.models.resolve(name, pinned)
+        options = _options(metadata, runtime.models.record(model), obj)
     except InputError as exc:
         notification = failed(
             job_id=naming.job_id(obj, model, run),
@@ -126,6 +136,7 @@ def accept(
         model=model,
         received_at=created.event_time,
         run=run,
+        options=options,
     )
     task_messages.send(
         runtime.sqs,
@@ -157,8 +168,18 @@ def _metrics(outcome: str, model: str, obj: ObjectRef, code: str | None) -> dict
     )
 
 
-def _pinned_version(s3: S3Client, obj: ObjectRef) -> int | None:
-    value = object_metadata(s3, obj).get(MODEL_VERSION_METADATA)
+def _options(metadata: dict[str, str], model: ModelVersion, obj: ObjectRef) -> InForce:
+    """The file's options over its model's defaults; ``BadOption`` names the one at fault."""
+    try:
+        return ScoreOptions.from_metadata(metadata).over(model.defaults).in_force(model.info)
+    except BadOption as exc:
+        raise BadOption(
+            f"s3://{obj.bucket}/{obj.key} (model {model.name!r} version {model.version}): {exc}"
+        ) from None
+
+
+def _pinned_version(metadata: dict[str, str], obj: ObjectRef) -> int | None:
+    value = metadata.get(MODEL_VERSION_METADATA)
     if value is None:
         return None
     if not value.strip().isdigit() or int(value) < 1:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
-import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 
 from pipeline.scoring.codec import ByteSink, Chunk
@@ -35,10 +33,10 @@ def _merge(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
     return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
-def output_schema(schema: pa.Schema, outputs: Sequence[str]) -> pa.Schema:
-    for name in outputs:
-        schema = schema.append(pa.field(name, pa.float64()))
-    return schema
+def output_schema(schema: pa.Schema, carried: Sequence[str] | None, added: pa.Schema) -> pa.Schema:
+    """The input's fields that are carried, in order, then the added ones."""
+    kept = list(schema) if carried is None else [schema.field(name) for name in carried]
+    return pa.schema([*kept, *added])
 
 
 class _ArrowFileWriter(Protocol):
@@ -61,9 +59,9 @@ class ArrowBatchWriter:
         self._schema = schema
         self._writer = open_writer(self._out, schema)
 
-    def write(self, chunk: Chunk, predictions: npt.NDArray[np.float64]) -> None:
-        outputs = [pa.array(predictions[:, k]) for k in range(predictions.shape[1])]
-        columns = [*chunk.batch.columns, *outputs]
+    def write(self, chunk: Chunk, added: Sequence[pa.Array]) -> None:
+        kept = self._schema.names[: len(self._schema) - len(added)]
+        columns = [*(chunk.batch.column(name) for name in kept), *added]
         self._writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=self._schema))
 
     def close(self) -> None:

@@ -2,10 +2,10 @@
 
 A reader yields ``Chunk``s of about ``batch_rows`` rows and knows its columns
 before the first one (a header-only CSV still has columns); a writer takes
-each chunk with its predictions and writes the same format back, compressed
-the same way. Codecs (``csv_files``, ``parquet_files``, ``json_lines``) and
-the plumbing they share import this module only, never ``formats``, which
-chooses among them.
+each chunk with the columns scoring added and writes the same format back,
+compressed the same way, keeping the input columns it was told to. Codecs
+(``csv_files``, ``parquet_files``, ``json_lines``) and the plumbing they share
+import this module only, never ``formats``, which chooses among them.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 
 
@@ -74,7 +72,9 @@ class Reader(Protocol):
 
 
 class Writer(Protocol):
-    def write(self, chunk: Chunk, predictions: npt.NDArray[np.float64]) -> None: ...
+    def write(self, chunk: Chunk, added: Sequence[pa.Array]) -> None:
+        """The chunk's carried columns, then ``added`` (the columns of the writer's
+        ``added`` schema, for these rows)."""
 
     def close(self) -> None: ...
 
@@ -143,6 +143,10 @@ class Codec(Protocol):
         sink: ByteSink,
         compression: str | None,
         reader: Reader,
-        outputs: Sequence[str],
+        carried: Sequence[str] | None,
+        added: pa.Schema,
+        *,
         header: bool = True,
-    ) -> Writer: ...
+    ) -> Writer:
+        """A writer of the output: the input columns ``carried`` (None: every one, as
+        the file has them), then the ``added`` ones."""

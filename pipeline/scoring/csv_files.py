@@ -9,13 +9,15 @@ that a row that does not fit the header is reported by its line number.
 Text fields are written back unquoted for as long as the input has shown no
 double quote: until then no field can hold a comma, a quote or a line end, so
 each row goes out as it came in (plus its predictions), and the output is no
-larger than it must be. From the first quote on, every text field is quoted.
+larger than it must be. From the first quote on, every text field is quoted;
+so too from the first added text (a reason code's feature name) that needs it.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 
@@ -40,6 +42,8 @@ from pipeline.scoring.streams import Prefixed, decompressed
 #: that read-ahead (and so the worker's memory) small.
 _BLOCK_BYTES = 1 << 20
 _HEADER_PEEK_BYTES = 1 << 16
+#: What a CSV field cannot hold unquoted.
+_QUOTED = re.compile(r'[",\r\n]')
 
 
 class CsvReader:
@@ -224,22 +228,39 @@ class _CsvFileWriter:
     """Arrow's CSV writer, unquoted until the reader has seen a double quote, quoted after."""
 
     def __init__(
-        self, out: pa.NativeFile, schema: pa.Schema, header: bool, reader: CsvReader
+        self,
+        out: pa.NativeFile,
+        schema: pa.Schema,
+        header: bool,
+        reader: CsvReader,
+        texts: Sequence[int] = (),
     ) -> None:
         self._out, self._schema, self._reader = out, schema, reader
+        #: Added text columns (reason codes: feature names), which may need quotes
+        #: the input never had.
+        self._texts = texts
         self._writers: list[pa_csv.CSVWriter] = []
         self._quoted = True
         self._switch(header=header)  # the header goes out even when no row follows
 
+    def _needs_quotes(self, batch: pa.RecordBatch | None = None) -> bool:
+        if self._reader.quotes_seen:
+            return True
+        names = self._schema.names if batch is None else []
+        texts = [batch.column(i) for i in self._texts] if batch is not None else []
+        return any(_QUOTED.search(name) for name in names) or any(
+            pc.any(pc.match_substring_regex(text, _QUOTED.pattern)).as_py() for text in texts
+        )
+
     def _switch(self, *, header: bool) -> None:
-        self._quoted = self._reader.quotes_seen
+        self._quoted = self._needs_quotes()
         options = pa_csv.WriteOptions(
             include_header=header, quoting_style="needed" if self._quoted else "none"
         )
         self._writers.append(pa_csv.CSVWriter(self._out, self._schema, write_options=options))
 
     def write_batch(self, batch: pa.RecordBatch) -> None:
-        if not self._quoted and self._reader.quotes_seen:
+        if not self._quoted and self._needs_quotes(batch):
             self._switch(header=False)
         self._writers[-1].write_batch(batch)
 
@@ -317,14 +338,21 @@ class _Codec:
         sink: ByteSink,
         compression: str | None,
         reader: Reader,
-        outputs: Sequence[str],
+        carried: Sequence[str] | None,
+        added: pa.Schema,
+        *,
         header: bool = True,
     ) -> ArrowBatchWriter:
         assert isinstance(reader, CsvReader)  # noqa: S101 - a codec writes what it read
-        schema = output_schema(reader.schema, outputs)
+        schema = output_schema(reader.schema, carried, added)
+        texts = [
+            len(schema) - len(added) + i
+            for i, field in enumerate(added)
+            if pa.types.is_string(field.type)
+        ]
 
         def open_writer(out: pa.NativeFile, schema: pa.Schema) -> _CsvFileWriter:
-            return _CsvFileWriter(out, schema, header, reader)
+            return _CsvFileWriter(out, schema, header, reader, texts)
 
         return ArrowBatchWriter(sink, compression, schema, open_writer)
 

@@ -24,7 +24,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.errors import BadValue, SchemaMismatch, names_list
+from pipeline.errors import BadOption, BadValue, SchemaMismatch, names_list
 
 MISSING_TOKENS = ("", "NA", "N/A", "NaN", "nan", "NAN", "null", "NULL", "None", "none")
 _MISSING = pa.array(MISSING_TOKENS, pa.string())
@@ -41,10 +41,8 @@ class Feature:
     categories: tuple[str | int | float | bool, ...] | None = None
 
 
-def check_columns(
-    columns: Sequence[str], features: Sequence[str], outputs: Sequence[str], where: str
-) -> None:
-    """Refuse a file that lacks features, or whose columns would clash with the output."""
+def check_columns(columns: Sequence[str], features: Sequence[str], where: str) -> None:
+    """Refuse a file that lacks features."""
     present = set(columns)
     missing = [name for name in features if name not in present]
     if missing:
@@ -53,30 +51,29 @@ def check_columns(
             f"{names_list(missing)} (the model has {len(features)} features: "
             f"{names_list(features)})"
         )
-    clashes = [name for name in outputs if name in present]
-    if clashes:
-        raise SchemaMismatch(
-            f"{where} already has column(s) named {names_list(clashes)}, which the "
-            "output adds; rename or drop them"
-        )
 
 
 def check_no_outputs(
-    batch: pa.RecordBatch, outputs: Sequence[str], first_row: int, where: str
+    batch: pa.RecordBatch,
+    outputs: Sequence[str],
+    carried: Sequence[str] | None,
+    first_row: int,
+    where: str,
 ) -> None:
-    """Refuse a record that already has a field the output adds.
+    """Refuse a record that already has a field the output adds, and would keep.
 
     The header check covers CSV and Parquet; a JSON lines record far into the
     file can bring such a field of its own, and would get it twice.
+    ``carried``: the fields kept (None: every one).
     """
     for name in outputs:
-        if name in batch.schema.names:
+        if name in batch.schema.names and (carried is None or name in carried):
             present = pc.is_valid(batch.column(name))
             index = pc.index(present, True).as_py()
             row = first_row + (index if index >= 0 else 0)
-            raise SchemaMismatch(
+            raise BadOption(
                 f"{where}: row {row} already has a field named {name!r}, which the output "
-                "adds; rename or drop it",
+                "adds; leave it out with option 'drop-columns', or rename it",
                 row=row,
             )
 

@@ -11,6 +11,8 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 from pipeline import naming
 from pipeline.errors import UnsupportedFormat
 from pipeline.scoring import csv_files, json_lines, parquet_files
@@ -73,10 +75,16 @@ class Format:
         return self.codec.open(source, self.compression, where, batch_rows, max_line_bytes)
 
     def writer(
-        self, sink: ByteSink, reader: Reader, outputs: Sequence[str], header: bool = True
+        self,
+        sink: ByteSink,
+        reader: Reader,
+        carried: Sequence[str] | None,
+        added: pa.Schema,
+        *,
+        header: bool = True,
     ) -> Writer:
         """A writer of the output; ``header=False`` leaves out a CSV header (a later shard's)."""
-        return self.codec.writer(sink, self.compression, reader, outputs, header)
+        return self.codec.writer(sink, self.compression, reader, carried, added, header=header)
 
 
 FORMATS: tuple[Format, ...] = (

@@ -3,8 +3,10 @@
 Arrow has no JSON writer, and re-serializing records would change what users
 wrote (number spellings, key order, fields Arrow cannot type). So the reader
 keeps each record's bytes, Arrow parses a chunk of them only to get the
-feature values, and the writer appends ``"prediction": …`` inside each
-record's closing brace. Blank lines are skipped; rows are counted in records,
+feature values, and the writer appends the added keys (``"prediction": …``)
+inside each record's closing brace. A job that carries only some keys
+(``columns``, ``drop-columns``) rewrites the record with those, numbers
+spelled as they were. Blank lines are skipped; rows are counted in records,
 and parse errors name the file's line number.
 """
 
@@ -16,8 +18,6 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.json as pa_json
 
@@ -168,26 +168,80 @@ def _empty(table: pa.Table) -> pa.RecordBatch:
 
 
 class JsonLinesWriter:
-    def __init__(self, sink: ByteSink, compression: str | None, outputs: Sequence[str]) -> None:
-        self._out = output_stream(sink, compression)
-        self._keys = [json.dumps(name).encode() + b":" for name in outputs]
+    """Each record as it came, or with only the carried keys, plus the added keys."""
 
-    def write(self, chunk: Chunk, predictions: npt.NDArray[np.float64]) -> None:
+    def __init__(
+        self,
+        sink: ByteSink,
+        compression: str | None,
+        carried: Sequence[str] | None,
+        added: pa.Schema,
+    ) -> None:
+        self._out = output_stream(sink, compression)
+        self._carried = None if carried is None else list(carried)
+        self._added = added
+        self._keys = [json.dumps(name).encode() + b":" for name in added.names]
+
+    def write(self, chunk: Chunk, added: Sequence[pa.Array]) -> None:
+        columns = [
+            [key + value for value in _encoded(column)]
+            for key, column in zip(self._keys, added, strict=True)
+        ]
+        rows = zip(*columns, strict=True) if columns else ([] for _ in chunk.records)
         lines = []
-        for record, row in zip(chunk.records, predictions.tolist(), strict=True):
-            fields = b",".join(k + _number(v) for k, v in zip(self._keys, row, strict=True))
-            body = record[:-1].rstrip()
-            separator = b"" if body.endswith(b"{") else b","
-            lines.append(body + separator + fields + b"}\n")
+        for record, fields in zip(chunk.records, rows, strict=True):
+            if self._carried is None:
+                body = record[:-1].rstrip()
+            else:
+                body = _carried_only(record, self._carried)
+            separator = b"" if body.endswith(b"{") or not fields else b","
+            lines.append(body + separator + b",".join(fields) + b"}\n")
         self._out.write(b"".join(lines))
 
     def close(self) -> None:
         self._out.close()
 
 
+def _encoded(column: pa.Array) -> list[bytes]:
+    """Each value as JSON text: numbers as short as they round-trip, text quoted."""
+    if pa.types.is_floating(column.type):
+        return [_number(v) for v in column.to_numpy(zero_copy_only=False).tolist()]
+    if pa.types.is_integer(column.type):
+        return [str(v).encode() for v in column.to_numpy(zero_copy_only=False).tolist()]
+    return [json.dumps(v, ensure_ascii=False).encode() for v in column.to_pylist()]
+
+
 def _number(value: float) -> bytes:
     """Shortest round-trip text; JSON has no NaN or infinity, so those are null."""
     return repr(value).encode() if math.isfinite(value) else b"null"
+
+
+class _Verbatim(str):
+    """A JSON number or constant as the record spelled it."""
+
+    __slots__ = ()
+
+
+def _carried_only(record: bytes, keys: Sequence[str]) -> bytes:
+    """The record's object, open at its end, with only ``keys`` (in their order).
+
+    Values are written back from what was parsed: numbers exactly as the record
+    spelled them, text and nesting as equal JSON.
+    """
+    value = json.loads(record, parse_float=_Verbatim, parse_int=_Verbatim, parse_constant=_Verbatim)
+    fields = [json.dumps(key).encode() + b":" + _dumped(value[key]) for key in keys if key in value]
+    return b"{" + b",".join(fields)
+
+
+def _dumped(value: Any) -> bytes:
+    if isinstance(value, _Verbatim):
+        return value.encode()
+    if isinstance(value, dict):
+        inner = b",".join(json.dumps(k).encode() + b":" + _dumped(v) for k, v in value.items())
+        return b"{" + inner + b"}"
+    if isinstance(value, list):
+        return b"[" + b",".join(_dumped(v) for v in value) + b"]"
+    return json.dumps(value, ensure_ascii=False).encode()
 
 
 class _Codec:
@@ -210,10 +264,12 @@ class _Codec:
         sink: ByteSink,
         compression: str | None,
         reader: Reader,
-        outputs: Sequence[str],
+        carried: Sequence[str] | None,
+        added: pa.Schema,
+        *,
         header: bool = True,
     ) -> JsonLinesWriter:
-        return JsonLinesWriter(sink, compression, outputs)
+        return JsonLinesWriter(sink, compression, carried, added)
 
 
 CODEC = _Codec()

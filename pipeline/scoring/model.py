@@ -20,8 +20,6 @@ from pipeline.errors import InvalidModel
 from pipeline.messages import ModelRef
 from pipeline.scoring.features import Feature
 
-PREDICTION = "prediction"
-
 
 def load_booster(text: str, source: str) -> tuple[lgb.Booster, model_text.ModelText]:
     """A Booster from LightGBM's text format, and the text read; else ``InvalidModel``.
@@ -56,6 +54,14 @@ class Predictor(Protocol):
     ) -> npt.NDArray[np.float64]: ...
 
 
+class Explanations(Protocol):
+    """A faster exact source of SHAP values; None where it does not cover the model."""
+
+    def contributions(
+        self, features: npt.NDArray[np.float64], threads: int, num_iteration: int | None
+    ) -> npt.NDArray[np.float64] | None: ...
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     ref: ModelRef
@@ -68,6 +74,8 @@ class LoadedModel:
     compiled: Predictor | None = None
     #: Why this engine: the gate's verdict, or why the model is on LightGBM.
     engine_reason: str = "not compiled"
+    #: The compiled SHAP kernel for this model, if the engine allows it.
+    explanations: Explanations | None = None
 
     @classmethod
     def from_text(cls, ref: ModelRef, text: str) -> LoadedModel:
@@ -96,18 +104,63 @@ class LoadedModel:
         return tuple(f.name for f in self.features)
 
     @property
-    def output_columns(self) -> tuple[str, ...]:
-        """``prediction``, or ``prediction_<k>`` per class for multiclass models."""
-        if self.num_outputs == 1:
-            return (PREDICTION,)
-        return tuple(f"{PREDICTION}_{k}" for k in range(self.num_outputs))
+    def iterations(self) -> int:
+        return int(self.booster.current_iteration())
+
+    @property
+    def num_trees(self) -> int:
+        return self.iterations * self.num_outputs
 
     def predict(
-        self, features: npt.NDArray[np.float64], threads: int = 0
+        self,
+        features: npt.NDArray[np.float64],
+        threads: int = 0,
+        *,
+        raw: bool = False,
+        num_iteration: int | None = None,
     ) -> npt.NDArray[np.float64]:
-        """Predictions as a (rows, outputs) array, from the compiled forest if it passed."""
-        if self.compiled is not None:
-            return self.compiled.predict(features, threads)
+        """Predictions (or raw scores) as a (rows, outputs) array, as ``Booster.predict`` gives.
+
+        The compiled forest, if it passed, predicts with every iteration;
+        fewer are LightGBM's.
+        """
+        whole = num_iteration is None or num_iteration >= self.iterations
+        if self.compiled is not None and whole:
+            return self.compiled.predict(features, threads, raw)
+        result = self.booster.predict(
+            features, raw_score=raw, **self._params(threads, num_iteration)
+        )
+        return np.asarray(result, dtype=np.float64).reshape(len(features), self.num_outputs)
+
+    def leaves(
+        self, features: npt.NDArray[np.float64], threads: int = 0, num_iteration: int | None = None
+    ) -> npt.NDArray[np.int32]:
+        """Each tree's exit leaf, (rows, trees): ``Booster.predict(pred_leaf=True)``."""
+        result = self.booster.predict(
+            features, pred_leaf=True, **self._params(threads, num_iteration)
+        )
+        return np.asarray(result, dtype=np.int32).reshape(len(features), -1)
+
+    def contributions(
+        self, features: npt.NDArray[np.float64], threads: int = 0, num_iteration: int | None = None
+    ) -> npt.NDArray[np.float64]:
+        """SHAP values, (rows, outputs * (features + 1)): ``Booster.predict(pred_contrib=True)``.
+
+        From the compiled kernel where it passed its gate for this model, else LightGBM's.
+        """
+        if self.explanations is not None:
+            fast = self.explanations.contributions(features, threads, num_iteration)
+            if fast is not None:
+                return fast
+        result = self.booster.predict(
+            features, pred_contrib=True, **self._params(threads, num_iteration)
+        )
+        width = self.num_outputs * (len(self.features) + 1)
+        return np.asarray(result, dtype=np.float64).reshape(len(features), width)
+
+    @staticmethod
+    def _params(threads: int, num_iteration: int | None) -> dict[str, Any]:
         params: dict[str, Any] = {"num_threads": threads} if threads else {}
-        result = np.asarray(self.booster.predict(features, **params), dtype=np.float64)
-        return result.reshape(len(features), self.num_outputs)
+        if num_iteration is not None:
+            params["num_iteration"] = num_iteration
+        return params

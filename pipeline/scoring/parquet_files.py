@@ -140,11 +140,13 @@ class _Codec:
         sink: ByteSink,
         compression: str | None,
         reader: Reader,
-        outputs: Sequence[str],
+        carried: Sequence[str] | None,
+        added: pa.Schema,
+        *,
         header: bool = True,
     ) -> ArrowBatchWriter:
         assert isinstance(reader, ParquetReader)  # noqa: S101 - a codec writes what it read
-        schema = output_schema(reader.schema, outputs)
+        schema = output_schema(reader.schema, carried, added)
         return ArrowBatchWriter(sink, None, schema, pq.ParquetWriter)
 
 

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from pipeline.errors import EmptyFile, FileTooLarge
 from pipeline.messages import OutputRef, ScoreRequest
-from pipeline.scoring import features, formats
+from pipeline.options import InForce
+from pipeline.scoring import features, formats, outputs
 from pipeline.scoring.codec import Chunk
 from pipeline.scoring.engine.cache import ModelCache
 from pipeline.scoring.model import LoadedModel
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _SNIFF_BYTES = 4096
-Prediction = tuple[Chunk, npt.NDArray[np.float64]]
+Scores = tuple[Chunk, list[pa.Array]]
 
 
 @dataclass
@@ -99,7 +101,14 @@ def score_object(
     model = models.get(request.model)
     with MultipartWriter(s3, settings.output_bucket, key, fmt.content_type) as sink:
         scored = score_source(
-            source, fmt, model, settings, sink=sink, timings=timings, progress=progress
+            source,
+            fmt,
+            model,
+            settings,
+            request.options,
+            sink=sink,
+            timings=timings,
+            progress=progress,
         )
     return OutputRef(
         bucket=settings.output_bucket,
@@ -107,6 +116,7 @@ def score_object(
         rows=scored.rows,
         format=fmt.name,
         engine=model.engine,
+        options=request.options,
     )
 
 
@@ -137,6 +147,7 @@ def score_source(
     fmt: formats.Format,
     model: LoadedModel,
     settings: Settings,
+    options: InForce,
     *,
     sink: OutputSink,
     header: bool = True,
@@ -147,29 +158,30 @@ def score_source(
     obj = source.ref
     where = f"s3://{obj.bucket}/{obj.key}"
     reader = fmt.open(source, where, settings.batch_rows, settings.max_line_bytes)
-    features.check_columns(reader.columns, model.feature_names, model.output_columns, where)
-    writer = fmt.writer(sink, reader, model.output_columns, header)
+    features.check_columns(reader.columns, model.feature_names, where)
+    out = outputs.plan(options, model, reader.columns, where)
+    writer = fmt.writer(sink, reader, out.selection, out.schema, header=header)
 
     spent = timings or Timings()
 
     def featurize(chunk: Chunk) -> tuple[Chunk, npt.NDArray[np.float64]]:
         started = time.perf_counter()
-        features.check_no_outputs(chunk.batch, model.output_columns, chunk.first_row, where)
+        features.check_no_outputs(chunk.batch, out.names, out.selection, chunk.first_row, where)
         matrix = features.feature_matrix(chunk.batch, model.features, chunk.first_row, where)
         spent.features += time.perf_counter() - started
         return chunk, matrix
 
-    def predict(item: tuple[Chunk, npt.NDArray[np.float64]]) -> Prediction:
+    def predict(item: tuple[Chunk, npt.NDArray[np.float64]]) -> Scores:
         started = time.perf_counter()
         chunk, matrix = item
-        scored = chunk, model.predict(matrix, settings.predict_threads)
+        scored = chunk, outputs.compute(out, model, matrix, settings.predict_threads)
         spent.predict += time.perf_counter() - started
         return scored
 
     rows = consumed = 0
-    for chunk, predictions in overlapped(_timed(reader, spent), [featurize, predict]):
+    for chunk, added in overlapped(_timed(reader, spent), [featurize, predict]):
         started = time.perf_counter()
-        writer.write(chunk, predictions)
+        writer.write(chunk, added)
         rows += chunk.num_rows
         consumed += chunk.source_bytes
         spent.write += time.perf_counter() - started

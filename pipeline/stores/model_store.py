@@ -38,6 +38,7 @@ from pipeline.errors import InvalidModel, UnknownModel
 from pipeline.messages import ModelRef, utc_now
 from pipeline.model_text import ModelInfo, describe
 from pipeline.naming import MODEL_NAME, MODEL_NAME_RULE
+from pipeline.options import ScoreOptions
 from pipeline.stores.aws import put_once, translated
 from pipeline.stores.storage import read_optional
 
@@ -62,6 +63,8 @@ class ModelVersion(BaseModel):
     size: int
     published_at: datetime
     info: ModelInfo
+    #: The options a file gets unless its own metadata sets them, key by key.
+    defaults: ScoreOptions = ScoreOptions()
 
     @property
     def ref(self) -> ModelRef:
@@ -98,6 +101,8 @@ def _prefix(name: str, version: int) -> str:
 class ModelStore:
     def __init__(self, s3: S3Client, bucket: str) -> None:
         self._s3, self.bucket = s3, bucket
+        #: Records never change once written: each is read once per process.
+        self._records: dict[ModelRef, ModelVersion] = {}
 
     def versions(self, name: str) -> list[int]:
         """Published versions of ``name``, oldest first."""
@@ -231,8 +236,11 @@ class ModelStore:
         return [self.record(ModelRef(name=name, version=v)) for v in self.versions(name)]
 
     def record(self, ref: ModelRef) -> ModelVersion:
-        key = _prefix(ref.name, ref.version) + _RECORD_FILE
-        return ModelVersion.model_validate_json(self._get(key, ref))
+        cached = self._records.get(ref)
+        if cached is None:
+            key = _prefix(ref.name, ref.version) + _RECORD_FILE
+            cached = self._records[ref] = ModelVersion.model_validate_json(self._get(key, ref))
+        return cached
 
     def model_text(self, ref: ModelRef) -> str:
         return self._get(_prefix(ref.name, ref.version) + _MODEL_FILE, ref).decode()
@@ -243,16 +251,21 @@ class ModelStore:
             raise UnknownModel(f"model {ref.name!r} version {ref.version} is missing")
         return data
 
-    def publish(self, name: str, text: bytes, source: str) -> ModelVersion:
+    def publish(
+        self, name: str, text: bytes, source: str, defaults: ScoreOptions | None = None
+    ) -> ModelVersion:
         """Check ``text`` is a whole LightGBM model and store it as the next version of ``name``.
 
-        ``InvalidModel`` says why it is not, naming ``source`` (its file).
+        ``InvalidModel`` says why it is not, naming ``source`` (its file);
+        ``BadOption`` why the model cannot honour ``defaults``, its files' options.
         Compiling it is a separate job (``Client.publish_model`` sends it): files
         are scored with LightGBM until the compiled predictor exists.
         """
         if not MODEL_NAME.match(name):
             raise ValueError(f"model name {name!r} is not valid: {MODEL_NAME_RULE}")
         info = describe(text, source)
+        defaults = defaults or ScoreOptions()
+        defaults.in_force(info)
         check_loads(text, source)
         version = (self.versions(name) or [0])[-1] + 1
         for _ in range(_CLAIM_ATTEMPTS):
@@ -270,6 +283,7 @@ class ModelStore:
             size=len(text),
             published_at=utc_now(),
             info=info,
+            defaults=defaults,
         )
         self._s3.put_object(
             Bucket=self.bucket,

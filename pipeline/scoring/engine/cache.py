@@ -59,6 +59,9 @@ class ModelCache:
         """The model on its engine, and whether a compile may still come."""
         if self._engine == ENGINE_LIGHTGBM:
             return replace(model, engine_reason="PIPELINE_PREDICT_ENGINE=lightgbm"), False
-        from pipeline.scoring.engine import compile_jobs  # noqa: PLC0415 - llvmlite only when needed
+        # llvmlite only when needed
+        from pipeline.scoring.engine import compile_jobs, explainer  # noqa: PLC0415
 
+        if model.explanations is None:
+            model = replace(model, explanations=explainer.ForestExplanations(model))
         return compile_jobs.attach(model, self._store, self._compile_seconds)

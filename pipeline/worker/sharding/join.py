@@ -104,6 +104,7 @@ def _conclude(
             rows=verdict.rows,
             format=plan.format,
             engine=ordered[0].engine,
+            options=request.options,
         )
         notification = succeeded(request, output, plan.created_at)
     topic = runtime.settings.notification_topic_arn

@@ -163,6 +163,7 @@ def _score(
                 fmt,
                 model,
                 runtime.settings,
+                request.options,
                 sink=sink,
                 header=index == 0,
                 timings=timings,

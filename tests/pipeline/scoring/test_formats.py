@@ -55,10 +55,10 @@ def roundtrip(
     reader = fmt.open(InMemory(data), "f", 2, max_line_bytes)
     sink = io.BytesIO()
     sink.close = lambda: None  # type: ignore[method-assign]  # Arrow closes its sink; keep ours
-    writer = fmt.writer(sink, reader, outputs)
+    writer = fmt.writer(sink, reader, None, pa.schema([(o, pa.float64()) for o in outputs]))
     for chunk in reader:
         rows = np.arange(chunk.first_row, chunk.first_row + chunk.num_rows, dtype=np.float64)
-        writer.write(chunk, np.column_stack([rows + 0.5 + k for k in range(len(outputs))]))
+        writer.write(chunk, [pa.array(rows + 0.5 + k) for k in range(len(outputs))])
     writer.close()
     return sink.getvalue()
 

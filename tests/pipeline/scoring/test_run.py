@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import naming
-from pipeline.errors import BadValue, FileTooLarge, SchemaMismatch
+from pipeline.errors import BadOption, BadValue, FileTooLarge
 from pipeline.local import template
 from pipeline.local.provision import provision
 from pipeline.messages import ModelRef, ObjectRef, ScoreRequest
@@ -141,5 +141,5 @@ def test_a_json_record_far_into_the_file_with_a_prediction_field_is_refused(
     records[24] = b'{"age": 1, "income": 2, "score": 3, "balance": 4, "prediction": 0.5}'
     request = put(s3, stack, f"churn/{unique('pred')}.jsonl", b"\n".join(records) + b"\n")
 
-    with pytest.raises(SchemaMismatch, match=r"row 25 already has a field named 'prediction'"):
+    with pytest.raises(BadOption, match=r"row 25 already has a field named 'prediction'"):
         score_object(request, s3, models(s3, stack), settings_for(stack, batch_rows=10))
