@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -255,3 +256,57 @@ def test_status_and_model_list_speak_json(
         ("churn", 1, version.sha256)
     ]
     assert listed[0]["info"]["objective"] == "binary"
+
+
+def test_output_options_at_publish_and_submit(
+    local_stack: StackFactory, binary_model: Any, tmp_path: Path
+) -> None:
+    from tests.conftest import outputs_file
+
+    stack = local_stack()
+    outputs = outputs_file(stack, tmp_path)
+    model = tmp_path / "model.txt"
+    binary_model.save_model(str(model))
+    data = tmp_path / "people.csv"
+    data.write_text("id,age,income,score,balance\n7,1,2,3,4\n8,5,6,7,8\n")
+    defaults = ["--columns", "id", "--scores", "prediction,reasons:3", "--threshold", "0.4"]
+
+    run("model", "publish", str(model), "--name", "churn", *defaults, "--outputs", str(outputs))
+    listed = run("model", "list", "--outputs", str(outputs)).stdout
+    waited = run(
+        "submit", str(data), "--model", "churn", "--scores", "label,prediction",
+        "--num-iteration", "10", "--wait", "--outputs", str(outputs),
+    )  # fmt: skip
+    refused = run(
+        "submit", str(data), "--model", "churn", "--key", "never.csv", "--scores", "shap",
+        "--outputs", str(outputs), check=False,
+    )  # fmt: skip
+
+    assert listed.rstrip().endswith("columns=id scores=prediction,reasons:3 threshold=0.4")
+    note = json.loads(waited.stdout)
+    assert note["output"]["options"] == {
+        "columns": ["id"],
+        "drop_columns": [],
+        "scores": ["label", "prediction"],
+        "threshold": 0.4,
+        "num_iteration": 10,
+    }
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=stack.outputs["EndpointUrl"],
+        region_name=stack.outputs["Region"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    body = s3.get_object(Bucket=note["output"]["bucket"], Key=note["output"]["key"])["Body"]
+    header, *lines = csv.reader(body.read().decode().splitlines())
+    x = [[1.0, 2, 3, 4], [5, 6, 7, 8]]
+    expected = binary_model.predict(x, num_iteration=10)
+    assert header == ["id", "label", "prediction"]
+    assert [line[0] for line in lines] == ["7", "8"]
+    assert [float(line[1]) for line in lines] == [float(p > 0.4) for p in expected]
+    assert [float(line[2]) for line in lines] == list(expected)
+    assert refused.returncode != 0
+    assert "unknown score kind 'shap'" in refused.stderr
+    listing = s3.list_objects_v2(Bucket=stack.outputs["InputBucketName"], Prefix="churn/never")
+    assert listing["KeyCount"] == 0

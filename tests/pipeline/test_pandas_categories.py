@@ -211,3 +211,33 @@ def test_every_kind_of_pandas_category_scores_as_the_dataframe_does(
             assert note.output is not None
             assert note.output.engine == engine, (name, kind)
             assert np.max(np.abs(got - expected)) <= 1e-12, (name, kind)
+
+
+@pytest.mark.parametrize("engine", ["lightgbm", "compiled"])
+def test_raw_scores_leaves_and_contributions_of_categories_match_the_dataframes(
+    stacks: dict[str, Client], category_model: Any, engine: str
+) -> None:
+    """The SHAP kernel decides category splits as LightGBM does, on the values a file holds."""
+    client = stacks[engine]
+    frame, values = _frame(ROWS, 9, unseen=True)
+    name = unique("explained")
+    version = client.models.publish(name, category_model.model_to_string().encode(), "m.txt")
+    if engine == "compiled":
+        assert _compiled(client, version).startswith("compiled")
+
+    note = client.submit(
+        _file("csv", values), model=name, key="f.csv", timeout=120, scores="raw_score,leaf,contrib"
+    )
+
+    assert note.status == "succeeded", note.error
+    body = client.s3.get_object(Bucket=note.output.bucket, Key=note.output.key)["Body"].read()
+    table = pa_csv.read_csv(io.BytesIO(body))
+    raw = table.column("raw_score").to_numpy()
+    assert np.max(np.abs(raw - category_model.predict(frame, raw_score=True))) <= 1e-12
+    trees = category_model.num_trees()
+    leaves = np.column_stack([table.column(f"leaf_{t}").to_numpy() for t in range(trees)])
+    assert np.array_equal(leaves, category_model.predict(frame, pred_leaf=True))
+    names = [f"contrib_{f}" for f in [*category_model.feature_name(), "bias"]]
+    contributions = np.column_stack([table.column(n).to_numpy() for n in names])
+    expected = category_model.predict(frame, pred_contrib=True)
+    assert np.max(np.abs(contributions - expected)) <= 1e-9

@@ -316,3 +316,60 @@ def test_a_worker_killed_mid_shard_loses_only_that_shard(
         assert time.monotonic() < deadline, "shard tasks left on the queue"
         time.sleep(0.2)
     assert queue_depth(sqs, stack.outputs["TaskDeadLetterQueueUrl"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("suffix", "encode", "rows_count", "options"),
+    [
+        pytest.param(".csv", csv_bytes, 40_000, {"columns": "id", "scores": "contrib,reasons:2"},
+                     id="csv"),
+        pytest.param(".jsonl", jsonl_bytes, 30_000, {"columns": "id,age", "scores": "contrib"},
+                     id="jsonl"),
+        pytest.param(".parquet", parquet_bytes, 900_000,
+                     {"drop_columns": "income", "scores": "raw_score,leaf"}, id="parquet"),
+    ],
+)  # fmt: skip
+def test_a_split_file_gets_the_options_columns_exactly(
+    stack: LocalStack,
+    s3: Any,
+    binary_model: Any,
+    suffix: str,
+    encode: Any,
+    rows_count: int,
+    options: dict[str, str],
+) -> None:
+    x = rows(rows_count, 20 + len(suffix))
+
+    with Client.from_local(stack) as client:
+        key = f"{unique('opts')}{suffix}"
+        note = client.submit(encode(x), model="churn", key=key, timeout=240, **options)
+
+    assert note.status == "succeeded", note.error
+    plan = Ledger(s3, stack.outputs["OutputBucketName"]).plan(note.job_id)
+    assert plan is not None
+    assert plan.count >= 3
+    assert note.output is not None
+    data = s3.get_object(Bucket=note.output.bucket, Key=note.output.key)["Body"].read()
+    if suffix == ".parquet":
+        table = pq.read_table(io.BytesIO(data))
+        assert table.column_names[:4] == ["id", "age", "score", "balance"]
+        raw = table.column("raw_score").to_numpy()
+        assert np.max(np.abs(raw - binary_model.predict(x, raw_score=True))) <= 1e-12
+        leaves = np.column_stack(
+            [table.column(f"leaf_{t}").to_numpy() for t in range(binary_model.num_trees())]
+        )
+        assert np.array_equal(leaves, binary_model.predict(x, pred_leaf=True))
+        return
+    if suffix == ".jsonl":
+        records = [json.loads(line) for line in data.splitlines()]
+        assert list(records[0])[:2] == ["id", "age"]
+        table = pa.Table.from_pylist(records)
+    else:
+        table = pa_csv.read_csv(io.BytesIO(data))
+    assert table.column("id").to_pylist() == list(range(rows_count))
+    names = [f"contrib_{f}" for f in [*FEATURES, "bias"]]
+    contributions = np.column_stack([table.column(n).to_numpy() for n in names])
+    assert np.max(np.abs(contributions - binary_model.predict(x, pred_contrib=True))) <= 1e-9
+    if "reasons:2" in options["scores"]:
+        top = np.argmax(contributions[:, :4], axis=1)
+        assert table.column("reason_1").to_pylist() == [FEATURES[i] for i in top]
