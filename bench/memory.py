@@ -111,7 +111,7 @@ def child(mode: str, spec: dict[str, str]) -> None:
             model=model_ref,
             received_at=datetime.now(UTC),
         )
-        rows = score_object(request, s3, models, settings).rows
+        rows = score_object(request, s3, models, settings).output.rows
     else:
         body = s3.get_object(Bucket=obj.bucket, Key=obj.key)["Body"].read()
         table = pa_csv.read_csv(io.BytesIO(body))

@@ -82,6 +82,17 @@ class BadOption(InputError):
     code = "bad_option"
 
 
+class QualityFailed(InputError):
+    """A file past its model's quality limits (``--on-quality fail``); its report is written."""
+
+    code = "quality"
+
+    def __init__(self, message: str, quality: object = None) -> None:
+        super().__init__(message)
+        #: The notification's ``quality`` (a ``QualityRef``): where the report is.
+        self.quality = quality
+
+
 class InputChanged(InputError):
     """The object was overwritten or deleted after its event was sent."""
 

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.options import InForce
+from pipeline.quality import QualityRef
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -143,6 +144,12 @@ class Notification(_Contract):
         default=None,
         description="On `running` notifications only (off unless enabled): how far it got.",
     )
+    quality: QualityRef | None = Field(
+        default=None,
+        description="The file's quality report (`report`, `html`), its largest PSI against "
+        "the model's baseline (`max_psi`) and `warnings`; on files that were scored, and on "
+        "those failed by the model's quality policy (code `quality`).",
+    )
 
     def is_for(self, key: str, etag: str) -> bool:
         """Whether this answers the upload of ``key`` with this ETag (``running`` does not)."""
@@ -169,7 +176,12 @@ class Notification(_Contract):
         )
 
 
-def succeeded(request: ScoreRequest, output: OutputRef, started_at: datetime) -> Notification:
+def succeeded(
+    request: ScoreRequest,
+    output: OutputRef,
+    started_at: datetime,
+    quality: QualityRef | None = None,
+) -> Notification:
     return Notification(
         job_id=request.job_id,
         status="succeeded",
@@ -180,6 +192,7 @@ def succeeded(request: ScoreRequest, output: OutputRef, started_at: datetime) ->
         started_at=started_at,
         finished_at=utc_now(),
         run=request.run,
+        quality=quality,
     )
 
 
@@ -192,6 +205,7 @@ def failed(
     model: ModelRef | None = None,
     started_at: datetime | None = None,
     run: int = 0,
+    quality: QualityRef | None = None,
 ) -> Notification:
     return Notification(
         job_id=job_id,
@@ -203,4 +217,5 @@ def failed(
         started_at=started_at,
         finished_at=utc_now(),
         run=run,
+        quality=quality,
     )

@@ -33,6 +33,10 @@ UNITS = {
     "PredictSeconds": "Seconds",
     "WriteSeconds": "Seconds",
     "RowsPerSecond": "Count/Second",
+    "QualitySeconds": "Seconds",
+    "MaxPsi": "None",
+    "MissingShare": "None",
+    "UnseenCount": "Count",
 }
 DIMENSION_SETS = [["Stage"], ["Stage", "Outcome"], ["Stage", "Model"], ["Stage", "ErrorCode"]]
 

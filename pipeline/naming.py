@@ -57,6 +57,12 @@ def job_id(obj: ObjectRef, model: ModelRef | None, run: int = 0) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def companion_key(output_key: str, job: str, suffix: str) -> str:
+    """A file beside a job's output, named by the job: ``<job>.quality.json`` and the like."""
+    folder = output_key.rsplit("/", 1)[0] if "/" in output_key else ""
+    return f"{folder}/{job}{suffix}" if folder else f"{job}{suffix}"
+
+
 def output_key(stem: str, job: str, suffix: str) -> str:
     """Where a job's result goes: beside the input's path, named by the job.
 

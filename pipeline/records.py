@@ -7,7 +7,7 @@ the records sit here, below the stores that persist them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -59,6 +59,8 @@ class ShardResult(BaseModel):
     lines: int = Field(default=0, ge=0)
     quotes: int = Field(default=0, ge=0)
     engine: Literal["compiled", "lightgbm"] | None = None
+    #: Its share of the file's quality report (``QualityCounter.state``), merged at the join.
+    quality: dict[str, Any] | None = None
     error: ErrorInfo | None = None
     #: Where the error is, counted from the shard's first record (1-based).
     error_row: int | None = None

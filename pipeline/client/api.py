@@ -37,6 +37,7 @@ from pipeline.functions import task_messages
 from pipeline.functions.intake import MODEL_VERSION_METADATA, IntakeRuntime
 from pipeline.messages import CompileRequest, Notification, Progress, ScoreRequest
 from pipeline.options import ScoreOptions
+from pipeline.quality import QualityPolicy, QualityReport
 from pipeline.settings import Settings
 from pipeline.stores import aws
 from pipeline.stores.ledger import Ledger
@@ -185,6 +186,10 @@ class Client:
         scores: str | list[str] | None = None,
         threshold: float | None = None,
         num_iteration: int | None = None,
+        baseline: str | os.PathLike[str] | None = None,
+        max_psi: float | None = None,
+        max_missing: float | None = None,
+        on_quality: Literal["warn", "fail"] = "warn",
     ) -> ModelVersion:
         """Store a LightGBM text model as the next version of ``name``, and have it compiled.
 
@@ -193,6 +198,12 @@ class Client:
         with LightGBM until its compiled forest passed the exactness gate;
         nothing waits for that. ``InvalidModel`` says why a file is not a whole
         LightGBM text model, ``BadOption`` why the model cannot honour an option.
+
+        ``baseline``: a sample of training data (CSV, Parquet, JSON lines) that
+        each file's quality report compares with (made here with LightGBM: the
+        ``worker`` install). ``max_psi`` and ``max_missing`` are limits on a
+        file's report; past one, ``on_quality="fail"`` fails the file (code
+        ``quality``), ``"warn"`` only warns.
         """
         if not naming.MODEL_NAME.match(name):
             raise ValueError(f"model name {name!r} is not valid: {naming.MODEL_NAME_RULE}")
@@ -203,8 +214,14 @@ class Client:
             threshold=threshold,
             num_iteration=num_iteration,
         )
+        policy = QualityPolicy(max_psi=max_psi, max_missing=max_missing, on_quality=on_quality)
         data, source = _read(model)
-        version = self.models.publish(name, data, source, defaults)
+        sample = None
+        if baseline is not None:
+            from pipeline.client.baselines import baseline_from_file  # noqa: PLC0415
+
+            sample = baseline_from_file(data, Path(os.fspath(baseline)))
+        version = self.models.publish(name, data, source, defaults, quality=policy, baseline=sample)
         self.request_compile(version)
         return version
 
@@ -400,6 +417,19 @@ class Client:
                 yield from subscription.notifications(wait_seconds=min(20, math.ceil(left)))
 
         return arriving()
+
+    def report(self, job_id: str) -> QualityReport:
+        """A scored file's quality report, by its job id; ``LookupError`` says why there
+        is none."""
+        outcome = self.ledger.outcome(job_id)
+        if outcome is None:
+            raise LookupError(f"job {job_id} has no outcome yet (running, or not a job id)")
+        if outcome.quality is None:
+            code = outcome.error.code if outcome.error else outcome.status
+            raise LookupError(f"job {job_id} has no quality report: it was not scored ({code})")
+        where = outcome.quality.report
+        body = self.s3.get_object(Bucket=where.bucket, Key=where.key)["Body"].read()
+        return QualityReport.model_validate_json(body)
 
     def status(self, jobs: int = 10) -> Status:
         """Queue depths, dead letters, workers, running files and the latest outcomes."""

@@ -117,6 +117,23 @@ def _model_commands(sub: Any) -> None:
     p.add_argument("file", type=Path, help="a LightGBM text model (Booster.save_model)")
     p.add_argument("--name", required=True, help=f"the model's name: {naming.MODEL_NAME_RULE}")
     _score_options(p, "the default for this version's files; a file's own metadata overrides it")
+    group = p.add_argument_group("quality", "What each file's quality report compares with.")
+    group.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="FILE",
+        help="a sample of training data (CSV, Parquet, JSON lines) to compare files with",
+    )
+    group.add_argument("--max-psi", type=float, metavar="X", help="limit on a feature's PSI")
+    group.add_argument(
+        "--max-missing", type=float, metavar="F", help="limit on a feature's missing share (0-1)"
+    )
+    group.add_argument(
+        "--on-quality",
+        choices=["warn", "fail"],
+        default="warn",
+        help="past a limit: warn (default), or fail the file with code quality",
+    )
     outputs_option(p)
     p = model_sub.add_parser("list", help="show published model versions")
     p.set_defaults(run=_model_list)
@@ -196,6 +213,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("job_id", metavar="JOB_ID")
     p.add_argument("--follow", action="store_true", help="keep printing until the job ends")
     p.add_argument("--json", action="store_true", help="print the JSON lines as they are")
+    outputs_option(p)
+
+    p = command("report", "a scored file's quality report, as a table", _report)
+    p.add_argument("job_id", metavar="JOB_ID", help="the job's id, as its notification gives it")
+    p.add_argument("--json", action="store_true", help="print the report's JSON")
     outputs_option(p)
 
     p = command("watch", "print notifications as JSON lines as they arrive", _watch)
@@ -360,7 +382,15 @@ def _schema(args: argparse.Namespace) -> int:
 def _model_publish(args: argparse.Namespace) -> int:
     client = connect(args)
     try:
-        version = client.publish_model(args.file, name=args.name, **_score_kwargs(args))
+        version = client.publish_model(
+            args.file,
+            name=args.name,
+            baseline=args.baseline,
+            max_psi=args.max_psi,
+            max_missing=args.max_missing,
+            on_quality=args.on_quality,
+            **_score_kwargs(args),
+        )
     except (FileNotFoundError, ValueError) as exc:
         raise CliError(str(exc)) from exc
     print(version.version)
@@ -479,6 +509,38 @@ def _submit(args: argparse.Namespace) -> int:
         printer.finish()
     print(notification.model_dump_json(indent=2))
     return 0 if notification.status == "succeeded" else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    try:
+        report = connect(args).report(args.job_id)
+    except LookupError as exc:
+        raise CliError(str(exc.args[0])) from exc
+    if args.json:
+        print(report.model_dump_json(indent=2, exclude={"baseline"}))
+        return 0
+    print(
+        f"job {report.job_id}: model {report.model} v{report.version}, {report.rows:,} rows, "
+        f"largest PSI {_figure(report.max_psi)}"
+    )
+    rows = max(report.rows, 1)
+    print(f"\n{'feature':<24}{'missing':>16}{'below':>10}{'above':>10}{'unseen':>10}{'PSI':>10}")
+    for name, f in report.features.items():
+        missing = f"{f.missing:,} ({f.missing / rows:.1%})"
+        print(
+            f"{name[:23]:<24}{missing:>16}{f.below_range:>10,}{f.above_range:>10,}"
+            f"{f.unseen:>10,}{_figure(f.psi):>10}"
+        )
+    p = report.prediction
+    quantiles = "  ".join(f"q{q} {v:.4g}" for q, v in p.quantiles.items())
+    print(f"\nprediction: mean {_figure(p.mean)}, PSI {_figure(p.psi)}\n  {quantiles}")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    return 0
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
 
 
 def _logs(args: argparse.Namespace) -> int:

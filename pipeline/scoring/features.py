@@ -39,6 +39,39 @@ class Feature:
     name: str
     #: Training categories of a pandas categorical feature, else None.
     categories: tuple[str | int | float | bool, ...] | None = None
+    #: What training saw (the model's ``feature_infos``): ``[min:max]`` for a numerical
+    #: feature, the category codes ``1:4:7`` for a categorical one, ``none`` if unused.
+    info: str = "none"
+
+    @property
+    def training_range(self) -> tuple[float, float] | None:
+        if not (self.info.startswith("[") and self.info.endswith("]")):
+            return None
+        low, _, high = self.info[1:-1].partition(":")
+        try:
+            return float(low), float(high)
+        except ValueError:
+            return None
+
+    @property
+    def training_codes(self) -> frozenset[float] | None:
+        """The category codes training saw, for a categorical feature."""
+        if self.info == "none" or self.info.startswith("["):
+            return None
+        try:
+            return frozenset(float(code) for code in self.info.split(":"))
+        except ValueError:
+            return None
+
+
+def missing_cells(column: pa.Array) -> npt.NDArray[np.bool_]:
+    """Which cells are missing: null, or text that spells a missing value."""
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    missing = pc.is_null(column)
+    if _is_text(column):
+        missing = pc.or_(missing, pc.is_in(pc.utf8_trim_whitespace(column), value_set=_MISSING))
+    return missing.to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
 
 
 def check_columns(columns: Sequence[str], features: Sequence[str], where: str) -> None:

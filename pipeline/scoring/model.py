@@ -18,6 +18,7 @@ import numpy.typing as npt
 from pipeline import model_text
 from pipeline.errors import InvalidModel
 from pipeline.messages import ModelRef
+from pipeline.quality import Baseline, QualityPolicy
 from pipeline.scoring.features import Feature
 
 
@@ -37,7 +38,11 @@ def load_booster(text: str, source: str) -> tuple[lgb.Booster, model_text.ModelT
 def features_of(parsed: model_text.ModelText, source: str) -> tuple[Feature, ...]:
     """The model's features, with training categories where they were pandas categoricals."""
     categories = model_text.pandas_categories(parsed, source)
-    return tuple(Feature(name, categories.get(i)) for i, name in enumerate(parsed.feature_names))
+    infos = parsed.feature_infos
+    return tuple(
+        Feature(name, categories.get(i), infos[i] if i < len(infos) else "none")
+        for i, name in enumerate(parsed.feature_names)
+    )
 
 
 def sha256_hex(data: bytes) -> str:
@@ -76,6 +81,9 @@ class LoadedModel:
     engine_reason: str = "not compiled"
     #: The compiled SHAP kernel for this model, if the engine allows it.
     explanations: Explanations | None = None
+    #: What its files' quality reports compare with, and the limits on them.
+    baseline: Baseline | None = None
+    policy: QualityPolicy = field(default_factory=QualityPolicy)
 
     @classmethod
     def from_text(cls, ref: ModelRef, text: str) -> LoadedModel:

@@ -117,27 +117,25 @@ def _iterations(options: InForce, model: LoadedModel) -> int:
 
 def compute(
     outputs: Outputs, model: LoadedModel, features: npt.NDArray[np.float64], threads: int
-) -> list[pa.Array]:
-    """The added columns for these rows, in ``outputs.schema``'s order."""
+) -> tuple[list[pa.Array], npt.NDArray[np.float64]]:
+    """The added columns for these rows, in ``outputs.schema``'s order, and the rows'
+    predictions (which the quality report counts, asked for or not)."""
     options = outputs.options
     iterations = options.num_iteration
     kinds = options.kinds
     names = {kind.name for kind in kinds}
-    predictions = contributions = None
-    if names & {PREDICTION, LABEL}:
-        predictions = model.predict(features, threads, num_iteration=iterations)
+    contributions = None
+    predictions = model.predict(features, threads, num_iteration=iterations)
     if names & {CONTRIB, REASONS}:
         contributions = model.contributions(features, threads, iterations)
     columns: list[pa.Array] = []
     for kind in kinds:
         if kind.name == PREDICTION:
-            assert predictions is not None  # noqa: S101 - computed above for this kind
             columns += _float_columns(predictions)
         elif kind.name == RAW_SCORE:
             raw = model.predict(features, threads, raw=True, num_iteration=iterations)
             columns += _float_columns(raw)
         elif kind.name == LABEL:
-            assert predictions is not None  # noqa: S101
             columns.append(pa.array(_labels(predictions, options.threshold)))
         elif kind.name == LEAF:
             leaves = model.leaves(features, threads, iterations)
@@ -148,7 +146,7 @@ def compute(
         else:
             assert contributions is not None  # noqa: S101
             columns += _reasons(contributions, model.feature_names, kind)
-    return columns
+    return columns, predictions
 
 
 def _float_columns(values: npt.NDArray[np.float64]) -> list[pa.Array]:

@@ -22,10 +22,12 @@ import pyarrow as pa
 from pipeline.errors import EmptyFile, FileTooLarge
 from pipeline.messages import OutputRef, ScoreRequest
 from pipeline.options import InForce
-from pipeline.scoring import features, formats, outputs
+from pipeline.quality import Location, QualityRef
+from pipeline.scoring import features, formats, outputs, reports
 from pipeline.scoring.codec import Chunk
 from pipeline.scoring.engine.cache import ModelCache
 from pipeline.scoring.model import LoadedModel
+from pipeline.scoring.quality import QualityCounter
 from pipeline.scoring.stages import overlapped
 from pipeline.stores.storage import S3Object
 from pipeline.stores.uploads import MultipartWriter
@@ -48,6 +50,8 @@ class Timings:
     features: float = 0.0
     predict: float = 0.0
     write: float = 0.0
+    #: Counting the quality report (inside the features and predict stages).
+    quality: float = 0.0
 
     def as_metrics(self) -> dict[str, float]:
         return {
@@ -55,6 +59,7 @@ class Timings:
             "FeatureSeconds": round(self.features, 4),
             "PredictSeconds": round(self.predict, 4),
             "WriteSeconds": round(self.write, 4),
+            "QualitySeconds": round(self.quality, 4),
         }
 
 
@@ -81,11 +86,13 @@ def score_object(
     timings: Timings | None = None,
     progress: Callable[[int, int], None] | None = None,
     body: bytes | None = None,
-) -> OutputRef:
-    """Score the request's file and write the result; return where it went.
+) -> Answer:
+    """Score the request's file and write the result and its quality report; say where.
 
     ``body``: the file's bytes, if the caller has them (a small file, read
     while the ledger was asked whether it was answered already).
+    ``QualityFailed`` if the model's quality policy fails the file: its report
+    is written, its output is not.
     """
     obj = request.input
     where = f"s3://{obj.bucket}/{obj.key}"
@@ -99,6 +106,12 @@ def score_object(
     fmt = file_format(source)
     key = fmt.output_key(obj.key, request.job_id)
     model = models.get(request.model)
+    settled: list[QualityRef] = []
+
+    def judge(counter: QualityCounter) -> None:
+        where = Location(bucket=settings.output_bucket, key=key)
+        settled.append(reports.settle(counter, model, request.job_id, s3, where))
+
     with MultipartWriter(s3, settings.output_bucket, key, fmt.content_type) as sink:
         scored = score_source(
             source,
@@ -109,8 +122,9 @@ def score_object(
             sink=sink,
             timings=timings,
             progress=progress,
+            before_complete=judge,
         )
-    return OutputRef(
+    output = OutputRef(
         bucket=settings.output_bucket,
         key=key,
         rows=scored.rows,
@@ -118,6 +132,19 @@ def score_object(
         engine=model.engine,
         options=request.options,
     )
+    return Answer(output, settled[0])
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A scored file: its output, and its quality report."""
+
+    output: OutputRef
+    quality: QualityRef
+
+    @property
+    def rows(self) -> int:
+        return self.output.rows
 
 
 def file_format(source: S3Object) -> formats.Format:
@@ -130,6 +157,7 @@ class Scored:
     rows: int
     #: The bytes written to the output object.
     size: int
+    quality: QualityCounter
 
 
 class OutputSink(Protocol):
@@ -153,8 +181,13 @@ def score_source(
     header: bool = True,
     timings: Timings | None = None,
     progress: Callable[[int, int], None] | None = None,
+    before_complete: Callable[[QualityCounter], None] | None = None,
 ) -> Scored:
-    """Score what ``source`` holds (a file, or one shard of it) into ``sink``, and complete it."""
+    """Score what ``source`` holds (a file, or one shard of it) into ``sink``, and complete it.
+
+    ``before_complete`` sees the quality counts once every row is written and
+    before the output exists; an exception there leaves no output.
+    """
     obj = source.ref
     where = f"s3://{obj.bucket}/{obj.key}"
     reader = fmt.open(source, where, settings.batch_rows, settings.max_line_bytes)
@@ -163,20 +196,27 @@ def score_source(
     writer = fmt.writer(sink, reader, out.selection, out.schema, header=header)
 
     spent = timings or Timings()
+    counter = QualityCounter(model.features, model.baseline)
 
     def featurize(chunk: Chunk) -> tuple[Chunk, npt.NDArray[np.float64]]:
         started = time.perf_counter()
         features.check_no_outputs(chunk.batch, out.names, out.selection, chunk.first_row, where)
         matrix = features.feature_matrix(chunk.batch, model.features, chunk.first_row, where)
         spent.features += time.perf_counter() - started
+        started = time.perf_counter()
+        counter.add_features(chunk.batch, matrix)
+        spent.quality += time.perf_counter() - started
         return chunk, matrix
 
     def predict(item: tuple[Chunk, npt.NDArray[np.float64]]) -> Scores:
         started = time.perf_counter()
         chunk, matrix = item
-        scored = chunk, outputs.compute(out, model, matrix, settings.predict_threads)
+        added, predictions = outputs.compute(out, model, matrix, settings.predict_threads)
         spent.predict += time.perf_counter() - started
-        return scored
+        started = time.perf_counter()
+        counter.add_predictions(predictions)
+        spent.quality += time.perf_counter() - started
+        return chunk, added
 
     rows = consumed = 0
     for chunk, added in overlapped(_timed(reader, spent), [featurize, predict]):
@@ -192,6 +232,10 @@ def score_source(
             progress(rows, min(done, source.bytes_read))
     started = time.perf_counter()
     writer.close()
+    spent.write += time.perf_counter() - started
+    if before_complete is not None:
+        before_complete(counter)
+    started = time.perf_counter()
     sink.complete()
     spent.write += time.perf_counter() - started
-    return Scored(rows=rows, size=sink.bytes_written)
+    return Scored(rows=rows, size=sink.bytes_written, quality=counter)

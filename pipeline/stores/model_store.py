@@ -39,6 +39,7 @@ from pipeline.messages import ModelRef, utc_now
 from pipeline.model_text import ModelInfo, describe
 from pipeline.naming import MODEL_NAME, MODEL_NAME_RULE
 from pipeline.options import ScoreOptions
+from pipeline.quality import Baseline, QualityPolicy
 from pipeline.stores.aws import put_once, translated
 from pipeline.stores.storage import read_optional
 
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
 _MODEL_FILE = "model.txt"
 _RECORD_FILE = "model.json"
+_BASELINE_FILE = "baseline.json"
 COMPILED_PREFIX = "_compiled/"
 _ARTIFACT_FILE = "forest.o"
 _ENGINE_FILE = "engine.json"
@@ -65,6 +67,10 @@ class ModelVersion(BaseModel):
     info: ModelInfo
     #: The options a file gets unless its own metadata sets them, key by key.
     defaults: ScoreOptions = ScoreOptions()
+    #: Limits on a file's quality report, and what passing one does.
+    quality: QualityPolicy = QualityPolicy()
+    #: Whether a baseline (``baseline.json``) was published with the version.
+    baseline: bool = False
 
     @property
     def ref(self) -> ModelRef:
@@ -242,6 +248,11 @@ class ModelStore:
             cached = self._records[ref] = ModelVersion.model_validate_json(self._get(key, ref))
         return cached
 
+    def baseline(self, ref: ModelRef) -> Baseline | None:
+        """The version's baseline, if it was published with one."""
+        data = self._get_optional(_prefix(ref.name, ref.version) + _BASELINE_FILE)
+        return None if data is None else Baseline.model_validate_json(data)
+
     def model_text(self, ref: ModelRef) -> str:
         return self._get(_prefix(ref.name, ref.version) + _MODEL_FILE, ref).decode()
 
@@ -252,12 +263,21 @@ class ModelStore:
         return data
 
     def publish(
-        self, name: str, text: bytes, source: str, defaults: ScoreOptions | None = None
+        self,
+        name: str,
+        text: bytes,
+        source: str,
+        defaults: ScoreOptions | None = None,
+        *,
+        quality: QualityPolicy | None = None,
+        baseline: Baseline | None = None,
     ) -> ModelVersion:
         """Check ``text`` is a whole LightGBM model and store it as the next version of ``name``.
 
         ``InvalidModel`` says why it is not, naming ``source`` (its file);
         ``BadOption`` why the model cannot honour ``defaults``, its files' options.
+        ``baseline`` is what its files' quality reports compare with; ``quality``
+        the limits on them.
         Compiling it is a separate job (``Client.publish_model`` sends it): files
         are scored with LightGBM until the compiled predictor exists.
         """
@@ -284,7 +304,16 @@ class ModelStore:
             published_at=utc_now(),
             info=info,
             defaults=defaults,
+            quality=quality or QualityPolicy(),
+            baseline=baseline is not None,
         )
+        if baseline is not None:  # before the record: a version exists once its record does
+            self._s3.put_object(
+                Bucket=self.bucket,
+                Key=_prefix(name, version) + _BASELINE_FILE,
+                Body=baseline.model_dump_json().encode(),
+                ContentType="application/json",
+            )
         self._s3.put_object(
             Bucket=self.bucket,
             Key=_prefix(name, version) + _RECORD_FILE,

@@ -29,7 +29,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from pipeline import logs, metrics
-from pipeline.errors import ConfigurationError, InputError, JobTimeout, PipelineError, located
+from pipeline.errors import (
+    ConfigurationError,
+    InputError,
+    JobTimeout,
+    PipelineError,
+    QualityFailed,
+    located,
+)
 from pipeline.messages import (
     CompileRequest,
     ErrorInfo,
@@ -113,6 +120,11 @@ def _report(request: ScoreRequest, answer: Notification, timings: Timings) -> No
     if answer.output is not None:
         values |= timings.as_metrics()
         values["RowsPerSecond"] = round(rows / seconds, 1) if seconds > 0 else 0.0
+    if answer.quality is not None:
+        if answer.quality.max_psi is not None:
+            values["MaxPsi"] = round(answer.quality.max_psi, 6)
+        values["MissingShare"] = round(answer.quality.max_missing_share, 6)
+        values["UnseenCount"] = answer.quality.unseen
     code = answer.error.code if answer.error else None
     document = metrics.document(
         "scoring",
@@ -165,7 +177,7 @@ def _answer(
             if plan is not None:
                 return shard_scoring.score_shard(request, plan, runtime, timings, reporter.update)
             body = _prefetched(prefetch)
-            output = runtime.retrying(
+            answer = runtime.retrying(
                 lambda: score_object(
                     request,
                     runtime.s3,
@@ -176,11 +188,13 @@ def _answer(
                     body=body,
                 )
             )
-        notification = succeeded(request, output, started)
+        notification = succeeded(request, answer.output, started, answer.quality)
     except (InputError, JobTimeout, ConfigurationError) as exc:
         # Final: retrying cannot help; the file is answered now.
         log.info("%s: %s", exc.code, exc)
         notification = _failed(request, exc.code, located(exc, where), started)
+        if isinstance(exc, QualityFailed):
+            notification = notification.model_copy(update={"quality": exc.quality})
     return runtime.retrying(lambda: announce(runtime.ledger, runtime.sns, topic, notification))
 
 

@@ -100,7 +100,12 @@ def test_dev_submit_watch_and_a_clean_stop(dev: Any, tmp_path: Path, binary_mode
         time.sleep(0.1)
     run("submit", str(data), "--model", "churn", "--key", "again.csv", "--outputs", str(outputs))
     watched_out, _ = watch.communicate(timeout=90)
+    # The worker marks itself idle just after it announces: give it a moment.
+    deadline = time.monotonic() + 10
     status = run("status", "--outputs", str(outputs)).stdout
+    while "(0 busy" not in status and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status = run("status", "--outputs", str(outputs)).stdout
 
     assert published.stdout.strip() == "1"
     assert listed.stdout.startswith("churn\tv1\t")
@@ -308,5 +313,20 @@ def test_output_options_at_publish_and_submit(
     assert [float(line[2]) for line in lines] == list(expected)
     assert refused.returncode != 0
     assert "unknown score kind 'shap'" in refused.stderr
+    report = run("report", note["job_id"], "--outputs", str(outputs)).stdout
+    assert report.startswith(f"job {note['job_id']}: model churn v1, 2 rows, largest PSI n/a")
+    assert "prediction: mean" in report
+    sample = tmp_path / "train.csv"
+    sample.write_text("age,income,score,balance\n" + "1,2,3,4\n0,1,-1,2\n" * 50)
+    run(
+        "model", "publish", str(model), "--name", "churn", "--baseline", str(sample),
+        "--max-psi", "0.3", "--on-quality", "fail", "--outputs", str(outputs),
+    )  # fmt: skip
+    second = json.loads(run("model", "list", "--json", "--outputs", str(outputs)).stdout)[1]
+    assert second["baseline"] is True
+    assert second["quality"] == {"max_psi": 0.3, "max_missing": None, "on_quality": "fail"}
+    missing = run("report", "nosuchjob", "--outputs", str(outputs), check=False)
+    assert missing.returncode == 2
+    assert "job nosuchjob has no outcome yet" in missing.stderr
     listing = s3.list_objects_v2(Bucket=stack.outputs["InputBucketName"], Prefix="churn/never")
     assert listing["KeyCount"] == 0

@@ -349,6 +349,11 @@ def test_a_split_file_gets_the_options_columns_exactly(
     assert plan is not None
     assert plan.count >= 3
     assert note.output is not None
+    assert note.quality is not None  # the shards' counts, merged into one report
+    with Client.from_local(stack) as client:
+        report = client.report(note.job_id)
+    assert report.rows == rows_count
+    assert report.prediction.mean == pytest.approx(binary_model.predict(x).mean())
     data = s3.get_object(Bucket=note.output.bucket, Key=note.output.key)["Body"].read()
     if suffix == ".parquet":
         table = pq.read_table(io.BytesIO(data))

@@ -223,8 +223,10 @@ def test_a_multipart_upload_is_one_job(stack: Any, s3: Any, sqs: Any) -> None:
     assert notes[0].input is not None
     assert notes[0].input.etag.endswith("-2")
     stem = key.removesuffix(".csv") + "/"
-    outputs = s3.list_objects_v2(Bucket=stack.outputs["OutputBucketName"], Prefix=stem)
-    assert outputs["KeyCount"] == 1
+    listing = s3.list_objects_v2(Bucket=stack.outputs["OutputBucketName"], Prefix=stem)
+    keys = [o["Key"] for o in listing["Contents"]]
+    assert [k for k in keys if ".quality." not in k] == [notes[0].output.key]  # one output
+    assert len(keys) == 3  # and its quality report and page
 
 
 def test_a_file_longer_than_the_visibility_timeout_runs_once(

@@ -46,6 +46,9 @@ class ModelCache:
             entry = self._models.get(ref)
             if entry is None:
                 model = LoadedModel.from_text(ref, self._store.model_text(ref))
+                record = self._store.record(ref)
+                baseline = self._store.baseline(ref) if record.baseline else None
+                model = replace(model, baseline=baseline, policy=record.quality)
                 self.loads += 1
             else:
                 model, recheck_at = entry

@@ -18,16 +18,20 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipeline.errors import QualityFailed, located
 from pipeline.messages import (
+    ErrorInfo,
     Notification,
     OutputRef,
     ScoreRequest,
     failed,
     succeeded,
 )
+from pipeline.quality import Location, QualityRef
 from pipeline.records import ShardPlan, ShardResult
-from pipeline.scoring import formats
+from pipeline.scoring import formats, reports
 from pipeline.scoring.codec import CannotJoin
+from pipeline.scoring.quality import QualityCounter
 from pipeline.stores.aws import error_code, translated
 from pipeline.stores.notify import announce
 from pipeline.stores.uploads import LAST_PART, Part, Upload
@@ -89,6 +93,20 @@ def _conclude(
         )
     else:
         ordered = [results[i] for i in range(plan.count)]
+        try:
+            quality = runtime.retrying(lambda: _settle(request, plan, runtime, ordered))
+        except QualityFailed as exc:
+            abort(runtime, plan)
+            return failed(
+                job_id=job,
+                input=request.input,
+                model=request.model,
+                error=ErrorInfo(code=exc.code, message=located(exc, where)),
+                received_at=request.received_at,
+                started_at=plan.created_at,
+                run=request.run,
+                quality=exc.quality if isinstance(exc.quality, QualityRef) else None,
+            )
         started = time.monotonic()
         try:
             size = runtime.retrying(lambda: _complete(runtime, plan, ordered))
@@ -106,9 +124,22 @@ def _conclude(
             engine=ordered[0].engine,
             options=request.options,
         )
-        notification = succeeded(request, output, plan.created_at)
+        notification = succeeded(request, output, plan.created_at, quality)
     topic = runtime.settings.notification_topic_arn
     return runtime.retrying(lambda: announce(ledger, runtime.sns, topic, notification))
+
+
+def _settle(
+    request: ScoreRequest, plan: ShardPlan, runtime: WorkerRuntime, ordered: list[ShardResult]
+) -> QualityRef:
+    """The shards' quality counts merged into the file's report, judged by the policy."""
+    model = runtime.models.get(request.model)
+    counter = QualityCounter(model.features, model.baseline)
+    for result in ordered:
+        if result.quality is not None:
+            counter.merge(result.quality)
+    where = Location(bucket=runtime.settings.output_bucket, key=plan.output_key)
+    return reports.settle(counter, model, request.job_id, runtime.s3, where)
 
 
 class Resplit(Exception):

@@ -200,6 +200,7 @@ def _score(
         lines=records.lines if records else 0,
         quotes=records.quotes if records else 0,
         engine=model.engine,
+        quality=scored.quality.state(),
     )
 
 
