@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.options import InForce
-from pipeline.quality import QualityRef
+from pipeline.quality import Location, QualityRef
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -84,7 +84,13 @@ class OutputRef(_Contract):
     options: InForce | None = Field(
         default=None,
         description="The options in force: carried `columns` (null: all), `drop_columns`, "
-        "`scores`, `threshold`, `num_iteration` (null: all).",
+        "`scores`, `threshold`, `num_iteration` (null: all), `max_bad_rows`.",
+    )
+    bad_rows: int = Field(
+        default=0, ge=0, description="Rows set aside (not scored) for unreadable values."
+    )
+    errors: Location | None = Field(
+        default=None, description="The rows set aside, as CSV: row, column, value, reason."
     )
 
 

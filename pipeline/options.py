@@ -28,7 +28,8 @@ DROP_COLUMNS = "drop-columns"
 SCORES = "scores"
 THRESHOLD = "threshold"
 NUM_ITERATION = "num-iteration"
-METADATA_KEYS = (COLUMNS, DROP_COLUMNS, SCORES, THRESHOLD, NUM_ITERATION)
+MAX_BAD_ROWS = "max-bad-rows"
+METADATA_KEYS = (COLUMNS, DROP_COLUMNS, SCORES, THRESHOLD, NUM_ITERATION, MAX_BAD_ROWS)
 
 PREDICTION = "prediction"
 RAW_SCORE = "raw_score"
@@ -102,6 +103,9 @@ class InForce(BaseModel):
     threshold: float = DEFAULT_THRESHOLD
     #: Iterations scored with; None: all of the model's.
     num_iteration: int | None = None
+    #: Rows with unreadable feature values set aside (listed, not scored) before the file
+    #: fails instead; 0: the first such value fails it.
+    max_bad_rows: int = 0
 
     @property
     def kinds(self) -> list[Kind]:
@@ -133,6 +137,7 @@ class ScoreOptions(BaseModel):
     scores: list[str] | None = None
     threshold: float | None = None
     num_iteration: int | None = None
+    max_bad_rows: int | None = None
 
     @classmethod
     def of(
@@ -143,6 +148,7 @@ class ScoreOptions(BaseModel):
         scores: str | Iterable[str] | None = None,
         threshold: float | str | None = None,
         num_iteration: int | str | None = None,
+        max_bad_rows: int | str | None = None,
     ) -> ScoreOptions:
         """Options from Python values or their metadata spelling; else ``BadOption``."""
         return cls(
@@ -151,6 +157,7 @@ class ScoreOptions(BaseModel):
             scores=None if scores is None else _scores(scores),
             threshold=None if threshold is None else _threshold(threshold),
             num_iteration=None if num_iteration is None else _iterations(num_iteration),
+            max_bad_rows=None if max_bad_rows is None else _count(max_bad_rows),
         )
 
     @classmethod
@@ -163,6 +170,7 @@ class ScoreOptions(BaseModel):
             scores=get(SCORES),
             threshold=get(THRESHOLD),
             num_iteration=get(NUM_ITERATION),
+            max_bad_rows=get(MAX_BAD_ROWS),
         )
 
     def to_metadata(self) -> dict[str, str]:
@@ -173,6 +181,7 @@ class ScoreOptions(BaseModel):
             SCORES: None if self.scores is None else ",".join(self.scores),
             THRESHOLD: None if self.threshold is None else repr(self.threshold),
             NUM_ITERATION: None if self.num_iteration is None else str(self.num_iteration),
+            MAX_BAD_ROWS: None if self.max_bad_rows is None else str(self.max_bad_rows),
         }
         return {key: value for key, value in spelled.items() if value is not None}
 
@@ -258,6 +267,13 @@ def _iterations(value: int | str) -> int:
         raise BadOption(
             f"option {NUM_ITERATION!r} is {_shown(value)}; it must be a whole number from 1"
         )
+    return int(text)
+
+
+def _count(value: int | str) -> int:
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit():
+        raise BadOption(f"option {MAX_BAD_ROWS!r} is {_shown(value)}; it must be a whole number")
     return int(text)
 
 

@@ -61,6 +61,10 @@ class ShardResult(BaseModel):
     engine: Literal["compiled", "lightgbm"] | None = None
     #: Its share of the file's quality report (``QualityCounter.state``), merged at the join.
     quality: dict[str, Any] | None = None
+    #: Rows it set aside (``max-bad-rows``), and their cells: (row counted from the
+    #: shard's first record, column, value, reason).
+    bad_rows: int = Field(default=0, ge=0)
+    bad_cells: list[tuple[int, str, str, str]] = Field(default_factory=list)
     error: ErrorInfo | None = None
     #: Where the error is, counted from the shard's first record (1-based).
     error_row: int | None = None

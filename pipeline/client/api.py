@@ -186,6 +186,7 @@ class Client:
         scores: str | list[str] | None = None,
         threshold: float | None = None,
         num_iteration: int | None = None,
+        max_bad_rows: int | None = None,
         baseline: str | os.PathLike[str] | None = None,
         max_psi: float | None = None,
         max_missing: float | None = None,
@@ -213,6 +214,7 @@ class Client:
             scores=scores,
             threshold=threshold,
             num_iteration=num_iteration,
+            max_bad_rows=max_bad_rows,
         )
         policy = QualityPolicy(max_psi=max_psi, max_missing=max_missing, on_quality=on_quality)
         data, source = _read(model)
@@ -250,6 +252,7 @@ class Client:
         scores: str | list[str] | None = None,
         threshold: float | None = None,
         num_iteration: int | None = None,
+        max_bad_rows: int | None = None,
         wait: Literal[True] = True,
         timeout: float = 600,
         on_progress: Callable[[Progress], None] | None = None,
@@ -269,6 +272,7 @@ class Client:
         scores: str | list[str] | None = None,
         threshold: float | None = None,
         num_iteration: int | None = None,
+        max_bad_rows: int | None = None,
         wait: Literal[False],
         timeout: float = 600,
         on_progress: Callable[[Progress], None] | None = None,
@@ -287,6 +291,7 @@ class Client:
         scores: str | list[str] | None = None,
         threshold: float | None = None,
         num_iteration: int | None = None,
+        max_bad_rows: int | None = None,
         wait: bool = True,
         timeout: float = 600,
         on_progress: Callable[[Progress], None] | None = None,
@@ -297,8 +302,8 @@ class Client:
         The object is ``<model>/<key>`` in the input bucket; ``key`` defaults
         to the file's name (bytes need one). ``model_version`` pins a version
         (default: the latest when the file arrives). ``columns``,
-        ``drop_columns``, ``scores``, ``threshold`` and ``num_iteration`` set
-        what the output holds (``pipeline.options``; default: the model's
+        ``drop_columns``, ``scores``, ``threshold``, ``num_iteration`` and
+        ``max_bad_rows`` set what the output holds (``pipeline.options``; default: the model's
         defaults), as the object's metadata; a bad one raises ``BadOption``
         before anything is uploaded. Without ``wait`` the
         ``Submission`` can be waited for later with ``wait()``: the client
@@ -322,6 +327,7 @@ class Client:
             scores=scores,
             threshold=threshold,
             num_iteration=num_iteration,
+            max_bad_rows=max_bad_rows,
         )
         metadata = options.to_metadata()
         if model_version is not None:

@@ -97,6 +97,13 @@ def _score_options(p: argparse.ArgumentParser, scope: str) -> None:
     group.add_argument(
         "--num-iteration", type=int, help="score with the first N iterations (default: all)"
     )
+    group.add_argument(
+        "--max-bad-rows",
+        type=int,
+        metavar="N",
+        help="set aside up to N rows with unreadable values, listed in an errors CSV "
+        "(default 0: the first fails the file)",
+    )
 
 
 def _score_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -106,6 +113,7 @@ def _score_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "scores": args.scores,
         "threshold": args.threshold,
         "num_iteration": args.num_iteration,
+        "max_bad_rows": args.max_bad_rows,
     }
 
 

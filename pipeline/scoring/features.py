@@ -111,6 +111,28 @@ def check_no_outputs(
             )
 
 
+def unreadable(column: pa.Array, feature: Feature) -> tuple[npt.NDArray[np.bool_], str]:
+    """Which cells of a feature's column cannot be read, and why (the set-aside path).
+
+    A number is unreadable when it is neither missing nor a number; a
+    category when it is a nested value (an object or list); a category among
+    numeric ones when it is not a number. Found only after the fast path
+    refused the column.
+    """
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    categories = feature.categories
+    textual = categories is not None and any(isinstance(c, str | bool) for c in categories)
+    if not (_is_text(column) or pa.types.is_integer(column.type)
+            or pa.types.is_floating(column.type) or pa.types.is_boolean(column.type)):  # fmt: skip
+        return pc.is_valid(column).to_numpy(zero_copy_only=False), "not a single value"
+    if textual or not _is_text(column):
+        return np.zeros(len(column), dtype=bool), ""
+    present = ~missing_cells(column)
+    numbers = pc.is_valid(_lenient_float64(column)).to_numpy(zero_copy_only=False)
+    return present & ~numbers, "not a number"
+
+
 def feature_matrix(
     batch: pa.RecordBatch, features: Sequence[Feature], first_row: int, where: str
 ) -> npt.NDArray[np.float64]:

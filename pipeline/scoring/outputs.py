@@ -121,6 +121,9 @@ def compute(
     """The added columns for these rows, in ``outputs.schema``'s order, and the rows'
     predictions (which the quality report counts, asked for or not)."""
     options = outputs.options
+    if not len(features):  # a chunk whose every row was set aside
+        empty = [pa.array([], type=field.type) for field in outputs.schema]
+        return empty, np.empty((0, model.num_outputs))
     iterations = options.num_iteration
     kinds = options.kinds
     names = {kind.name for kind in kinds}

@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from pipeline.errors import EmptyFile, FileTooLarge
+from pipeline import naming
+from pipeline.errors import BadValue, EmptyFile, FileTooLarge
 from pipeline.messages import OutputRef, ScoreRequest
 from pipeline.options import InForce
 from pipeline.quality import Location, QualityRef
 from pipeline.scoring import features, formats, outputs, reports
+from pipeline.scoring.bad_rows import ERRORS_SUFFIX, BadRows, Cell, errors_csv
 from pipeline.scoring.codec import Chunk
 from pipeline.scoring.engine.cache import ModelCache
 from pipeline.scoring.model import LoadedModel
@@ -50,7 +52,9 @@ class Timings:
     features: float = 0.0
     predict: float = 0.0
     write: float = 0.0
-    #: Counting the quality report (inside the features and predict stages).
+    #: CPU seconds counting the quality report (inside the features and predict stages,
+    #: whose threads share the cores: their wall time would count the waits too), and
+    #: the seconds writing it.
     quality: float = 0.0
 
     def as_metrics(self) -> dict[str, float]:
@@ -107,10 +111,18 @@ def score_object(
     key = fmt.output_key(obj.key, request.job_id)
     model = models.get(request.model)
     settled: list[QualityRef] = []
+    errors: list[Location] = []
 
-    def judge(counter: QualityCounter) -> None:
+    def judge(scored: Scored) -> None:
         where = Location(bucket=settings.output_bucket, key=key)
-        settled.append(reports.settle(counter, model, request.job_id, s3, where))
+        if scored.bad.cells:
+            errors.append(write_errors(s3, where, request.job_id, scored.bad.cells))
+        started = time.perf_counter()
+        try:
+            settled.append(reports.settle(scored.quality, model, request.job_id, s3, where))
+        finally:
+            if timings is not None:
+                timings.quality += time.perf_counter() - started
 
     with MultipartWriter(s3, settings.output_bucket, key, fmt.content_type) as sink:
         scored = score_source(
@@ -131,6 +143,8 @@ def score_object(
         format=fmt.name,
         engine=model.engine,
         options=request.options,
+        bad_rows=scored.bad.rows,
+        errors=errors[0] if errors else None,
     )
     return Answer(output, settled[0])
 
@@ -147,6 +161,13 @@ class Answer:
         return self.output.rows
 
 
+def write_errors(s3: S3Client, output: Location, job_id: str, cells: list[Cell]) -> Location:
+    """The rows set aside, as ``<job>.errors.csv`` beside the output."""
+    key = naming.companion_key(output.key, job_id, ERRORS_SUFFIX)
+    s3.put_object(Bucket=output.bucket, Key=key, Body=errors_csv(cells), ContentType="text/csv")
+    return Location(bucket=output.bucket, key=key)
+
+
 def file_format(source: S3Object) -> formats.Format:
     key = source.ref.key
     return formats.by_extension(key) or formats.detect(key, source.head(_SNIFF_BYTES))
@@ -158,6 +179,7 @@ class Scored:
     #: The bytes written to the output object.
     size: int
     quality: QualityCounter
+    bad: BadRows
 
 
 class OutputSink(Protocol):
@@ -181,12 +203,13 @@ def score_source(
     header: bool = True,
     timings: Timings | None = None,
     progress: Callable[[int, int], None] | None = None,
-    before_complete: Callable[[QualityCounter], None] | None = None,
+    before_complete: Callable[[Scored], None] | None = None,
 ) -> Scored:
     """Score what ``source`` holds (a file, or one shard of it) into ``sink``, and complete it.
 
-    ``before_complete`` sees the quality counts once every row is written and
-    before the output exists; an exception there leaves no output.
+    ``before_complete`` sees the quality counts and the rows set aside once
+    every row is written and before the output exists; an exception there
+    leaves no output.
     """
     obj = source.ref
     where = f"s3://{obj.bucket}/{obj.key}"
@@ -197,15 +220,21 @@ def score_source(
 
     spent = timings or Timings()
     counter = QualityCounter(model.features, model.baseline)
+    bad = BadRows(options.max_bad_rows, where)
 
     def featurize(chunk: Chunk) -> tuple[Chunk, npt.NDArray[np.float64]]:
         started = time.perf_counter()
         features.check_no_outputs(chunk.batch, out.names, out.selection, chunk.first_row, where)
-        matrix = features.feature_matrix(chunk.batch, model.features, chunk.first_row, where)
+        try:
+            matrix = features.feature_matrix(chunk.batch, model.features, chunk.first_row, where)
+        except BadValue:
+            if not options.max_bad_rows:
+                raise
+            chunk, matrix = bad.set_aside(chunk, model.features)
         spent.features += time.perf_counter() - started
-        started = time.perf_counter()
+        started = time.thread_time()
         counter.add_features(chunk.batch, matrix)
-        spent.quality += time.perf_counter() - started
+        spent.quality += time.thread_time() - started
         return chunk, matrix
 
     def predict(item: tuple[Chunk, npt.NDArray[np.float64]]) -> Scores:
@@ -213,9 +242,9 @@ def score_source(
         chunk, matrix = item
         added, predictions = outputs.compute(out, model, matrix, settings.predict_threads)
         spent.predict += time.perf_counter() - started
-        started = time.perf_counter()
+        started = time.thread_time()
         counter.add_predictions(predictions)
-        spent.quality += time.perf_counter() - started
+        spent.quality += time.thread_time() - started
         return chunk, added
 
     rows = consumed = 0
@@ -233,9 +262,10 @@ def score_source(
     started = time.perf_counter()
     writer.close()
     spent.write += time.perf_counter() - started
+    scored = Scored(rows=rows, size=sink.bytes_written, quality=counter, bad=bad)
     if before_complete is not None:
-        before_complete(counter)
+        before_complete(scored)
     started = time.perf_counter()
     sink.complete()
     spent.write += time.perf_counter() - started
-    return Scored(rows=rows, size=sink.bytes_written, quality=counter)
+    return replace(scored, size=sink.bytes_written)

@@ -295,6 +295,7 @@ def test_output_options_at_publish_and_submit(
         "scores": ["label", "prediction"],
         "threshold": 0.4,
         "num_iteration": 10,
+        "max_bad_rows": 0,
     }
     s3 = boto3.client(
         "s3",

@@ -27,6 +27,7 @@ def test_metadata_sets_every_option_and_spaces_around_names_are_trimmed() -> Non
             "scores": "prediction,reasons:2, label",
             "threshold": "0.4",
             "num-iteration": "7",
+            "max-bad-rows": "12",
             "model-version": "3",
         }
     )
@@ -37,6 +38,7 @@ def test_metadata_sets_every_option_and_spaces_around_names_are_trimmed() -> Non
         scores=["prediction", "reasons:2", "label"],
         threshold=0.4,
         num_iteration=7,
+        max_bad_rows=12,
     )
     assert ScoreOptions.from_metadata(options.to_metadata()) == options
 
@@ -52,7 +54,12 @@ def test_a_files_options_override_the_models_key_by_key() -> None:
 
 def test_nothing_set_is_todays_output() -> None:
     assert ScoreOptions().in_force(BINARY) == InForce(
-        columns=None, drop_columns=[], scores=["prediction"], threshold=0.5, num_iteration=None
+        columns=None,
+        drop_columns=[],
+        scores=["prediction"],
+        threshold=0.5,
+        num_iteration=None,
+        max_bad_rows=0,
     )
 
 
@@ -71,6 +78,7 @@ def test_nothing_set_is_todays_output() -> None:
         ({"num-iteration": "2.5"}, "option 'num-iteration' is '2.5'"),
         ({"columns": "id,,age"}, "option 'columns': 'id,,age' has an empty column name"),
         ({"drop-columns": "a,a"}, "option 'drop-columns' names a more than once"),
+        ({"max-bad-rows": "-1"}, "option 'max-bad-rows' is '-1'; it must be a whole number"),
     ],
 )
 def test_a_bad_spelling_is_named_with_its_option_and_value(

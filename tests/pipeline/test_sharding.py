@@ -378,3 +378,37 @@ def test_a_split_file_gets_the_options_columns_exactly(
     if "reasons:2" in options["scores"]:
         top = np.argmax(contributions[:, :4], axis=1)
         assert table.column("reason_1").to_pylist() == [FEATURES[i] for i in top]
+
+
+def test_rows_set_aside_in_several_shards_are_listed_by_their_rows_in_the_file(
+    stack: LocalStack, s3: Any, binary_model: Any
+) -> None:
+    x = rows(40_000, 31)
+    bad_rows = {5, 15_000, 35_000}
+    text = csv_bytes(x).decode().splitlines()
+    for row in bad_rows:  # the data row's line is row + 2 (the header is line 1)
+        cells = text[row + 1].split(",")
+        cells[2] = "oops"  # income
+        text[row + 1] = ",".join(cells)
+    body = ("\n".join(text) + "\n").encode()
+
+    with Client.from_local(stack) as client:
+        note = client.submit(
+            body, model="churn", key=f"{unique('aside')}.csv", timeout=120, max_bad_rows=5
+        )
+
+    assert note.status == "succeeded", note.error
+    plan = Ledger(s3, stack.outputs["OutputBucketName"]).plan(note.job_id)
+    assert plan is not None
+    assert plan.count >= 3
+    assert note.output is not None
+    assert note.output.bad_rows == 3
+    assert note.output.errors is not None
+    listed = s3.get_object(Bucket=note.output.errors.bucket, Key=note.output.errors.key)["Body"]
+    assert listed.read().decode().splitlines()[1:] == [
+        f"{row + 1},income,oops,not a number" for row in sorted(bad_rows)
+    ]
+    ids, predictions = scored(s3, note)
+    kept = [i for i in range(len(x)) if i not in bad_rows]
+    assert ids == kept
+    assert np.array_equal(predictions, binary_model.predict(x[kept]))

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline.errors import QualityFailed, located
+from pipeline.errors import BadValue, QualityFailed, located
 from pipeline.messages import (
     ErrorInfo,
     Notification,
@@ -30,8 +30,10 @@ from pipeline.messages import (
 from pipeline.quality import Location, QualityRef
 from pipeline.records import ShardPlan, ShardResult
 from pipeline.scoring import formats, reports
+from pipeline.scoring.bad_rows import BadRows, Cell
 from pipeline.scoring.codec import CannotJoin
 from pipeline.scoring.quality import QualityCounter
+from pipeline.scoring.run import write_errors
 from pipeline.stores.aws import error_code, translated
 from pipeline.stores.notify import announce
 from pipeline.stores.uploads import LAST_PART, Part, Upload
@@ -94,9 +96,11 @@ def _conclude(
     else:
         ordered = [results[i] for i in range(plan.count)]
         try:
+            errors = runtime.retrying(lambda: _set_aside(request, plan, runtime, ordered, where))
             quality = runtime.retrying(lambda: _settle(request, plan, runtime, ordered))
-        except QualityFailed as exc:
+        except (QualityFailed, BadValue) as exc:
             abort(runtime, plan)
+            found = getattr(exc, "quality", None)
             return failed(
                 job_id=job,
                 input=request.input,
@@ -105,7 +109,7 @@ def _conclude(
                 received_at=request.received_at,
                 started_at=plan.created_at,
                 run=request.run,
-                quality=exc.quality if isinstance(exc.quality, QualityRef) else None,
+                quality=found if isinstance(found, QualityRef) else None,
             )
         started = time.monotonic()
         try:
@@ -123,10 +127,37 @@ def _conclude(
             format=plan.format,
             engine=ordered[0].engine,
             options=request.options,
+            bad_rows=sum(result.bad_rows for result in ordered),
+            errors=errors,
         )
         notification = succeeded(request, output, plan.created_at, quality)
     topic = runtime.settings.notification_topic_arn
     return runtime.retrying(lambda: announce(ledger, runtime.sns, topic, notification))
+
+
+def _set_aside(
+    request: ScoreRequest,
+    plan: ShardPlan,
+    runtime: WorkerRuntime,
+    ordered: list[ShardResult],
+    where: str,
+) -> Location | None:
+    """The shards' set-aside rows, counted from the file's start, as one errors CSV;
+    ``BadValue`` if together they pass the limit."""
+    cells: list[Cell] = []
+    before = 0
+    for result in ordered:
+        cells += [
+            (before + row, column, value, reason) for row, column, value, reason in result.bad_cells
+        ]
+        before += result.rows + result.bad_rows
+    if not cells:
+        return None
+    total = sum(result.bad_rows for result in ordered)
+    if total > request.options.max_bad_rows:
+        raise BadRows(request.options.max_bad_rows, where).too_many(total, cells)
+    output = Location(bucket=runtime.settings.output_bucket, key=plan.output_key)
+    return write_errors(runtime.s3, output, request.job_id, cells)
 
 
 def _settle(

@@ -78,7 +78,7 @@ def conclude(plan: ShardPlan, results: dict[int, ShardResult], where: str) -> Ve
                 ),
             )
         quotes += result.quotes
-        rows += result.rows
+        rows += result.rows + result.bad_rows
         lines += result.lines
     return Verdict(kind="succeeded", rows=rows)
 

@@ -201,6 +201,8 @@ def _score(
         quotes=records.quotes if records else 0,
         engine=model.engine,
         quality=scored.quality.state(),
+        bad_rows=scored.bad.rows,
+        bad_cells=scored.bad.cells,
     )
 
 

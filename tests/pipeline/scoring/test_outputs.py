@@ -88,6 +88,7 @@ def test_every_kind_comes_out_exact_in_the_order_asked(
         "scores": kinds.split(","),
         "threshold": 0.3,
         "num_iteration": None,
+        "max_bad_rows": 0,
     }
     prediction = binary_model.predict(x)
     assert np.max(np.abs(column(table, "prediction") - prediction)) <= 1e-12
