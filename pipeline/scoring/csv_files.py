@@ -54,9 +54,11 @@ class CsvReader:
         batch_rows: int,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
-        names, source, header_bytes = _read_header(stream, where, max_line_bytes)
+        names, source, header_bytes, line = _read_header(stream, where, max_line_bytes)
         self._watch = _QuoteWatch(source, skip=header_bytes, max_line_bytes=max_line_bytes)
         self.columns: list[str] = names
+        #: The header line as the file spelled it (no BOM, no line end): written back so.
+        self.header_line = line
         self._where, self._batch_rows = where, batch_rows
         self._invalid: list[pa_csv.InvalidRow] = []
         # Arrow needs every line within one block: a block at least as long as
@@ -233,15 +235,30 @@ class _CsvFileWriter:
         schema: pa.Schema,
         header: bool,
         reader: CsvReader,
+        *,
+        added: Sequence[str] = (),
         texts: Sequence[int] = (),
     ) -> None:
         self._out, self._schema, self._reader = out, schema, reader
         #: Added text columns (reason codes: feature names), which may need quotes
         #: the input never had.
         self._texts = texts
+        self._added = list(added)
         self._writers: list[pa_csv.CSVWriter] = []
         self._quoted = True
-        self._switch(header=header)  # the header goes out even when no row follows
+        if header:  # as the input spelled it (Arrow's writer quotes every name)
+            self._out.write(self._header())
+        self._switch()  # the header goes out even when no row follows
+
+    def _header(self) -> bytes:
+        names = self._schema.names
+        carried = names[: len(names) - len(self._added)]
+        if carried == list(self._reader.columns):
+            kept = self._reader.header_line
+        else:
+            kept = _csv_line(carried)
+        added = _csv_line(self._added)
+        return (kept + b"," + added if kept else added) + b"\n"
 
     def _needs_quotes(self, batch: pa.RecordBatch | None = None) -> bool:
         if self._reader.quotes_seen:
@@ -252,16 +269,16 @@ class _CsvFileWriter:
             pc.any(pc.match_substring_regex(text, _QUOTED.pattern)).as_py() for text in texts
         )
 
-    def _switch(self, *, header: bool) -> None:
+    def _switch(self) -> None:
         self._quoted = self._needs_quotes()
         options = pa_csv.WriteOptions(
-            include_header=header, quoting_style="needed" if self._quoted else "none"
+            include_header=False, quoting_style="needed" if self._quoted else "none"
         )
         self._writers.append(pa_csv.CSVWriter(self._out, self._schema, write_options=options))
 
     def write_batch(self, batch: pa.RecordBatch) -> None:
         if not self._quoted and self._needs_quotes(batch):
-            self._switch(header=False)
+            self._switch()
         self._writers[-1].write_batch(batch)
 
     def close(self) -> None:
@@ -288,10 +305,18 @@ def peek_first_line(
             raise line_too_long(where, 1, max_line_bytes)
 
 
+def _csv_line(names: Sequence[str]) -> bytes:
+    """Names joined as CSV, each quoted only if it must be."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(names)
+    return out.getvalue().encode()
+
+
 def _read_header(
     stream: ByteSource, where: str, max_line_bytes: int
-) -> tuple[list[str], Prefixed, int]:
-    """The column names, the whole stream again, and the header line's length in bytes."""
+) -> tuple[list[str], Prefixed, int, bytes]:
+    """The column names, the whole stream again, the header line's length in bytes, and
+    the line itself as spelled (no BOM, no line end)."""
     head = peek_first_line(stream, where, max_line_bytes)
     if not head.strip():
         raise EmptyFile(f"{where} is empty: a CSV file needs at least a header row")
@@ -314,7 +339,8 @@ def _read_header(
         )
     if any(not n for n in names):
         raise SchemaMismatch(f"{where}: the header has an empty column name")
-    return names, Prefixed(head, stream), len(first_line) + 1
+    line = first_line.rstrip(b"\r").removeprefix(b"\xef\xbb\xbf")
+    return names, Prefixed(head, stream), len(first_line) + 1, line
 
 
 class _Codec:
@@ -352,7 +378,7 @@ class _Codec:
         ]
 
         def open_writer(out: pa.NativeFile, schema: pa.Schema) -> _CsvFileWriter:
-            return _CsvFileWriter(out, schema, header, reader, texts)
+            return _CsvFileWriter(out, schema, header, reader, added=added.names, texts=texts)
 
         return ArrowBatchWriter(sink, compression, schema, open_writer)
 

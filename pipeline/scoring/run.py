@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -112,17 +113,23 @@ def score_object(
     model = models.get(request.model)
     settled: list[QualityRef] = []
     errors: list[Location] = []
+    writing: list[Future[object]] = []
 
     def judge(scored: Scored) -> None:
+        """Before the output completes: the policy, and the report written beside it."""
         where = Location(bucket=settings.output_bucket, key=key)
         if scored.bad.cells:
             errors.append(write_errors(s3, where, request.job_id, scored.bad.cells))
         started = time.perf_counter()
-        try:
-            settled.append(reports.settle(scored.quality, model, request.job_id, s3, where))
-        finally:
-            if timings is not None:
-                timings.quality += time.perf_counter() - started
+        judged = reports.judge(scored.quality, model, request.job_id, where)
+        writing.extend(reports.write(s3, judged))
+        if timings is not None:
+            timings.quality += time.perf_counter() - started
+        if judged.broken:
+            for put in writing:  # a failed file's report is there before it is answered
+                put.result()
+        reports.enforce(judged, model)
+        settled.append(judged.ref)
 
     with MultipartWriter(s3, settings.output_bucket, key, fmt.content_type) as sink:
         scored = score_source(
@@ -136,6 +143,8 @@ def score_object(
             progress=progress,
             before_complete=judge,
         )
+    for put in writing:
+        put.result()
     output = OutputRef(
         bucket=settings.output_bucket,
         key=key,

@@ -11,6 +11,7 @@ Layout, in the output bucket under a prefix no model name can take
 (model names start with a letter or digit)::
 
     _jobs/<job_id>/outcome.json       the Notification announced for the job
+    _jobs/<job_id>/run.json           which task message is scoring the file, since when
     _jobs/<job_id>/last-error.json    the last non-input error, for the dead-letter handler
     _jobs/<job_id>/retried.json       written once when a failed job is retried (its next run)
     _jobs/<job_id>/dead-letter.json   the task message that reached the dead-letter queue
@@ -34,6 +35,7 @@ import contextlib
 import itertools
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -170,6 +172,33 @@ class Ledger:
     def shard_results(self, job_id: str) -> dict[int, ShardResult]:
         results = map(ShardResult.model_validate_json, self._all(f"{PREFIX}{job_id}/shards/0"))
         return {result.index: result for result in results}
+
+    def claim_run(self, job_id: str, message_id: str, stale_seconds: float) -> str | None:
+        """Take the file's run for this task message; None if taken, else who holds it.
+
+        A duplicate message (a second event for one upload, SQS delivering twice)
+        finds the run held and is acknowledged instead of scoring the file again.
+        The same message delivered again (its worker died or failed) takes the run
+        back, and so does any message once the holder is older than
+        ``stale_seconds`` (a run never outlives the job time limit).
+        """
+        key = f"{PREFIX}{job_id}/run.json"
+        mine = json.dumps({"message": message_id, "at": utc_now().isoformat()}).encode()
+        if self._put_once(key, mine):
+            return None
+        data = self._get(key)
+        if data is not None:
+            held = json.loads(data)
+            age = (utc_now() - datetime.fromisoformat(held["at"])).total_seconds()
+            if held.get("message") != message_id and age < stale_seconds:
+                return f"task message {held.get('message')} since {age:.1f} s"
+        self._s3.put_object(Bucket=self.bucket, Key=key, Body=mine)
+        return None
+
+    def release_run(self, job_id: str) -> None:
+        """Let the file's next task message run it (a split file sent to run whole)."""
+        with contextlib.suppress(ClientError, BotoCoreError):
+            self._s3.delete_object(Bucket=self.bucket, Key=f"{PREFIX}{job_id}/run.json")
 
     def claim_finish(self, job_id: str, shard: int) -> bool:
         """Whether this shard finishes the file: the first to ask does, and so does its rerun."""

@@ -34,6 +34,8 @@ class Delivery:
     receipt_handle: str
     #: 1 for the first delivery of the message, 2 for the second, ...
     receive_count: int
+    #: SQS's id of the message: the same on every delivery of it.
+    message_id: str = ""
 
     @classmethod
     def from_properties(cls, properties: dict[str, Any] | None) -> Delivery | None:
@@ -43,7 +45,9 @@ class Delivery:
         if not message.get("ReceiptHandle") or not info.get("sqs_queue"):
             return None
         count = message.get("Attributes", {}).get("ApproximateReceiveCount", "1")
-        return cls(info["sqs_queue"], message["ReceiptHandle"], int(count))
+        return cls(
+            info["sqs_queue"], message["ReceiptHandle"], int(count), message.get("MessageId", "")
+        )
 
     def set_visibility(self, sqs: SQSClient, seconds: int) -> bool:
         try:

@@ -143,6 +143,7 @@ def _answer(
     settings = runtime.settings
     topic = settings.notification_topic_arn
     prefetch = _prefetch(request, runtime, delivery)
+    claim = _claim(request, runtime, delivery)  # beside the outcome lookup: one round trip
     settled = runtime.retrying(lambda: runtime.ledger.outcome(request.job_id))
     if settled is not None:
         if request.shard is not None:
@@ -154,6 +155,10 @@ def _answer(
         runtime.retrying(lambda: publish(runtime.sns, topic, settled))
         return settled
     plan = None
+    holder = claim.result() if claim is not None else None
+    if holder is not None:
+        log.info("running already (%s): this duplicate delivery is acknowledged", holder)
+        return None
     if request.shard is None:
         plan = runtime.retrying(lambda: planning.plan_for(request, runtime))
         if plan is not None:
@@ -196,6 +201,29 @@ def _answer(
         if isinstance(exc, QualityFailed):
             notification = notification.model_copy(update={"quality": exc.quality})
     return runtime.retrying(lambda: announce(runtime.ledger, runtime.sns, topic, notification))
+
+
+def _claim(
+    request: ScoreRequest, runtime: WorkerRuntime, delivery: Delivery | None
+) -> Future[str | None] | None:
+    """The file's run claimed for this task message, in the background (``claim_run``).
+
+    Files up to ``PREFETCH_BYTES`` are not claimed: one upload of such a file
+    sends one event, a duplicate delivery of it is rare and costs little work
+    (the ledger still keeps one outcome), and on the emulator, which serves
+    one request at a time, the claim would cost every small file a round trip.
+    """
+    if request.shard is not None or delivery is None or not delivery.message_id:
+        return None
+    if request.input.size <= PREFETCH_BYTES:
+        return None
+    settings = runtime.settings
+    limit = settings.job_timeout_seconds or 86_400.0  # 0: no limit; a day is stale anyway
+    stale = limit + settings.task_visibility_seconds
+    message = delivery.message_id
+    return runtime.beside.submit(
+        lambda: runtime.retrying(lambda: runtime.ledger.claim_run(request.job_id, message, stale))
+    )
 
 
 #: Files up to this size (that run whole, not split) are read while the ledger

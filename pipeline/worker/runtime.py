@@ -44,6 +44,10 @@ class WorkerRuntime:
     prefetcher: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="prefetch")
     )
+    #: Ledger requests made beside others on a small file's path (the run's claim).
+    beside: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="beside")
+    )
 
     @classmethod
     def create(cls, settings: Settings) -> WorkerRuntime:

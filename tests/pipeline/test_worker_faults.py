@@ -290,3 +290,46 @@ def test_a_stuck_file_fails_with_timeout(
     assert f"{key} was still running after 2 s" in note.error.message
     assert note.started_at is not None
     assert (note.finished_at - note.started_at).total_seconds() < 10
+
+
+def test_a_duplicate_delivery_while_the_file_runs_is_acknowledged_not_run_again(
+    local_stack: StackFactory, binary_model: Any, s3: Any, sqs: Any
+) -> None:
+    """A second event for one upload (the emulator sends two for a multipart upload; SQS may
+    deliver twice): two idle workers, and the file is still scored once."""
+    from datetime import UTC, datetime
+
+    from pipeline.client.api import Client
+    from pipeline.client.log_reader import local_lines
+    from pipeline.events import ObjectCreated
+    from pipeline.functions.intake import IntakeRuntime, accept
+    from pipeline.messages import ObjectRef
+
+    stack = with_model(local_stack(workers=2), s3, binary_model)
+    client = Client.from_local(stack)
+    key = f"churn/{unique('twice')}.csv"
+    body = b"age,income,score,balance\n" + b"0.5,1.5,2.5,3.5\n" * 600_000
+    etag = s3.put_object(Bucket=stack.outputs["InputBucketName"], Key=key, Body=body)["ETag"]
+    obj = ObjectRef(
+        bucket=stack.outputs["InputBucketName"], key=key, etag=etag.strip('"'), size=len(body)
+    )
+    runtime = IntakeRuntime.of(client.settings, client.s3, client.sns, client.sqs)
+    request = accept(ObjectCreated(event_name="ObjectCreated:Put", event_time=datetime.now(UTC),
+                                   object=obj), runtime)  # fmt: skip
+    assert request is not None
+
+    notes = notifications_for(sqs, stack, key, settle_seconds=20)
+    lines = [
+        line for line in local_lines(Path(stack.outputs["LogsFolder"]))
+        if line.get("job_id") == request.job_id
+    ]  # fmt: skip
+
+    assert {n.status for n in notes} == {"succeeded"}
+    assert {n.model_dump_json() for n in notes} == {notes[0].model_dump_json()}
+    scored = [line for line in lines if line["message"].startswith("scoring s3://")]
+    acknowledged = [
+        line for line in lines if "duplicate delivery is acknowledged" in line["message"]
+    ]
+    assert len(scored) == 1, [line["message"] for line in lines]
+    assert len(acknowledged) == 1
+    assert drained(sqs, stack.outputs["TaskQueueUrl"])

@@ -186,6 +186,7 @@ def _run_whole(
 ) -> None:
     log.warning("s3://%s/%s: %s", request.input.bucket, request.input.key, reason)
     runtime.ledger.mark_unsplit(request.job_id)
+    runtime.ledger.release_run(request.job_id)
     send(runtime, request, None)
     abort(runtime, plan)
     clean_up(runtime, request.job_id, results.values())

@@ -159,7 +159,7 @@ def test_csv_chunks_are_numbered_by_data_row() -> None:
 def test_gzip_csv_round_trips_gzipped() -> None:
     out = roundtrip("csv.gz", gzip.compress(b"id,x\n007,1\n008,2\n009,3\n"))
     assert gzip.decompress(out).decode().splitlines() == [
-        '"id","x","prediction"',
+        "id,x,prediction",
         "007,1,1.5",
         "008,2,2.5",
         "009,3,3.5",
@@ -191,12 +191,17 @@ def test_csv_rows_go_out_as_they_came_until_a_quote_is_seen_then_quoted(
     assert [row[:3] for row in csv.reader(lines)] == list(csv.reader(plain + later))
 
 
-def test_a_quoted_header_does_not_quote_the_rows() -> None:
-    """Arrow's writer (and so our own outputs) quote header names: rows say what rows need."""
+def test_the_header_goes_out_as_it_came_and_a_quoted_one_does_not_quote_the_rows() -> None:
+    """The header is written as the input spelled it (Arrow's writer would quote every
+    name); the added names are quoted only where they must be."""
     assert roundtrip("csv", b'"id","x"\n007,1\n').decode().splitlines() == [
-        '"id","x","prediction"',
+        '"id","x",prediction',
         "007,1,1.5",
     ]
+    assert roundtrip("csv", b"\xef\xbb\xbfid,x\r\n007,1\r\n").decode().splitlines()[0] == (
+        "id,x,prediction"
+    )
+    assert roundtrip("csv", b"id,x\n007,1\n", ("a,b",)).decode().splitlines()[0] == 'id,x,"a,b"'
     assert roundtrip("csv", b'id,x\n007,"1"\n').decode().splitlines()[1] == '"007","1",1.5'
 
 
@@ -204,7 +209,7 @@ def test_a_header_only_csv_has_columns_and_no_rows() -> None:
     reader, chunks = read("csv", b"a,b\n")
     assert reader.columns == ["a", "b"]
     assert chunks == []
-    assert roundtrip("csv", b"a,b\n").decode().splitlines() == ['"a","b","prediction"']
+    assert roundtrip("csv", b"a,b\n").decode().splitlines() == ["a,b,prediction"]
 
 
 def test_an_empty_csv_is_refused() -> None:
