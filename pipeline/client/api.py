@@ -15,6 +15,7 @@ a client never takes anything from it.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import math
@@ -33,9 +34,17 @@ from pipeline import naming
 from pipeline.client.consumer import Subscription
 from pipeline.client.retries import retry
 from pipeline.client.status import Status, deployed_status, local_status
+from pipeline.errors import UnknownModel
 from pipeline.functions import task_messages
 from pipeline.functions.intake import MODEL_VERSION_METADATA, IntakeRuntime
-from pipeline.messages import CompileRequest, Notification, Progress, ScoreRequest
+from pipeline.messages import (
+    CompileRequest,
+    Notification,
+    ObjectRef,
+    OutputRef,
+    Progress,
+    ScoreRequest,
+)
 from pipeline.options import ScoreOptions
 from pipeline.quality import QualityPolicy, QualityReport
 from pipeline.settings import Settings
@@ -253,6 +262,7 @@ class Client:
         threshold: float | None = None,
         num_iteration: int | None = None,
         max_bad_rows: int | None = None,
+        force: bool = False,
         wait: Literal[True] = True,
         timeout: float = 600,
         on_progress: Callable[[Progress], None] | None = None,
@@ -273,6 +283,7 @@ class Client:
         threshold: float | None = None,
         num_iteration: int | None = None,
         max_bad_rows: int | None = None,
+        force: bool = False,
         wait: Literal[False],
         timeout: float = 600,
         on_progress: Callable[[Progress], None] | None = None,
@@ -292,6 +303,7 @@ class Client:
         threshold: float | None = None,
         num_iteration: int | None = None,
         max_bad_rows: int | None = None,
+        force: bool = False,
         wait: bool = True,
         timeout: float = 600,
         on_progress: Callable[[Progress], None] | None = None,
@@ -305,7 +317,9 @@ class Client:
         ``drop_columns``, ``scores``, ``threshold``, ``num_iteration`` and
         ``max_bad_rows`` set what the output holds (``pipeline.options``; default: the model's
         defaults), as the object's metadata; a bad one raises ``BadOption``
-        before anything is uploaded. Without ``wait`` the
+        before anything is uploaded. So does a model that is not published
+        (``UnknownModel``, naming the nearest published name), unless ``force``:
+        for a model about to be published. Without ``wait`` the
         ``Submission`` can be waited for later with ``wait()``: the client
         listens from before the upload, so no answer is missed.
         ``on_progress`` sees a long file's progress while waiting; ``on_upload``
@@ -313,12 +327,20 @@ class Client:
         """
         data = file if isinstance(file, bytes) else b""
         path = None if isinstance(file, bytes) else Path(os.fspath(file))
+        if path is not None and path.is_dir():
+            raise IsADirectoryError(f"{path} is a directory: submit one file at a time")
         if path is not None and not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")
         if key is None:
             if path is None:
                 raise ValueError("give key= when submitting bytes")
             key = path.name
+        if not naming.MODEL_NAME.match(model):
+            lower = model.lower()
+            hint = f"; did you mean {lower!r}?" if naming.MODEL_NAME.match(lower) else ""
+            raise UnknownModel(f"{model!r} is not a model name ({naming.MODEL_NAME_RULE}){hint}")
+        if not force:
+            self._check_published(model)
         object_key = f"{model}/{key}"
         naming.model_name_for(object_key)
         options = ScoreOptions.of(
@@ -348,6 +370,33 @@ class Client:
         if not wait:
             return submission
         return self.wait(submission, timeout, on_progress)
+
+    def job_of(self, submission: Submission, model_version: int | None = None) -> str | None:
+        """The job id a submitted file gets: its model's version as the intake picks it
+        now (``model_version``, else the latest); None while the model has no version."""
+        name = naming.model_name_for(submission.key)
+        try:
+            ref = self.models.resolve(name, model_version)
+        except UnknownModel:
+            return None
+        obj = ObjectRef(bucket=submission.bucket, key=submission.key, etag=submission.etag, size=0)
+        return naming.job_id(obj, ref)
+
+    def _check_published(self, model: str) -> None:
+        """``UnknownModel`` for a model with no version, naming what is published."""
+        if self.models.versions(model):
+            return
+        published = self.models.names()
+        nearest = difflib.get_close_matches(model, published, n=1, cutoff=0.6)
+        if not nearest:
+            nearest = [n for n in published if n.lower() == model.lower()]
+        hint = f"; did you mean {nearest[0]!r}?" if nearest else ""
+        listed = ", ".join(published[:20]) if published else "none yet"
+        raise UnknownModel(
+            f"no model named {model!r} is published (published: {listed}){hint} "
+            "Publish it with 'pipeline model publish FILE --name NAME', or upload anyway "
+            "with --force (force=True) if it is about to be published"
+        )
 
     def wait(
         self,
@@ -424,12 +473,38 @@ class Client:
 
         return arriving()
 
-    def report(self, job_id: str) -> QualityReport:
-        """A scored file's quality report, by its job id; ``LookupError`` says why there
-        is none."""
+    def get(self, job_id: str, destination: str | os.PathLike[str] = ".") -> Path:
+        """Download a succeeded job's scored file to ``destination`` (a file, or a folder to
+        put it in under its own name), streamed; ``LookupError`` says why there is none."""
+        where = self._output(job_id)
+        path = Path(os.fspath(destination))
+        if path.is_dir():
+            path = path / where.key.rsplit("/", 1)[-1]
+        self.s3.download_file(where.bucket, where.key, str(path))
+        return path
+
+    def read_output(self, job_id: str) -> bytes:
+        """A succeeded job's scored file, as bytes (a small one: ``get`` streams to disk)."""
+        where = self._output(job_id)
+        return self.s3.get_object(Bucket=where.bucket, Key=where.key)["Body"].read()
+
+    def _outcome(self, job_id: str) -> Notification:
         outcome = self.ledger.outcome(job_id)
         if outcome is None:
             raise LookupError(f"job {job_id} has no outcome yet (running, or not a job id)")
+        return outcome
+
+    def _output(self, job_id: str) -> OutputRef:
+        outcome = self._outcome(job_id)
+        if outcome.output is None:
+            code = outcome.error.code if outcome.error else outcome.status
+            raise LookupError(f"job {job_id} has no output: it {outcome.status} ({code})")
+        return outcome.output
+
+    def report(self, job_id: str) -> QualityReport:
+        """A scored file's quality report, by its job id; ``LookupError`` says why there
+        is none."""
+        outcome = self._outcome(job_id)
         if outcome.quality is None:
             code = outcome.error.code if outcome.error else outcome.status
             raise LookupError(f"job {job_id} has no quality report: it was not scored ({code})")

@@ -20,9 +20,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from botocore.exceptions import EndpointConnectionError
+
 from pipeline import naming
 from pipeline.client.api import StackNotFound
-from pipeline.errors import InputError
+from pipeline.errors import InputError, UnknownModel
 from pipeline.messages import Notification, utc_now
 from pipeline.scaling import Policy
 from pipeline.stores.model_store import EngineRecord, ModelVersion
@@ -45,6 +47,16 @@ def main(argv: list[str] | None = None) -> int:
         result: int = args.run(args)
     except (CliError, InputError, StackNotFound) as exc:
         print(f"pipeline: {exc}", file=sys.stderr)
+        return 2
+    except EndpointConnectionError as exc:
+        where = (
+            getattr(args, "connected_to", None) or f"the stack at {exc.kwargs.get('endpoint_url')}"
+        )
+        print(
+            f"pipeline: {where} does not answer: has 'pipeline dev' stopped? Start it again "
+            "with 'pipeline dev' (a local stack's data lives only while it runs)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130
@@ -115,6 +127,31 @@ def _score_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "num_iteration": args.num_iteration,
         "max_bad_rows": args.max_bad_rows,
     }
+
+
+def _submit_command(command: Any) -> None:
+    p = command("submit", "upload a file to be scored by a model", _submit)
+    p.add_argument(
+        "file", type=Path, help="the file to score: CSV, Parquet or JSON lines (.gz too)"
+    )
+    p.add_argument("--model", required=True, help="the model's name")
+    p.add_argument("--key", help="the key under the model's prefix (default: the file's name)")
+    p.add_argument("--model-version", type=int, help="pin a model version (default: latest)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="upload even if the model is not published yet (it fails unless it is by then)",
+    )
+    p.add_argument("--wait", action="store_true", help="wait for the notification and print it")
+    p.add_argument("--timeout", type=float, default=600, help="seconds --wait waits (600)")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="with --wait: write the scored file to PATH (a file or a folder)",
+    )
+    _score_options(p, "set as the file's metadata; default: the model's defaults")
+    outputs_option(p)
 
 
 def _model_commands(sub: Any) -> None:
@@ -198,15 +235,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _model_commands(sub)
 
-    p = command("submit", "upload a file to be scored by a model", _submit)
-    p.add_argument("file", type=Path)
-    p.add_argument("--model", required=True, help="the model's name")
-    p.add_argument("--key", help="the key under the model's prefix (default: the file's name)")
-    p.add_argument("--model-version", type=int, help="pin a model version (default: latest)")
-    p.add_argument("--wait", action="store_true", help="wait for the notification and print it")
-    p.add_argument("--timeout", type=float, default=600, help="seconds --wait waits (600)")
-    _score_options(p, "set as the file's metadata; default: the model's defaults")
-    outputs_option(p)
+    _submit_command(command)
 
     p = command("retry", "run failed files again, once what failed them is fixed", _retry)
     p.add_argument("job_ids", nargs="*", metavar="JOB_ID", help="failed jobs to run again")
@@ -218,9 +247,20 @@ def _parser() -> argparse.ArgumentParser:
     outputs_option(p)
 
     p = command("logs", "one job's log lines from every process, in time order", _logs)
-    p.add_argument("job_id", metavar="JOB_ID")
+    p.add_argument("job_id", metavar="JOB_ID", help="the job's id, as its notification gives it")
     p.add_argument("--follow", action="store_true", help="keep printing until the job ends")
     p.add_argument("--json", action="store_true", help="print the JSON lines as they are")
+    outputs_option(p)
+
+    p = command("get", "a succeeded job's scored file, into a file or to stdout", _get)
+    p.add_argument("job_id", metavar="JOB_ID", help="the job's id, as its notification gives it")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        default=".",
+        help="a file, a folder (default: here, under the output's own name), or - for stdout",
+    )
     outputs_option(p)
 
     p = command("report", "a scored file's quality report, as a table", _report)
@@ -256,10 +296,20 @@ def connect(args: argparse.Namespace) -> Client:
             stack = samconfig_stack(Path("samconfig.toml"))
             if not path.exists() and stack is not None:
                 args.stack = stack  # the commands that read a deployed stack differently see it
-                return Client.from_stack(stack, profile=profile, region=region)
-        return Client.from_file(path)
+                try:
+                    return Client.from_stack(stack, profile=profile, region=region)
+                except StackNotFound as exc:
+                    raise CliError(
+                        f"no local stack was found ({DEFAULT_OUTPUTS} does not exist: is "
+                        "'pipeline dev' running here?), so the deployed stack named in "
+                        f"samconfig.toml, {stack!r}, was tried: {exc}"
+                    ) from exc
+        client = Client.from_file(path)
     except StackNotFound as exc:
         raise CliError(str(exc)) from exc
+    endpoint = client.outputs.get("EndpointUrl", "")
+    args.connected_to = f"the local stack of {path} ({endpoint})"
+    return client
 
 
 def samconfig_stack(path: Path) -> str | None:
@@ -284,6 +334,7 @@ def _dev(args: argparse.Namespace) -> int:
     from pipeline.settings import own_variables  # noqa: PLC0415
 
     stop = threading.Event()
+    _refuse_a_running_stack(args.outputs)
     if not 0 <= args.min_workers <= args.max_workers or args.max_workers < 1:
         raise CliError("need 0 <= --min-workers <= --max-workers and --max-workers >= 1")
     policy = Policy(
@@ -325,6 +376,30 @@ def _dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_a_running_stack(outputs: Path) -> None:
+    """A second ``pipeline dev`` would overwrite, then delete, a running stack's outputs."""
+    import socket  # noqa: PLC0415
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    try:
+        running = json.loads(outputs.read_text())
+        endpoint = str(running["EndpointUrl"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    url = urlsplit(endpoint)
+    try:
+        with socket.create_connection((url.hostname or "127.0.0.1", url.port or 80), 1.0):
+            pass
+    except OSError:
+        print(f"pipeline: replacing {outputs}: its stack ({endpoint}) no longer answers")
+        return
+    raise CliError(
+        f"{outputs} belongs to a running stack, {running.get('StackName', '?')!r} at "
+        f"{endpoint}: stop that 'pipeline dev' first (Ctrl-C in its terminal), or start "
+        "this one with --outputs OTHER_FILE"
+    )
+
+
 def _demo(args: argparse.Namespace) -> int:
     from pipeline.client import demo  # noqa: PLC0415
     from pipeline.client.api import Client, NotificationTimeout  # noqa: PLC0415
@@ -356,13 +431,15 @@ def _demo(args: argparse.Namespace) -> int:
         if notification.output is None:
             return 1
         output = notification.output
-        body = client.s3.get_object(Bucket=output.bucket, Key=output.key)
-        head = body["Body"].read(4096).decode().splitlines()[:6]
+        saved = Path(output.key.rsplit("/", 1)[-1]).resolve()
+        client.get(notification.job_id, saved)
+        head = saved.read_bytes()[:4096].decode().splitlines()[:6]
         print(
-            f"\nFirst rows of s3://{output.bucket}/{output.key} (model churn v{version.version}):"
+            f"\nFirst rows of s3://{output.bucket}/{output.key} (model churn v{version.version}),"
+            f" saved as {saved}:"
         )
         print("\n".join(head))
-    print("\nStopped: no process left behind.")
+    print(f"\nStopped: no process left behind. The scored file is {saved}.")
     return 0
 
 
@@ -401,7 +478,13 @@ def _model_publish(args: argparse.Namespace) -> int:
         )
     except (FileNotFoundError, ValueError) as exc:
         raise CliError(str(exc)) from exc
-    print(version.version)
+    info = version.info
+    baseline = ", with a baseline" if version.baseline else ""
+    print(
+        f"published {version.name} version {version.version}: {info.objective}, "
+        f"{len(info.feature_names)} features, {info.num_trees} trees{baseline}; scored with "
+        "LightGBM until its compiled engine is checked ('pipeline model list' shows it)"
+    )
     return 0
 
 
@@ -444,6 +527,9 @@ def _retry(args: argparse.Namespace) -> int:
 def _model_list(args: argparse.Namespace) -> int:
     store = connect(args).models
     names = [args.name] if args.name else store.names()
+    if args.name and not store.versions(args.name):
+        published = ", ".join(store.names()) or "none yet"
+        raise CliError(f"no model named {args.name!r} is published (published: {published})")
     if args.json:
         listed = [
             {
@@ -490,6 +576,7 @@ def _submit(args: argparse.Namespace) -> int:
 
         size = args.file.stat().st_size if args.file.is_file() else 0
         bar = tqdm(total=size, unit="B", unit_scale=True, desc=f"uploading {args.file.name}")
+    from pipeline.client.api import NotificationTimeout  # noqa: PLC0415
     from pipeline.client.status import ProgressPrinter  # noqa: PLC0415
 
     printer = ProgressPrinter(bar=sys.stderr.isatty())
@@ -501,6 +588,7 @@ def _submit(args: argparse.Namespace) -> int:
                 key=args.key,
                 model_version=args.model_version,
                 wait=False,
+                force=args.force,
                 **_score_kwargs(args),
                 on_upload=bar.update if bar is not None else None,
             )
@@ -508,15 +596,45 @@ def _submit(args: argparse.Namespace) -> int:
                 bar.close()
             print(f"uploaded s3://{submission.bucket}/{submission.key} (ETag {submission.etag})",
                   file=sys.stderr)  # fmt: skip
+            job = client.job_of(submission, args.model_version)
+            follow = (
+                f"job {job}: follow it with 'pipeline logs {job} --follow' or 'pipeline status'"
+                if job
+                else "its job id is set when its model is published: see 'pipeline status'"
+            )
+            print(follow, file=sys.stderr)
             if not args.wait:
                 return 0
-            notification = client.wait(submission, args.timeout, on_progress=printer)
-    except (FileNotFoundError, TimeoutError) as exc:
+            try:
+                notification = client.wait(submission, args.timeout, on_progress=printer)
+            except NotificationTimeout as exc:
+                raise CliError(
+                    f"no answer within {args.timeout:g} s (the file may still be running); {follow}"
+                ) from exc
+    except UnknownModel as exc:
+        raise CliError(f"--model {args.model}: {exc}") from exc
+    except (FileNotFoundError, IsADirectoryError, TimeoutError) as exc:
         raise CliError(str(exc)) from exc
     finally:
         printer.finish()
     print(notification.model_dump_json(indent=2))
+    if args.output and notification.status == "succeeded":
+        path = client.get(notification.job_id, args.output)
+        print(f"wrote {path}", file=sys.stderr)
     return 0 if notification.status == "succeeded" else 1
+
+
+def _get(args: argparse.Namespace) -> int:
+    client = connect(args)
+    try:
+        if args.output == "-":
+            sys.stdout.buffer.write(client.read_output(args.job_id))
+            return 0
+        path = client.get(args.job_id, args.output)
+    except LookupError as exc:
+        raise CliError(str(exc.args[0])) from exc
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -181,8 +181,8 @@ def render(status: Status, bars: bool = False) -> str:
             f"{note.output.rows} rows" if note.output else (note.error.code if note.error else "")
         )
         lines.append(
-            f"  {note.finished_at:%Y-%m-%d %H:%M:%S}  {note.status:<9} {detail:<16} "
-            f"{_speed(note):<28} {where}"
+            f"  {note.finished_at:%Y-%m-%d %H:%M:%S}  {note.job_id}  {note.status:<9} "
+            f"{detail:<16} {_speed(note):<28} {where}"
         )
     if not status.recent:
         lines.append("  (none yet)")

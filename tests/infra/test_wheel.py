@@ -68,3 +68,7 @@ def test_a_fresh_environment_with_the_wheel_runs_the_demo(wheel: Path, tmp_path:
     assert where.startswith(site), where
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert '"status": "succeeded"' in demo.stdout
+    saved = [p for p in tmp_path.glob("*.csv")]
+    assert len(saved) == 1, "the demo leaves its scored file where it ran"
+    assert f"The scored file is {saved[0]}." in demo.stdout
+    assert saved[0].read_text().splitlines()[0].endswith(",prediction")

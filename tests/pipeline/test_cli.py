@@ -26,6 +26,17 @@ def run(*args: str, check: bool = True, timeout: float = 120) -> subprocess.Comp
     )
 
 
+def emulator_s3(stack: Any) -> Any:
+    """An S3 client of a local stack's emulator, as any AWS tool would make one."""
+    return boto3.client(
+        "s3",
+        endpoint_url=stack.outputs["EndpointUrl"],
+        region_name=stack.outputs["Region"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
 def children_of(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -107,7 +118,7 @@ def test_dev_submit_watch_and_a_clean_stop(dev: Any, tmp_path: Path, binary_mode
         time.sleep(0.2)
         status = run("status", "--outputs", str(outputs)).stdout
 
-    assert published.stdout.strip() == "1"
+    assert published.stdout.startswith("published churn version 1: binary, 4 features, 25 trees;")
     assert listed.stdout.startswith("churn\tv1\t")
     note = json.loads(waited.stdout)
     assert note["status"] == "succeeded"
@@ -233,6 +244,11 @@ def test_with_no_local_stack_the_stack_comes_from_samconfig(tmp_path: Path) -> N
 
     assert result.returncode == 2
     assert "cannot read stack 'my-scoring'" in result.stderr
+    assert result.stderr.startswith(
+        "pipeline: no local stack was found (.pipeline/outputs.json does not exist: is "
+        "'pipeline dev' running here?), so the deployed stack named in samconfig.toml, "
+        "'my-scoring', was tried: "
+    )
 
 
 def test_an_unknown_profile_is_said_plainly(tmp_path: Path) -> None:
@@ -297,13 +313,7 @@ def test_output_options_at_publish_and_submit(
         "num_iteration": 10,
         "max_bad_rows": 0,
     }
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=stack.outputs["EndpointUrl"],
-        region_name=stack.outputs["Region"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3 = emulator_s3(stack)
     body = s3.get_object(Bucket=note["output"]["bucket"], Key=note["output"]["key"])["Body"]
     header, *lines = csv.reader(body.read().decode().splitlines())
     x = [[1.0, 2, 3, 4], [5, 6, 7, 8]]
@@ -331,3 +341,155 @@ def test_output_options_at_publish_and_submit(
     assert "job nosuchjob has no outcome yet" in missing.stderr
     listing = s3.list_objects_v2(Bucket=stack.outputs["InputBucketName"], Prefix="churn/never")
     assert listing["KeyCount"] == 0
+
+
+def test_mistakes_are_caught_before_the_upload_with_the_next_step(
+    local_stack: StackFactory, binary_model: Any, tmp_path: Path
+) -> None:
+    from tests.conftest import outputs_file, publish
+
+    stack = local_stack()
+    publish(stack, binary_model, "price")
+    outputs = outputs_file(stack, tmp_path)
+    data = tmp_path / "f.csv"
+    data.write_text("age,income,score,balance\n1,2,3,4\n")
+
+    typo = run("submit", str(data), "--model", "prcie", "--outputs", str(outputs), check=False)
+    upper = run("submit", str(data), "--model", "Price", "--outputs", str(outputs), check=False)
+    folder = run(
+        "submit", str(tmp_path), "--model", "price", "--outputs", str(outputs), check=False
+    )
+    forced = run(
+        "submit", str(data), "--model", "later", "--force", "--outputs", str(outputs), check=False
+    )
+    assert forced.returncode == 0, forced.stderr
+    nosuch = run("model", "list", "--name", "nosuch", "--outputs", str(outputs), check=False)
+
+    assert typo.returncode == 2
+    assert "--model prcie: no model named 'prcie' is published (published: price)" in typo.stderr
+    assert "did you mean 'price'?" in typo.stderr
+    assert "--model Price: 'Price' is not a model name" in upper.stderr
+    assert "did you mean 'price'?" in upper.stderr
+    assert "key" not in upper.stderr
+    assert f"{tmp_path} is a directory" in folder.stderr
+    assert "uploaded s3://" in forced.stderr
+    assert nosuch.returncode == 2
+    assert "no model named 'nosuch' is published (published: price)" in nosuch.stderr
+    s3 = emulator_s3(stack)
+    keys = [
+        o["Key"] for o in s3.list_objects_v2(Bucket=stack.outputs["InputBucketName"])["Contents"]
+    ]
+    assert keys == ["later/f.csv"]  # only the forced upload went up
+
+
+def test_every_command_and_argument_says_what_it_is() -> None:
+    import argparse
+
+    from pipeline.client.cli import _parser
+
+    missing: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helps = {choice.dest: choice.help for choice in action._choices_actions}
+                for name, sub in action.choices.items():
+                    if not helps.get(name):
+                        missing.append(f"{path} {name}")
+                    walk(sub, f"{path} {name}")
+            elif not action.option_strings and not action.help:
+                missing.append(f"{path} {action.dest}")
+
+    walk(_parser(), "pipeline")
+
+    assert missing == []
+
+
+def test_a_stack_that_died_is_said_in_one_line(tmp_path: Path) -> None:
+    """pipeline dev killed: its outputs file stays, its emulator is gone."""
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(
+        json.dumps(
+            {
+                "StackName": "gone",
+                "Region": "us-east-1",
+                "EndpointUrl": "http://127.0.0.1:9",
+                "InputBucketName": "in",
+                "OutputBucketName": "out",
+                "ModelBucketName": "models",
+                "NotificationTopicArn": "arn:aws:sns:us-east-1:123456789012:n",
+                "NotificationQueueUrl": "http://127.0.0.1:9/123456789012/n",
+                "TaskQueueUrl": "http://127.0.0.1:9/123456789012/t",
+                "TaskDeadLetterQueueUrl": "http://127.0.0.1:9/123456789012/d",
+            }
+        )
+    )
+
+    status = run("status", "--outputs", str(outputs), check=False)
+
+    assert status.returncode == 2
+    assert status.stderr.splitlines() == [
+        f"pipeline: the local stack of {outputs} (http://127.0.0.1:9) does not answer: has "
+        "'pipeline dev' stopped? Start it again with 'pipeline dev' (a local stack's data "
+        "lives only while it runs)"
+    ]
+
+
+def test_a_second_dev_refuses_to_take_over_a_running_stacks_outputs(dev: Any) -> None:
+    _process, outputs = dev
+    before = outputs.read_text()
+    stack = json.loads(before)
+
+    second = run("dev", "--outputs", str(outputs), "--stack-name", unique("cli2"), check=False)
+
+    assert second.returncode == 2
+    assert second.stderr.strip() == (
+        f"pipeline: {outputs} belongs to a running stack, {stack['StackName']!r} at "
+        f"{stack['EndpointUrl']}: stop that 'pipeline dev' first (Ctrl-C in its terminal), or "
+        "start this one with --outputs OTHER_FILE"
+    )
+    assert outputs.read_text() == before
+
+
+def test_the_result_comes_out_and_a_short_wait_says_how_to_follow(
+    local_stack: StackFactory, binary_model: Any, tmp_path: Path
+) -> None:
+    from tests.conftest import outputs_file, publish
+
+    stack = local_stack()
+    publish(stack, binary_model)
+    outputs = outputs_file(stack, tmp_path)
+    data = tmp_path / "people.csv"
+    data.write_text("age,income,score,balance\n1,2,3,4\n5,6,7,8\n")
+    scored = tmp_path / "scored.csv"
+
+    waited = run(
+        "submit", str(data), "--model", "churn", "--wait", "-o", str(scored),
+        "--outputs", str(outputs),
+    )  # fmt: skip
+    note = json.loads(waited.stdout)
+    job = note["job_id"]
+    to_stdout = run("get", job, "-o", "-", "--outputs", str(outputs))
+    folder = tmp_path / "here"
+    folder.mkdir()
+    into_folder = run("get", job, "-o", str(folder), "--outputs", str(outputs))
+    big = tmp_path / "big.csv"  # long enough to outlast the wait
+    big.write_text("age,income,score,balance\n" + "1,2,3,4\n" * 2_000_000)
+    short = run(
+        "submit", str(big), "--model", "churn", "--wait", "--timeout", "0.01",
+        "--outputs", str(outputs), check=False,
+    )  # fmt: skip
+    status = run("status", "--outputs", str(outputs)).stdout
+
+    assert f"wrote {scored}" in waited.stderr
+    assert f"job {job}: follow it with 'pipeline logs {job} --follow'" in waited.stderr
+    body = scored.read_bytes()
+    assert body.decode().splitlines()[0] == "age,income,score,balance,prediction"
+    assert to_stdout.stdout.encode() == body
+    saved = folder / note["output"]["key"].rsplit("/", 1)[1]
+    assert saved.read_bytes() == body
+    assert f"wrote {saved}" in into_folder.stderr
+    assert short.returncode == 2
+    assert "no answer within 0.01 s (the file may still be running); job " in short.stderr
+    assert "Submission(" not in short.stderr
+    assert job in status

@@ -108,7 +108,7 @@ def test_a_failed_file_is_retried_once_its_model_exists(
     name = unique("late")
     data, _ = customers(10)
 
-    first = pipeline_stack.submit(data, model=name, key="early.csv")
+    first = pipeline_stack.submit(data, model=name, key="early.csv", force=True)
     pipeline_stack.publish_model(model_file, name=name)
     request = pipeline_stack.retry(first.job_id)
     assert request is not None
@@ -246,5 +246,5 @@ def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     status, header, first, second = run.stdout.strip().splitlines()[-4:]
     assert status.startswith("succeeded churn v1 churn/customers/")
-    assert header == '"id","age","income","prediction"'
+    assert header == "id,age,income,prediction"
     assert (first.split(",")[0], second.split(",")[0]) == ("0", "1")

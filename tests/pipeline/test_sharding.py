@@ -197,7 +197,7 @@ def test_a_retried_file_is_split_like_a_first_run(
     x = rows(40_000, 11)
 
     with Client.from_local(stack) as client:
-        first = client.submit(csv_bytes(x), model=name, key=f"{name}.csv", timeout=60)
+        first = client.submit(csv_bytes(x), model=name, key=f"{name}.csv", timeout=60, force=True)
         assert first.status == "failed"
         assert first.error is not None
         assert first.error.code == "unknown_model"
