@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypedDict, Unpack
 
 from pydantic import BaseModel, ConfigDict
 
@@ -29,7 +29,6 @@ SCORES = "scores"
 THRESHOLD = "threshold"
 NUM_ITERATION = "num-iteration"
 MAX_BAD_ROWS = "max-bad-rows"
-METADATA_KEYS = (COLUMNS, DROP_COLUMNS, SCORES, THRESHOLD, NUM_ITERATION, MAX_BAD_ROWS)
 
 PREDICTION = "prediction"
 RAW_SCORE = "raw_score"
@@ -42,6 +41,18 @@ DEFAULT_THRESHOLD = 0.5
 #: Objectives whose prediction is a probability a threshold turns into a label.
 BINARY_OBJECTIVES = frozenset({"binary"})
 MULTICLASS_OBJECTIVES = frozenset({"multiclass", "multiclassova"})
+
+
+class OptionArguments(TypedDict, total=False):
+    """The options as keyword arguments (``Client.submit``, ``Client.publish_model``):
+    Python values, or their metadata spelling."""
+
+    columns: str | Iterable[str] | None
+    drop_columns: str | Iterable[str] | None
+    scores: str | Iterable[str] | None
+    threshold: float | str | None
+    num_iteration: int | str | None
+    max_bad_rows: int | str | None
 
 
 class ModelFacts(Protocol):
@@ -140,17 +151,11 @@ class ScoreOptions(BaseModel):
     max_bad_rows: int | None = None
 
     @classmethod
-    def of(
-        cls,
-        *,
-        columns: str | Iterable[str] | None = None,
-        drop_columns: str | Iterable[str] | None = None,
-        scores: str | Iterable[str] | None = None,
-        threshold: float | str | None = None,
-        num_iteration: int | str | None = None,
-        max_bad_rows: int | str | None = None,
-    ) -> ScoreOptions:
+    def of(cls, **given: Unpack[OptionArguments]) -> ScoreOptions:
         """Options from Python values or their metadata spelling; else ``BadOption``."""
+        columns, drop_columns = given.get("columns"), given.get("drop_columns")
+        scores, threshold = given.get("scores"), given.get("threshold")
+        num_iteration, max_bad_rows = given.get("num_iteration"), given.get("max_bad_rows")
         return cls(
             columns=None if columns is None else _names(columns, COLUMNS),
             drop_columns=None if drop_columns is None else _names(drop_columns, DROP_COLUMNS),
@@ -189,10 +194,6 @@ class ScoreOptions(BaseModel):
         """These options, with ``defaults`` for each key not set here."""
         mine = self.model_dump(exclude_none=True)
         return defaults.model_copy(update=mine)
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.model_dump(exclude_none=True)
 
     def in_force(self, model: ModelFacts) -> InForce:
         """The options a file of ``model`` runs with; ``BadOption`` if it cannot honour them."""

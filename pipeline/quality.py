@@ -120,6 +120,11 @@ class QualityRef(_Frozen):
     warnings: list[str] = []
 
 
+def figure(value: float | None) -> str:
+    """A report's figure as a person reads it: four significant digits, n/a for none."""
+    return "n/a" if value is None else f"{value:.4g}"
+
+
 def psi(actual: Sequence[float], expected: Sequence[float]) -> float:
     """PSI of ``actual`` shares against ``expected`` ones, both over the same bins."""
     total = 0.0

@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Self, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, Unpack, overload
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -45,7 +45,7 @@ from pipeline.messages import (
     Progress,
     ScoreRequest,
 )
-from pipeline.options import ScoreOptions
+from pipeline.options import OptionArguments, ScoreOptions
 from pipeline.quality import QualityPolicy, QualityReport
 from pipeline.settings import Settings
 from pipeline.stores import aws
@@ -190,21 +190,17 @@ class Client:
         model: PathOrBytes,
         *,
         name: str,
-        columns: str | list[str] | None = None,
-        drop_columns: str | list[str] | None = None,
-        scores: str | list[str] | None = None,
-        threshold: float | None = None,
-        num_iteration: int | None = None,
-        max_bad_rows: int | None = None,
         baseline: str | os.PathLike[str] | None = None,
         max_psi: float | None = None,
         max_missing: float | None = None,
         on_quality: Literal["warn", "fail"] = "warn",
+        **options: Unpack[OptionArguments],
     ) -> ModelVersion:
         """Store a LightGBM text model as the next version of ``name``, and have it compiled.
 
-        The options are the version's defaults for its files (each file's
-        metadata overrides them key by key; see ``submit``). Files are scored
+        ``options`` (``columns``, ``drop_columns``, ``scores``, ``threshold``,
+        ``num_iteration``, ``max_bad_rows``) are the version's defaults for its
+        files (each file's metadata overrides them key by key; see ``submit``). Files are scored
         with LightGBM until its compiled forest passed the exactness gate;
         nothing waits for that. ``InvalidModel`` says why a file is not a whole
         LightGBM text model, ``BadOption`` why the model cannot honour an option.
@@ -217,14 +213,7 @@ class Client:
         """
         if not naming.MODEL_NAME.match(name):
             raise ValueError(f"model name {name!r} is not valid: {naming.MODEL_NAME_RULE}")
-        defaults = ScoreOptions.of(
-            columns=columns,
-            drop_columns=drop_columns,
-            scores=scores,
-            threshold=threshold,
-            num_iteration=num_iteration,
-            max_bad_rows=max_bad_rows,
-        )
+        defaults = ScoreOptions.of(**options)
         policy = QualityPolicy(max_psi=max_psi, max_missing=max_missing, on_quality=on_quality)
         data, source = _read(model)
         sample = None
@@ -256,17 +245,12 @@ class Client:
         model: str,
         key: str | None = None,
         model_version: int | None = None,
-        columns: str | list[str] | None = None,
-        drop_columns: str | list[str] | None = None,
-        scores: str | list[str] | None = None,
-        threshold: float | None = None,
-        num_iteration: int | None = None,
-        max_bad_rows: int | None = None,
         force: bool = False,
         wait: Literal[True] = True,
         timeout: float = 600,
         on_progress: Callable[[Progress], None] | None = None,
         on_upload: Callable[[int], None] | None = None,
+        **options: Unpack[OptionArguments],
     ) -> Notification: ...
 
     @overload
@@ -277,17 +261,12 @@ class Client:
         model: str,
         key: str | None = None,
         model_version: int | None = None,
-        columns: str | list[str] | None = None,
-        drop_columns: str | list[str] | None = None,
-        scores: str | list[str] | None = None,
-        threshold: float | None = None,
-        num_iteration: int | None = None,
-        max_bad_rows: int | None = None,
         force: bool = False,
         wait: Literal[False],
         timeout: float = 600,
         on_progress: Callable[[Progress], None] | None = None,
         on_upload: Callable[[int], None] | None = None,
+        **options: Unpack[OptionArguments],
     ) -> Submission: ...
 
     def submit(
@@ -297,25 +276,20 @@ class Client:
         model: str,
         key: str | None = None,
         model_version: int | None = None,
-        columns: str | list[str] | None = None,
-        drop_columns: str | list[str] | None = None,
-        scores: str | list[str] | None = None,
-        threshold: float | None = None,
-        num_iteration: int | None = None,
-        max_bad_rows: int | None = None,
         force: bool = False,
         wait: bool = True,
         timeout: float = 600,
         on_progress: Callable[[Progress], None] | None = None,
         on_upload: Callable[[int], None] | None = None,
+        **options: Unpack[OptionArguments],
     ) -> Notification | Submission:
         """Upload a file to be scored by ``model``; with ``wait``, its notification.
 
         The object is ``<model>/<key>`` in the input bucket; ``key`` defaults
         to the file's name (bytes need one). ``model_version`` pins a version
-        (default: the latest when the file arrives). ``columns``,
-        ``drop_columns``, ``scores``, ``threshold``, ``num_iteration`` and
-        ``max_bad_rows`` set what the output holds (``pipeline.options``; default: the model's
+        (default: the latest when the file arrives). ``options`` (``columns``,
+        ``drop_columns``, ``scores``, ``threshold``, ``num_iteration``,
+        ``max_bad_rows``) set what the output holds (``pipeline.options``; default: the model's
         defaults), as the object's metadata; a bad one raises ``BadOption``
         before anything is uploaded. So does a model that is not published
         (``UnknownModel``, naming the nearest published name), unless ``force``:
@@ -343,15 +317,7 @@ class Client:
             self._check_published(model)
         object_key = f"{model}/{key}"
         naming.model_name_for(object_key)
-        options = ScoreOptions.of(
-            columns=columns,
-            drop_columns=drop_columns,
-            scores=scores,
-            threshold=threshold,
-            num_iteration=num_iteration,
-            max_bad_rows=max_bad_rows,
-        )
-        metadata = options.to_metadata()
+        metadata = ScoreOptions.of(**options).to_metadata()
         if model_version is not None:
             metadata[MODEL_VERSION_METADATA] = str(model_version)
         self.listen()

@@ -26,6 +26,7 @@ from pipeline import naming
 from pipeline.client.api import StackNotFound
 from pipeline.errors import InputError, UnknownModel
 from pipeline.messages import Notification, utc_now
+from pipeline.quality import figure
 from pipeline.scaling import Policy
 from pipeline.stores.model_store import EngineRecord, ModelVersion
 
@@ -127,6 +128,10 @@ def _score_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "num_iteration": args.num_iteration,
         "max_bad_rows": args.max_bad_rows,
     }
+
+
+def _job_id_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("job_id", metavar="JOB_ID", help="the job's id, as its notification gives it")
 
 
 def _submit_command(command: Any) -> None:
@@ -247,13 +252,13 @@ def _parser() -> argparse.ArgumentParser:
     outputs_option(p)
 
     p = command("logs", "one job's log lines from every process, in time order", _logs)
-    p.add_argument("job_id", metavar="JOB_ID", help="the job's id, as its notification gives it")
+    _job_id_argument(p)
     p.add_argument("--follow", action="store_true", help="keep printing until the job ends")
     p.add_argument("--json", action="store_true", help="print the JSON lines as they are")
     outputs_option(p)
 
     p = command("get", "a succeeded job's scored file, into a file or to stdout", _get)
-    p.add_argument("job_id", metavar="JOB_ID", help="the job's id, as its notification gives it")
+    _job_id_argument(p)
     p.add_argument(
         "-o",
         "--output",
@@ -264,7 +269,7 @@ def _parser() -> argparse.ArgumentParser:
     outputs_option(p)
 
     p = command("report", "a scored file's quality report, as a table", _report)
-    p.add_argument("job_id", metavar="JOB_ID", help="the job's id, as its notification gives it")
+    _job_id_argument(p)
     p.add_argument("--json", action="store_true", help="print the report's JSON")
     outputs_option(p)
 
@@ -647,7 +652,7 @@ def _report(args: argparse.Namespace) -> int:
         return 0
     print(
         f"job {report.job_id}: model {report.model} v{report.version}, {report.rows:,} rows, "
-        f"largest PSI {_figure(report.max_psi)}"
+        f"largest PSI {figure(report.max_psi)}"
     )
     rows = max(report.rows, 1)
     print(f"\n{'feature':<24}{'missing':>16}{'below':>10}{'above':>10}{'unseen':>10}{'PSI':>10}")
@@ -655,18 +660,14 @@ def _report(args: argparse.Namespace) -> int:
         missing = f"{f.missing:,} ({f.missing / rows:.1%})"
         print(
             f"{name[:23]:<24}{missing:>16}{f.below_range:>10,}{f.above_range:>10,}"
-            f"{f.unseen:>10,}{_figure(f.psi):>10}"
+            f"{f.unseen:>10,}{figure(f.psi):>10}"
         )
     p = report.prediction
     quantiles = "  ".join(f"q{q} {v:.4g}" for q, v in p.quantiles.items())
-    print(f"\nprediction: mean {_figure(p.mean)}, PSI {_figure(p.psi)}\n  {quantiles}")
+    print(f"\nprediction: mean {figure(p.mean)}, PSI {figure(p.psi)}\n  {quantiles}")
     for warning in report.warnings:
         print(f"warning: {warning}")
     return 0
-
-
-def _figure(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4g}"
 
 
 def _logs(args: argparse.Namespace) -> int:

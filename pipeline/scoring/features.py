@@ -68,10 +68,9 @@ def missing_cells(column: pa.Array) -> npt.NDArray[np.bool_]:
     """Which cells are missing: null, or text that spells a missing value."""
     if pa.types.is_dictionary(column.type):
         column = column.dictionary_decode()
-    missing = pc.is_null(column)
     if _is_text(column):
-        missing = pc.or_(missing, pc.is_in(pc.utf8_trim_whitespace(column), value_set=_MISSING))
-    return missing.to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
+        column = _without_missing_tokens(column)
+    return pc.is_null(column).to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
 
 
 def check_columns(columns: Sequence[str], features: Sequence[str], where: str) -> None:

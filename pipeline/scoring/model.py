@@ -115,10 +115,6 @@ class LoadedModel:
     def iterations(self) -> int:
         return int(self.booster.current_iteration())
 
-    @property
-    def num_trees(self) -> int:
-        return self.iterations * self.num_outputs
-
     def predict(
         self,
         features: npt.NDArray[np.float64],

@@ -124,6 +124,9 @@ class QualityCounter:
         self._offsets = (np.arange(len(plain)) * (widest + 2)).astype(np.int16)
         taken = set(plain)
         self._special = [j for j in range(len(self.features)) if j not in taken]
+        #: Each categorical feature's training codes (pandas ones: None, their categories
+        #: decide), parsed once rather than per chunk.
+        self._codes = {j: _codes(self.features[j]) for j in self._special}
 
     def _bins(self, feature: Feature) -> Bins | None:
         return None if self.baseline is None else self.baseline.features.get(feature.name)
@@ -167,8 +170,8 @@ class QualityCounter:
             if feature.name in batch.schema.names:
                 missing = missing_cells(batch.column(feature.name))
             counts.unseen += int(np.count_nonzero(nan & ~missing))
-        elif (codes := feature.training_codes) is not None:
-            known = np.isin(values, np.fromiter(codes, float, len(codes)))
+        elif (codes := self._codes[j]) is not None:
+            known = np.isin(values, codes)
             counts.unseen += int(np.count_nonzero(~nan & ~known))
         counts.missing += int(np.count_nonzero(missing))
         bins = self._bins(feature)
@@ -287,6 +290,11 @@ class QualityCounter:
             max_psi=max(drifts) if drifts else None,
             baseline=baseline,
         )
+
+
+def _codes(feature: Feature) -> npt.NDArray[np.float64] | None:
+    codes = feature.training_codes
+    return None if codes is None else np.fromiter(codes, float, len(codes))
 
 
 # ---- baselines ----------------------------------------------------------------------------

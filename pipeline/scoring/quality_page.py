@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from html import escape
 
-from pipeline.quality import Bins, QualityReport
+from pipeline.quality import Bins, QualityReport, figure
 
 _STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
@@ -29,7 +29,7 @@ def render(report: QualityReport) -> str:
     head = (
         f"<h1>Quality of job {escape(report.job_id)}</h1>"
         f"<p>Model {escape(report.model)} version {report.version}: {report.rows:,} rows. "
-        f"Largest PSI: {_number(report.max_psi)}.</p>"
+        f"Largest PSI: {figure(report.max_psi)}.</p>"
     )
     warnings = "".join(f"<li class=warn>{escape(w)}</li>" for w in report.warnings)
     table = [
@@ -40,14 +40,14 @@ def render(report: QualityReport) -> str:
         table.append(
             f"<tr><td>{escape(name)}</td><td>{feature.missing:,} ({feature.missing / rows:.1%})"
             f"</td><td>{feature.below_range:,}</td><td>{feature.above_range:,}</td>"
-            f"<td>{feature.unseen:,}</td><td>{_number(feature.psi)}</td></tr>"
+            f"<td>{feature.unseen:,}</td><td>{figure(feature.psi)}</td></tr>"
         )
     table.append("</table>")
     prediction = report.prediction
     quantiles = " ".join(f"q{q}: {v:.4g}" for q, v in prediction.quantiles.items())
     summary = (
-        f"<h2>Predictions</h2><p>mean {_number(prediction.mean)}; {escape(quantiles)}; "
-        f"PSI {_number(prediction.psi)}</p>"
+        f"<h2>Predictions</h2><p>mean {figure(prediction.mean)}; {escape(quantiles)}; "
+        f"PSI {figure(prediction.psi)}</p>"
     )
     figures = []
     baseline = report.baseline
@@ -103,7 +103,3 @@ def _labels(bins: Bins) -> list[str]:
     labels = [f"≤ {edges[0]:.4g}"]
     labels += [f"{a:.4g} to {b:.4g}" for a, b in itertools.pairwise(edges)]
     return [*labels, f"> {edges[-1]:.4g}", "missing"]
-
-
-def _number(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4g}"
