@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.options import InForce
 from pipeline.quality import Location, QualityRef
+from pipeline.shadow import ShadowRef
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -41,6 +42,16 @@ class ObjectRef(_Contract):
 class ModelRef(_Contract):
     name: str
     version: int = Field(ge=1)
+    alias: str | None = Field(
+        default=None,
+        description="The alias that chose the version (`champion` for an upload with no pin, "
+        "when it is set), or null: the version was pinned, or the latest.",
+    )
+
+    @property
+    def bare(self) -> ModelRef:
+        """The version alone: what caches and job ids are keyed by, whatever chose it."""
+        return self if self.alias is None else ModelRef(name=self.name, version=self.version)
 
 
 class ScoreRequest(_Contract):
@@ -61,6 +72,11 @@ class ScoreRequest(_Contract):
     options: InForce = Field(
         default_factory=InForce,
         description="What the output holds: the file's options over its model's defaults.",
+    )
+    shadow: ModelRef | None = Field(
+        default=None,
+        description="The model's shadow version, which scores the file too, in the same "
+        "pass, for comparison only (`pipeline model shadow`).",
     )
 
 
@@ -156,6 +172,11 @@ class Notification(_Contract):
         "the model's baseline (`max_psi`) and `warnings`; on files that were scored, and on "
         "those failed by the model's quality policy (code `quality`).",
     )
+    shadow: ShadowRef | None = Field(
+        default=None,
+        description="While the model has a shadow version: how its predictions of the "
+        "file differ from the primary's, and where the comparison's report is.",
+    )
 
     def is_for(self, key: str, etag: str) -> bool:
         """Whether this answers the upload of ``key`` with this ETag (``running`` does not)."""
@@ -187,6 +208,7 @@ def succeeded(
     output: OutputRef,
     started_at: datetime,
     quality: QualityRef | None = None,
+    shadow: ShadowRef | None = None,
 ) -> Notification:
     return Notification(
         job_id=request.job_id,
@@ -199,6 +221,7 @@ def succeeded(
         finished_at=utc_now(),
         run=request.run,
         quality=quality,
+        shadow=shadow,
     )
 
 

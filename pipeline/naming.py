@@ -16,6 +16,23 @@ from pipeline.messages import ModelRef, ObjectRef
 
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 MODEL_NAME_RULE = "1-63 characters of a-z, 0-9, '-' and '_', starting with a letter or digit"
+ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+ALIAS_RULE = "1-63 characters of a-z, 0-9, '-' and '_', starting with a letter"
+#: Words that already mean a version: an alias named so would shadow them.
+_RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$")
+#: The alias an upload with no pin is scored by, when it is set.
+CHAMPION = "champion"
+
+
+def alias_problem(alias: str) -> str | None:
+    """Why ``alias`` cannot name a version, or None if it can."""
+    if not ALIAS.match(alias):
+        lower = alias.lower()
+        hint = f"; did you mean {lower!r}?" if ALIAS.match(lower) else ""
+        return f"{alias!r} is not an alias ({ALIAS_RULE}){hint}"
+    if _RESERVED_ALIAS.match(alias):
+        return f"{alias!r} cannot be an alias: it reads as a version"
+    return None
 
 
 #: S3's longest key, and the most an output's key adds to its input's: ``/``, the

@@ -65,6 +65,10 @@ class ShardResult(BaseModel):
     #: shard's first record, column, value, reason).
     bad_rows: int = Field(default=0, ge=0)
     bad_cells: list[tuple[int, str, str, str]] = Field(default_factory=list)
+    #: The shadow's predictions of its rows, beside the primary's (``<key>-shadow``,
+    #: ``ShadowCounter.to_bytes``), or why the shadow could not score them.
+    shadow: int = Field(default=0, ge=0)
+    shadow_error: str | None = None
     error: ErrorInfo | None = None
     #: Where the error is, counted from the shard's first record (1-based).
     error_row: int | None = None

@@ -262,6 +262,22 @@ def binary_model() -> Any:
 
 
 @pytest.fixture(scope="session")
+def challenger_model() -> Any:
+    """A binary model on ``binary_model``'s features, trained on other data: close, not equal
+    (a challenger to compare with it)."""
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(800, 4))
+    y = (x[:, 0] - 0.4 * x[:, 1] + 0.1 * x[:, 2] + 0.3 * rng.normal(size=800) > 0).astype(int)
+    return lgb.train(
+        {"objective": "binary", "verbose": -1, "num_leaves": 7, "seed": 2},
+        lgb.Dataset(x, y, feature_name=["age", "income", "score", "balance"]),
+        num_boost_round=40,
+    )
+
+
+@pytest.fixture(scope="session")
 def multiclass_model() -> Any:
     import lightgbm as lgb
 

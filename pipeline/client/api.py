@@ -32,13 +32,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline import naming
 from pipeline.client.consumer import Subscription
+from pipeline.client.rescores import RescoreTally, parse_target, rescore
 from pipeline.client.retries import retry
 from pipeline.client.status import Status, deployed_status, local_status
 from pipeline.errors import UnknownModel
 from pipeline.functions import task_messages
-from pipeline.functions.intake import MODEL_VERSION_METADATA, IntakeRuntime
+from pipeline.functions.intake import MODEL_ALIAS_METADATA, MODEL_VERSION_METADATA, IntakeRuntime
 from pipeline.messages import (
     CompileRequest,
+    ModelRef,
     Notification,
     ObjectRef,
     OutputRef,
@@ -48,9 +50,10 @@ from pipeline.messages import (
 from pipeline.options import OptionArguments, ScoreOptions
 from pipeline.quality import QualityPolicy, QualityReport
 from pipeline.settings import Settings
+from pipeline.shadow import ShadowReport
 from pipeline.stores import aws
 from pipeline.stores.ledger import Ledger
-from pipeline.stores.model_store import ModelStore, ModelVersion
+from pipeline.stores.model_store import ModelStore, ModelVersion, Pin
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -235,6 +238,51 @@ class Client:
             request.model_dump(mode="json"),
         )
 
+    def set_alias(self, name: str, alias: str, version: int) -> ModelRef:
+        """Point ``alias`` of model ``name`` at ``version``; the next file that uses it gets it.
+
+        ``champion`` is the version an upload with no pin gets (else the latest).
+        """
+        return self.models.set_alias(name, alias, version)
+
+    def delete_alias(self, name: str, alias: str) -> int:
+        """Remove an alias; the version it named."""
+        return self.models.delete_alias(name, alias)
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """Each alias of model ``name`` and the version it names."""
+        return self.models.routing(name).aliases
+
+    def set_shadow(
+        self, name: str, version: int | None = None, *, alias: str | None = None
+    ) -> ModelRef:
+        """Score every file for ``name`` with this version too, and compare (see ``shadow``).
+
+        With ``alias``, the shadow follows the alias as it moves.
+        """
+        if (version is None) == (alias is None):
+            raise ValueError("give the shadow's version or its alias (one of them)")
+        shadow = self.models.set_shadow(name, version if version is not None else alias)
+        assert shadow is not None  # noqa: S101 - a target was given
+        return shadow
+
+    def stop_shadow(self, name: str) -> None:
+        self.models.set_shadow(name, None)
+
+    def shadow(self, name: str) -> int | str | None:
+        """Model ``name``'s shadow as set: a version, an alias, or None."""
+        return self.models.routing(name).shadow
+
+    def shadow_report(self, job_id: str) -> ShadowReport:
+        """A scored file's comparison with the model's shadow; ``LookupError`` if none."""
+        outcome = self._outcome(job_id)
+        if outcome.shadow is None or outcome.shadow.report is None:
+            why = outcome.shadow.error if outcome.shadow else "the model had no shadow"
+            raise LookupError(f"job {job_id} has no shadow report: {why}")
+        where = outcome.shadow.report
+        body = self.s3.get_object(Bucket=where.bucket, Key=where.key)["Body"].read()
+        return ShadowReport.model_validate_json(body)
+
     # ---- files ----------------------------------------------------------------------
 
     @overload
@@ -245,6 +293,7 @@ class Client:
         model: str,
         key: str | None = None,
         model_version: int | None = None,
+        model_alias: str | None = None,
         force: bool = False,
         wait: Literal[True] = True,
         timeout: float = 600,
@@ -261,6 +310,7 @@ class Client:
         model: str,
         key: str | None = None,
         model_version: int | None = None,
+        model_alias: str | None = None,
         force: bool = False,
         wait: Literal[False],
         timeout: float = 600,
@@ -276,6 +326,7 @@ class Client:
         model: str,
         key: str | None = None,
         model_version: int | None = None,
+        model_alias: str | None = None,
         force: bool = False,
         wait: bool = True,
         timeout: float = 600,
@@ -286,8 +337,9 @@ class Client:
         """Upload a file to be scored by ``model``; with ``wait``, its notification.
 
         The object is ``<model>/<key>`` in the input bucket; ``key`` defaults
-        to the file's name (bytes need one). ``model_version`` pins a version
-        (default: the latest when the file arrives). ``options`` (``columns``,
+        to the file's name (bytes need one). ``model_version`` pins a version,
+        ``model_alias`` an alias (default: what ``champion`` names when the file
+        arrives, else the latest). ``options`` (``columns``,
         ``drop_columns``, ``scores``, ``threshold``, ``num_iteration``,
         ``max_bad_rows``) set what the output holds (``pipeline.options``; default: the model's
         defaults), as the object's metadata; a bad one raises ``BadOption``
@@ -317,9 +369,9 @@ class Client:
             self._check_published(model)
         object_key = f"{model}/{key}"
         naming.model_name_for(object_key)
-        metadata = ScoreOptions.of(**options).to_metadata()
-        if model_version is not None:
-            metadata[MODEL_VERSION_METADATA] = str(model_version)
+        metadata = ScoreOptions.of(**options).to_metadata() | _pin_metadata(
+            model_version, model_alias
+        )
         self.listen()
         bucket = self.output("InputBucketName")
         if path is not None:
@@ -337,12 +389,19 @@ class Client:
             return submission
         return self.wait(submission, timeout, on_progress)
 
-    def job_of(self, submission: Submission, model_version: int | None = None) -> str | None:
+    def job_of(
+        self,
+        submission: Submission,
+        model_version: int | None = None,
+        model_alias: str | None = None,
+    ) -> str | None:
         """The job id a submitted file gets: its model's version as the intake picks it
-        now (``model_version``, else the latest); None while the model has no version."""
+        now (``model_version``, ``model_alias``, else ``champion``, else the latest);
+        None while the model has no version."""
         name = naming.model_name_for(submission.key)
         try:
-            ref = self.models.resolve(name, model_version)
+            pin: Pin = model_version if model_version is not None else model_alias
+            ref = self.models.resolve(name, pin)
         except UnknownModel:
             return None
         obj = ObjectRef(bucket=submission.bucket, key=submission.key, etag=submission.etag, size=0)
@@ -412,6 +471,48 @@ class Client:
             ):
                 return progress
         return None
+
+    def rescore(
+        self,
+        target: str,
+        *,
+        model_version: int | None = None,
+        model_alias: str | None = None,
+        wait: bool = False,
+        max_in_flight: int = 100,
+        on_progress: Callable[[RescoreTally], None] | None = None,
+    ) -> RescoreTally:
+        """Score every file under ``s3://BUCKET/PREFIX`` (the input bucket) again.
+
+        With the version pinned (``model_version`` or ``model_alias``; default:
+        what an upload would get now). A file already answered for that version
+        is counted, not run again. At most ``max_in_flight`` jobs run at once;
+        ``wait``: return when every one has its outcome (else when the last is
+        sent). Safe to interrupt and run again.
+        """
+        if model_version is not None and model_alias is not None:
+            raise ValueError("pin a version or an alias, not both")
+        pin: Pin = model_version if model_version is not None else model_alias
+        bucket, prefix = parse_target(
+            target, self.output("InputBucketName"), pinned=pin is not None
+        )
+        subscription = self.listen()
+
+        def answers(seconds: float) -> Iterator[Notification]:
+            yield from subscription.unclaimed()
+            yield from subscription.notifications(wait_seconds=max(1, math.ceil(seconds)))
+
+        runtime = IntakeRuntime.of(self.settings, self.s3, self.sns, self.sqs)
+        return rescore(
+            runtime,
+            bucket,
+            prefix,
+            pin,
+            answers,
+            wait=wait,
+            in_flight=max_in_flight,
+            on_change=on_progress,
+        )
 
     def retry(self, job_id: str) -> ScoreRequest | None:
         """Run a failed job's file again, as the next run of the job.
@@ -513,6 +614,18 @@ class Client:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _pin_metadata(version: int | None, alias: str | None) -> dict[str, str]:
+    """The object metadata that pins a version or an alias."""
+    if version is not None and alias is not None:
+        raise ValueError("pin a version or an alias, not both")
+    if alias is not None:
+        problem = naming.alias_problem(alias)
+        if problem is not None:
+            raise UnknownModel(problem)
+        return {MODEL_ALIAS_METADATA: alias}
+    return {} if version is None else {MODEL_VERSION_METADATA: str(version)}
 
 
 def _read(source: PathOrBytes) -> tuple[bytes, str]:

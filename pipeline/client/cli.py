@@ -28,10 +28,11 @@ from pipeline.errors import InputError, UnknownModel
 from pipeline.messages import Notification, utc_now
 from pipeline.quality import figure
 from pipeline.scaling import Policy
-from pipeline.stores.model_store import EngineRecord, ModelVersion
+from pipeline.stores.model_store import EngineRecord, ModelVersion, Routing
 
 if TYPE_CHECKING:
     from pipeline.client.api import Client
+    from pipeline.client.rescores import RescoreTally
 
 #: Where ``pipeline dev`` writes the running local stack's outputs (``Client.from_file``'s default).
 DEFAULT_OUTPUTS = Path(".pipeline/outputs.json")
@@ -141,7 +142,13 @@ def _submit_command(command: Any) -> None:
     )
     p.add_argument("--model", required=True, help="the model's name")
     p.add_argument("--key", help="the key under the model's prefix (default: the file's name)")
-    p.add_argument("--model-version", type=int, help="pin a model version (default: latest)")
+    pin = p.add_mutually_exclusive_group()
+    pin.add_argument(
+        "--model-version",
+        type=int,
+        help="pin a model version (default: what the alias champion names, else the latest)",
+    )
+    pin.add_argument("--model-alias", metavar="ALIAS", help="pin the version an alias names")
     p.add_argument(
         "--force",
         action="store_true",
@@ -156,6 +163,32 @@ def _submit_command(command: Any) -> None:
         help="with --wait: write the scored file to PATH (a file or a folder)",
     )
     _score_options(p, "set as the file's metadata; default: the model's defaults")
+    outputs_option(p)
+
+
+def _rescore_command(command: Any) -> None:
+    p = command(
+        "rescore",
+        "score the files under an S3 prefix again, with a chosen version",
+        _rescore,
+    )
+    p.add_argument("target", metavar="s3://BUCKET/PREFIX", help="files in the input bucket")
+    pin = p.add_mutually_exclusive_group()
+    pin.add_argument(
+        "--model-version", type=int, help="the version (default: what an upload would get now)"
+    )
+    pin.add_argument("--model-alias", metavar="ALIAS", help="the version this alias names")
+    p.add_argument(
+        "--wait", action="store_true", help="wait for every outcome; exit 0 if all succeeded"
+    )
+    p.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=100,
+        metavar="N",
+        help="files running at once, at most (default: 100)",
+    )
+    p.add_argument("--json", action="store_true", help="print the counts as JSON")
     outputs_option(p)
 
 
@@ -189,6 +222,34 @@ def _model_commands(sub: Any) -> None:
     p.set_defaults(run=_model_list)
     p.add_argument("--name", help="only this model")
     p.add_argument("--json", action="store_true", help="print a JSON array")
+    outputs_option(p)
+    p = model_sub.add_parser(
+        "alias",
+        help="point an alias at a version (champion: what uploads with no pin get)",
+        description="Point an alias at a version, or remove it. The next file that uses it "
+        "gets the new version: uploads with no pin use champion (else the latest version); "
+        "a file's model-alias metadata, or submit --model-alias, pins another.",
+    )
+    p.set_defaults(run=_model_alias)
+    p.add_argument("name", help="the model's name")
+    p.add_argument("alias", help=f"the alias: {naming.ALIAS_RULE}")
+    p.add_argument("version", type=int, nargs="?", help="the version it names from now on")
+    p.add_argument("--delete", action="store_true", help="remove the alias")
+    outputs_option(p)
+    p = model_sub.add_parser(
+        "shadow",
+        help="score every file with another version too, and compare",
+        description="Make a version the model's shadow: every file for the model is also "
+        "scored by it in the same pass (one read, the primary's output), and its notification "
+        "says how the two differ (max and mean difference, rank correlation, flips), with a "
+        "report beside the output.",
+    )
+    p.set_defaults(run=_model_shadow)
+    p.add_argument("name", help="the model's name")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("version", type=int, nargs="?", help="the shadow version")
+    target.add_argument("--alias", help="shadow with what this alias names, as it moves")
+    target.add_argument("--off", action="store_true", help="stop shadow scoring")
     outputs_option(p)
 
 
@@ -251,6 +312,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     outputs_option(p)
 
+    _rescore_command(command)
+
     p = command("logs", "one job's log lines from every process, in time order", _logs)
     _job_id_argument(p)
     p.add_argument("--follow", action="store_true", help="keep printing until the job ends")
@@ -271,6 +334,9 @@ def _parser() -> argparse.ArgumentParser:
     p = command("report", "a scored file's quality report, as a table", _report)
     _job_id_argument(p)
     p.add_argument("--json", action="store_true", help="print the report's JSON")
+    p.add_argument(
+        "--shadow", action="store_true", help="the comparison with the model's shadow instead"
+    )
     outputs_option(p)
 
     p = command("watch", "print notifications as JSON lines as they arrive", _watch)
@@ -536,10 +602,13 @@ def _model_list(args: argparse.Namespace) -> int:
         published = ", ".join(store.names()) or "none yet"
         raise CliError(f"no model named {args.name!r} is published (published: {published})")
     if args.json:
+        routings = {name: store.routing(name) for name in names}
         listed = [
             {
                 **record.model_dump(mode="json"),
                 "engine": [e.model_dump(mode="json") for e in store.engines(record.sha256)][:1],
+                "aliases": [a for a, v in routings[name].aliases.items() if v == record.version],
+                "shadow": "shadow" in _pointers(routings[name], record.version),
             }
             for name in names
             for record in store.records(name)
@@ -547,14 +616,150 @@ def _model_list(args: argparse.Namespace) -> int:
         print(json.dumps(listed, indent=2))
         return 0
     for name in names:
+        routing = store.routing(name)
         for record in store.records(name):
             info = record.info
+            named = _pointers(routing, record.version)
             print(
-                f"{name}\tv{record.version}\t{record.published_at:%Y-%m-%d %H:%M:%S}\t"
+                f"{name}\tv{record.version}\t{' '.join(named) or '-'}\t"
+                f"{record.published_at:%Y-%m-%d %H:%M:%S}\t"
                 f"{info.objective}\t{len(info.feature_names)} features\t{record.sha256[:12]}\t"
                 f"{engine_summary(store.engines(record.sha256))}{_defaults(record)}"
             )
     return 0
+
+
+def _model_alias(args: argparse.Namespace) -> int:
+    client = connect(args)
+    try:
+        if args.delete:
+            if args.version is not None:
+                raise CliError("--delete takes no version")
+            version = client.delete_alias(args.name, args.alias)
+            print(f"{args.name}@{args.alias} removed (it named version {version})")
+            return 0
+        if args.version is None:
+            aliases = client.aliases(args.name)
+            if args.alias not in aliases:
+                raise CliError(
+                    f"model {args.name!r} has no alias {args.alias!r}; set it with "
+                    f"'pipeline model alias {args.name} {args.alias} VERSION'"
+                )
+            print(f"{args.name}@{args.alias} -> version {aliases[args.alias]}")
+            return 0
+        before = client.aliases(args.name).get(args.alias)
+        client.set_alias(args.name, args.alias, args.version)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    moved = f" (was {before})" if before is not None and before != args.version else ""
+    print(f"{args.name}@{args.alias} -> version {args.version}{moved}")
+    return 0
+
+
+def _model_shadow(args: argparse.Namespace) -> int:
+    client = connect(args)
+    try:
+        if args.off:
+            client.stop_shadow(args.name)
+            print(f"{args.name}: shadow scoring stopped")
+            return 0
+        ref = client.set_shadow(args.name, args.version, alias=args.alias)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    named = f" (alias {args.alias}, followed as it moves)" if args.alias else ""
+    print(
+        f"{args.name}: every file is also scored by version {ref.version}{named}; "
+        "each notification's 'shadow' says how the two differ"
+    )
+    return 0
+
+
+def _rescore(args: argparse.Namespace) -> int:
+    client = connect(args)
+    bar = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm  # noqa: PLC0415
+
+        bar = tqdm(total=0, unit="file", desc="rescoring")
+
+    def progress(tally: RescoreTally) -> None:
+        if bar is not None:
+            bar.total = tally.listed
+            bar.n = tally.done + (0 if args.wait else tally.started - tally.refused)
+            bar.set_postfix_str(
+                f"started {tally.started:,}, answered {sum(tally.answered.values()):,}, "
+                f"already {sum(tally.already.values()):,}",
+                refresh=True,
+            )
+
+    try:
+        with client:
+            tally = client.rescore(
+                args.target,
+                model_version=args.model_version,
+                model_alias=args.model_alias,
+                wait=args.wait,
+                max_in_flight=args.max_in_flight,
+                on_progress=progress,
+            )
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "prefix": tally.prefix,
+                    "listed": tally.listed,
+                    "started": tally.started,
+                    "refused": tally.refused,
+                    "answered": dict(tally.answered),
+                    "already_answered": dict(tally.already),
+                    "pending": tally.pending,
+                }
+            )
+        )
+    else:
+        print(tally.summary())
+    if not args.wait:
+        return 0
+    return 0 if tally.all_succeeded else 1
+
+
+def _shadow_report(args: argparse.Namespace) -> int:
+    try:
+        report = connect(args).shadow_report(args.job_id)
+    except LookupError as exc:
+        raise CliError(str(exc.args[0])) from exc
+    if args.json:
+        print(report.model_dump_json(indent=2))
+        return 0
+    flips = "" if report.flips is None else f", {report.flips:,} flips at {report.threshold:g}"
+    print(
+        f"job {report.job_id}: model {report.model} v{report.primary_version} against shadow "
+        f"v{report.shadow_version}, {report.rows:,} rows{flips}"
+    )
+    print(f"\n{'output':<24}{'max |diff|':>14}{'mean |diff|':>14}{'Spearman':>10}")
+    for c in report.classes:
+        print(
+            f"{c.output[:23]:<24}{figure(c.max_abs_diff):>14}{figure(c.mean_abs_diff):>14}"
+            f"{figure(c.rank_correlation):>10}"
+        )
+    print(f"\n{'row':>10}  {'output':<16}{'primary':>14}{'shadow':>14}{'diff':>14}")
+    for r in report.largest:
+        print(
+            f"{r.row:>10,}  {r.output[:15]:<16}{r.primary:>14.6g}{r.shadow:>14.6g}{r.diff:>+14.6g}"
+        )
+    return 0
+
+
+def _pointers(routing: Routing, version: int) -> list[str]:
+    """What points at a version: its aliases (``@champion``), and ``shadow``."""
+    named = [f"@{alias}" for alias, v in routing.aliases.items() if v == version]
+    shadow = routing.shadow_version
+    return [*named, "shadow"] if shadow is not None and shadow.version == version else named
 
 
 def _defaults(record: ModelVersion) -> str:
@@ -592,6 +797,7 @@ def _submit(args: argparse.Namespace) -> int:
                 model=args.model,
                 key=args.key,
                 model_version=args.model_version,
+                model_alias=args.model_alias,
                 wait=False,
                 force=args.force,
                 **_score_kwargs(args),
@@ -601,7 +807,7 @@ def _submit(args: argparse.Namespace) -> int:
                 bar.close()
             print(f"uploaded s3://{submission.bucket}/{submission.key} (ETag {submission.etag})",
                   file=sys.stderr)  # fmt: skip
-            job = client.job_of(submission, args.model_version)
+            job = client.job_of(submission, args.model_version, args.model_alias)
             follow = (
                 f"job {job}: follow it with 'pipeline logs {job} --follow' or 'pipeline status'"
                 if job
@@ -643,6 +849,8 @@ def _get(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    if args.shadow:
+        return _shadow_report(args)
     try:
         report = connect(args).report(args.job_id)
     except LookupError as exc:

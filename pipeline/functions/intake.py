@@ -1,9 +1,11 @@
 """Accepting uploaded files: from an S3 event record to a task on the queue.
 
 For each created object the intake decides which model scores it (the key's
-first segment; the version is the latest, or the one the object's
-``model-version`` metadata pins) and with which options (the object's
-metadata over the version's defaults, ``pipeline.options``), computes the
+first segment; the version is the one the object's ``model-version`` or
+``model-alias`` metadata pins, else the one the alias ``champion`` names, else
+the latest), which version shadows it (``pipeline model shadow``), and with
+which options (the object's metadata over the version's defaults,
+``pipeline.options``), computes the
 job id, and sends the ``score`` task. A file it cannot accept (no model in
 its key, an unknown model, a bad option) is answered at once with a
 ``failed`` notification: every file that lands in the input bucket gets an
@@ -22,12 +24,19 @@ from typing import TYPE_CHECKING, Any
 from pipeline import events, logs, metrics, naming
 from pipeline.errors import BadOption, InputError, UnknownModel, located
 from pipeline.functions import task_messages
-from pipeline.messages import ErrorInfo, ModelRef, ObjectRef, ScoreRequest, failed
+from pipeline.messages import (
+    ErrorInfo,
+    ModelRef,
+    Notification,
+    ObjectRef,
+    ScoreRequest,
+    failed,
+)
 from pipeline.options import InForce, ScoreOptions
 from pipeline.settings import Settings
 from pipeline.stores import aws
 from pipeline.stores.ledger import Ledger
-from pipeline.stores.model_store import ModelStore, ModelVersion
+from pipeline.stores.model_store import ModelStore, ModelVersion, Pin
 from pipeline.stores.notify import announce
 from pipeline.stores.storage import object_metadata
 
@@ -38,8 +47,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Object metadata that pins a model version (``x-amz-meta-model-version``).
+#: Object metadata that pins a model version (``x-amz-meta-model-version``), or an alias.
 MODEL_VERSION_METADATA = "model-version"
+MODEL_ALIAS_METADATA = "model-alias"
 
 
 @dataclass
@@ -92,23 +102,46 @@ def handle_event(event: dict[str, Any], runtime: IntakeRuntime) -> dict[str, Any
 
 
 def accept(
-    created: events.ObjectCreated, runtime: IntakeRuntime, run: int = 0
+    created: events.ObjectCreated, runtime: IntakeRuntime, run: int = 0, pin: Pin = None
 ) -> ScoreRequest | None:
     """Enqueue the object's job, or announce why it cannot be scored.
 
     ``run`` is 0 for an upload's event, and n for the n-th retry of its job.
+    ``pin`` (a version, or an alias) overrides the object's own pin: a rescore's.
     """
+    decision = decide(created, runtime, run, pin)
+    if isinstance(decision, Refusal):
+        refuse(decision, runtime)
+        return None
+    dispatch(decision, runtime)
+    return decision
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A file that cannot be scored, and its ``failed`` notification."""
+
+    notification: Notification
+    error: InputError
+
+
+def decide(
+    created: events.ObjectCreated, runtime: IntakeRuntime, run: int = 0, pin: Pin = None
+) -> ScoreRequest | Refusal:
+    """The object's job (its model, shadow and options), or why it cannot be scored."""
     obj = created.object
     model: ModelRef | None = None
     metadata: dict[str, str] = {}
 
-    def pinned() -> int | None:
+    def pinned() -> Pin:
         metadata.update(object_metadata(runtime.s3, obj))
-        return _pinned_version(metadata, obj)
+        own = _pin(metadata, obj)
+        return own if pin is None else pin
 
     try:
         name = naming.model_name_for(obj.key)
-        model = runtime.models.resolve(name, pinned)
+        route = runtime.models.route(name, pinned)
+        model = route.model
         options = _options(metadata, runtime.models.record(model), obj)
     except InputError as exc:
         notification = failed(
@@ -119,42 +152,59 @@ def accept(
             received_at=created.event_time,
             run=run,
         )
-        announce(runtime.ledger, runtime.sns, runtime.settings.notification_topic_arn, notification)
-        with logs.job_context(job_id=notification.job_id, key=obj.key):
-            log.info(
-                "refused s3://%s/%s: %s: %s",
-                obj.bucket,
-                obj.key,
-                exc.code,
-                exc,
-                extra=_metrics("refused", model.name if model else "", obj, exc.code),
-            )
-        return None
-    request = ScoreRequest(
+        return Refusal(notification, exc)
+    return ScoreRequest(
         job_id=naming.job_id(obj, model, run),
         input=obj,
         model=model,
         received_at=created.event_time,
         run=run,
         options=options,
+        shadow=route.shadow,
     )
+
+
+def refuse(refusal: Refusal, runtime: IntakeRuntime) -> Notification:
+    """Announce a refused file's outcome (the one settled first, if it was refused before)."""
+    notification, exc = refusal.notification, refusal.error
+    settled = announce(
+        runtime.ledger, runtime.sns, runtime.settings.notification_topic_arn, notification
+    )
+    obj, model = notification.input, notification.model
+    assert obj is not None  # noqa: S101 - a refusal names its file
+    with logs.job_context(job_id=notification.job_id, key=obj.key):
+        log.info(
+            "refused s3://%s/%s: %s: %s",
+            obj.bucket,
+            obj.key,
+            exc.code,
+            exc,
+            extra=_metrics("refused", model.name if model else "", obj, exc.code),
+        )
+    return settled
+
+
+def dispatch(request: ScoreRequest, runtime: IntakeRuntime) -> None:
+    """Send the file's ``score`` task."""
     task_messages.send(
         runtime.sqs,
         runtime.settings.task_queue_url,
         task_messages.SCORE_TASK,
         request.model_dump(mode="json"),
     )
+    obj, model = request.input, request.model
     with logs.job_context(
         job_id=request.job_id, key=obj.key, model=f"{model.name}@{model.version}"
     ):
         log.info(
-            "accepted s3://%s/%s (run %d)",
+            "accepted s3://%s/%s (run %d%s%s)",
             obj.bucket,
             obj.key,
-            run,
+            request.run,
+            f", @{model.alias}" if model.alias else "",
+            f", shadow {request.shadow.version}" if request.shadow else "",
             extra=_metrics("accepted", model.name, obj, None),
         )
-    return request
 
 
 def _metrics(outcome: str, model: str, obj: ObjectRef, code: str | None) -> dict[str, Any]:
@@ -178,13 +228,25 @@ def _options(metadata: dict[str, str], model: ModelVersion, obj: ObjectRef) -> I
         ) from None
 
 
-def _pinned_version(metadata: dict[str, str], obj: ObjectRef) -> int | None:
-    value = metadata.get(MODEL_VERSION_METADATA)
-    if value is None:
-        return None
-    if not value.strip().isdigit() or int(value) < 1:
+def _pin(metadata: dict[str, str], obj: ObjectRef) -> Pin:
+    """The version or alias the object's metadata pins, if any."""
+    where = f"s3://{obj.bucket}/{obj.key}"
+    version, alias = metadata.get(MODEL_VERSION_METADATA), metadata.get(MODEL_ALIAS_METADATA)
+    if version is not None and alias is not None:
         raise UnknownModel(
-            f"s3://{obj.bucket}/{obj.key} pins model version {value!r} in its "
+            f"{where} pins both version {version!r} ('{MODEL_VERSION_METADATA}') and alias "
+            f"{alias!r} ('{MODEL_ALIAS_METADATA}'): pin one"
+        )
+    if alias is not None:
+        problem = naming.alias_problem(alias.strip())
+        if problem is not None:
+            raise UnknownModel(f"{where} pins {problem}, in its '{MODEL_ALIAS_METADATA}' metadata")
+        return alias.strip()
+    if version is None:
+        return None
+    if not version.strip().isdigit() or int(version) < 1:
+        raise UnknownModel(
+            f"{where} pins model version {version!r} in its "
             f"'{MODEL_VERSION_METADATA}' metadata; a version is a whole number from 1"
         )
-    return int(value)
+    return int(version)

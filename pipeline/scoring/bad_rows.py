@@ -72,6 +72,7 @@ class BadRows:
             if chunk.records
             else [],
             source_bytes=chunk.source_bytes,
+            row_numbers=np.flatnonzero(keep).astype(np.int64) + chunk.first_row,
         )
         return kept, feature_matrix(kept.batch, features, chunk.first_row, self.where)
 

@@ -15,6 +15,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 
@@ -58,6 +60,9 @@ class Chunk:
     #: About how many bytes of the (uncompressed) file these rows took: the
     #: reader's progress, which bytes fetched from S3 are not (readers read ahead).
     source_bytes: int = 0
+    #: Each row's 1-based data row number, where they are not consecutive from
+    #: ``first_row`` (rows were set aside).
+    row_numbers: npt.NDArray[np.int64] | None = None
 
     @property
     def num_rows(self) -> int:

@@ -84,6 +84,8 @@ class LoadedModel:
     #: What its files' quality reports compare with, and the limits on them.
     baseline: Baseline | None = None
     policy: QualityPolicy = field(default_factory=QualityPolicy)
+    #: LightGBM's objective name (``binary``, ``multiclass``, ``regression``, ...).
+    objective: str = ""
 
     @classmethod
     def from_text(cls, ref: ModelRef, text: str) -> LoadedModel:
@@ -96,6 +98,7 @@ class LoadedModel:
             num_outputs=booster.num_model_per_iteration(),
             sha256=sha256_hex(text.encode()),
             text=text,
+            objective=parsed.header["objective"].split(" ")[0],
         )
 
     @property

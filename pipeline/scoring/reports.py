@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 SHOWN_WARNINGS = 20
 REPORT_SUFFIX = ".quality.json"
 PAGE_SUFFIX = ".quality.html"
-_writers = ThreadPoolExecutor(4, thread_name_prefix="report")
+#: Writes a file's reports while its output completes.
+writers = ThreadPoolExecutor(4, thread_name_prefix="report")
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def write(s3: S3Client, judged: Judged) -> list[Future[object]]:
         (judged.ref.html, quality_page.render(judged.report), "text/html; charset=utf-8"),
     ]  # fmt: skip
     return [
-        _writers.submit(
+        writers.submit(
             s3.put_object, Bucket=where.bucket, Key=where.key, Body=body.encode(), ContentType=kind
         )
         for where, body, kind in documents

@@ -10,6 +10,7 @@ object appears only when the last row is written; any error aborts the upload.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -31,7 +32,9 @@ from pipeline.scoring.codec import Chunk
 from pipeline.scoring.engine.cache import ModelCache
 from pipeline.scoring.model import LoadedModel
 from pipeline.scoring.quality import QualityCounter
+from pipeline.scoring.shadow import Shadowing, write_report
 from pipeline.scoring.stages import overlapped
+from pipeline.shadow import ShadowRef
 from pipeline.stores.storage import S3Object
 from pipeline.stores.uploads import MultipartWriter
 
@@ -43,6 +46,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 _SNIFF_BYTES = 4096
 Scores = tuple[Chunk, list[pa.Array]]
+#: A chunk, its features, and the shadow's where it reads other features.
+Featurized = tuple[Chunk, npt.NDArray[np.float64], npt.NDArray[np.float64] | None]
 
 
 @dataclass
@@ -57,6 +62,25 @@ class Timings:
     #: whose threads share the cores: their wall time would count the waits too), and
     #: the seconds writing it.
     quality: float = 0.0
+    #: The shadow version's own features and predictions (inside those stages).
+    shadow: float = 0.0
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.write += time.perf_counter() - started
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[None]:
+        """CPU seconds of this thread, as ``quality`` counts them."""
+        started = time.thread_time()
+        try:
+            yield
+        finally:
+            self.quality += time.thread_time() - started
 
     def as_metrics(self) -> dict[str, float]:
         return {
@@ -65,6 +89,7 @@ class Timings:
             "PredictSeconds": round(self.predict, 4),
             "WriteSeconds": round(self.write, 4),
             "QualitySeconds": round(self.quality, 4),
+            "ShadowSeconds": round(self.shadow, 4),
         }
 
 
@@ -111,7 +136,9 @@ def score_object(
     fmt = file_format(source)
     key = fmt.output_key(obj.key, request.job_id)
     model = models.get(request.model)
+    shadow = shadowing(request, model, models)
     settled: list[QualityRef] = []
+    compared: list[ShadowRef] = []
     errors: list[Location] = []
     writing: list[Future[object]] = []
 
@@ -130,6 +157,12 @@ def score_object(
                 put.result()
         reports.enforce(judged, model)
         settled.append(judged.ref)
+        if shadow is not None:
+            ref, report = shadow.settle(
+                request.job_id, request.model, request.options.threshold, where
+            )
+            writing.append(reports.writers.submit(write_report, s3, ref, report))
+            compared.append(ref)
 
     with MultipartWriter(s3, settings.output_bucket, key, fmt.content_type) as sink:
         scored = score_source(
@@ -142,6 +175,7 @@ def score_object(
             timings=timings,
             progress=progress,
             before_complete=judge,
+            shadow=shadow,
         )
     for put in writing:
         put.result()
@@ -155,15 +189,24 @@ def score_object(
         bad_rows=scored.bad.rows,
         errors=errors[0] if errors else None,
     )
-    return Answer(output, settled[0])
+    return Answer(output, settled[0], compared[0] if compared else None)
+
+
+def shadowing(request: ScoreRequest, model: LoadedModel, models: ModelCache) -> Shadowing | None:
+    """The request's shadow, loaded (or why it could not be), if the model has one."""
+    ref = request.shadow
+    if ref is None:
+        return None
+    return Shadowing.of(model, ref, lambda: models.get(ref))
 
 
 @dataclass(frozen=True)
 class Answer:
-    """A scored file: its output, and its quality report."""
+    """A scored file: its output, its quality report, and its shadow's comparison."""
 
     output: OutputRef
     quality: QualityRef
+    shadow: ShadowRef | None = None
 
     @property
     def rows(self) -> int:
@@ -213,25 +256,28 @@ def score_source(
     timings: Timings | None = None,
     progress: Callable[[int, int], None] | None = None,
     before_complete: Callable[[Scored], None] | None = None,
+    shadow: Shadowing | None = None,
 ) -> Scored:
     """Score what ``source`` holds (a file, or one shard of it) into ``sink``, and complete it.
 
     ``before_complete`` sees the quality counts and the rows set aside once
     every row is written and before the output exists; an exception there
-    leaves no output.
+    leaves no output. ``shadow`` predicts every row too, for comparison only.
     """
     obj = source.ref
     where = f"s3://{obj.bucket}/{obj.key}"
     reader = fmt.open(source, where, settings.batch_rows, settings.max_line_bytes)
     features.check_columns(reader.columns, model.feature_names, where)
     out = outputs.plan(options, model, reader.columns, where)
+    if shadow is not None:
+        shadow.check_columns(reader.columns)
     writer = fmt.writer(sink, reader, out.selection, out.schema, header=header)
 
     spent = timings or Timings()
     counter = QualityCounter(model.features, model.baseline)
     bad = BadRows(options.max_bad_rows, where)
 
-    def featurize(chunk: Chunk) -> tuple[Chunk, npt.NDArray[np.float64]]:
+    def featurize(chunk: Chunk) -> Featurized:
         started = time.perf_counter()
         features.check_no_outputs(chunk.batch, out.names, out.selection, chunk.first_row, where)
         try:
@@ -241,40 +287,39 @@ def score_source(
                 raise
             chunk, matrix = bad.set_aside(chunk, model.features)
         spent.features += time.perf_counter() - started
-        started = time.thread_time()
-        counter.add_features(chunk.batch, matrix)
-        spent.quality += time.thread_time() - started
-        return chunk, matrix
+        with spent.counting():
+            counter.add_features(chunk.batch, matrix)
+        own = shadow.features(chunk, where) if shadow is not None else None
+        return chunk, matrix, own
 
-    def predict(item: tuple[Chunk, npt.NDArray[np.float64]]) -> Scores:
+    def predict(item: Featurized) -> Scores:
         started = time.perf_counter()
-        chunk, matrix = item
+        chunk, matrix, own = item
         added, predictions = outputs.compute(out, model, matrix, settings.predict_threads)
         spent.predict += time.perf_counter() - started
-        started = time.thread_time()
-        counter.add_predictions(predictions)
-        spent.quality += time.thread_time() - started
+        with spent.counting():
+            counter.add_predictions(predictions)
+        if shadow is not None:
+            shadow.predict(chunk, matrix, own, predictions, settings.predict_threads)
         return chunk, added
 
     rows = consumed = 0
     for chunk, added in overlapped(_timed(reader, spent), [featurize, predict]):
-        started = time.perf_counter()
-        writer.write(chunk, added)
+        with spent.writing():
+            writer.write(chunk, added)
         rows += chunk.num_rows
         consumed += chunk.source_bytes
-        spent.write += time.perf_counter() - started
         if progress is not None:
             # Compressed files: what the parser consumed is in other units; S3's
             # count is the bound (ahead by the reader's read-ahead).
             done = source.bytes_read if fmt.compression else consumed
             progress(rows, min(done, source.bytes_read))
-    started = time.perf_counter()
-    writer.close()
-    spent.write += time.perf_counter() - started
+    with spent.writing():
+        writer.close()
+    spent.shadow = shadow.seconds if shadow is not None else 0.0
     scored = Scored(rows=rows, size=sink.bytes_written, quality=counter, bad=bad)
     if before_complete is not None:
         before_complete(scored)
-    started = time.perf_counter()
-    sink.complete()
-    spent.write += time.perf_counter() - started
+    with spent.writing():
+        sink.complete()
     return replace(scored, size=sink.bytes_written)

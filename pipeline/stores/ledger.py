@@ -14,6 +14,7 @@ Layout, in the output bucket under a prefix no model name can take
     _jobs/<job_id>/run.json           which task message is scoring the file, since when
     _jobs/<job_id>/last-error.json    the last non-input error, for the dead-letter handler
     _jobs/<job_id>/retried.json       written once when a failed job is retried (its next run)
+    _jobs/<job_id>/queued.json        a rescore sent the job's task (``pipeline rescore``)
     _jobs/<job_id>/dead-letter.json   the task message that reached the dead-letter queue
     _jobs/<job_id>/progress.json      how far the file has got (rows, input bytes read)
     _jobs/<job_id>/plan.json          a split file's shards (see ``pipeline.worker.sharding``)
@@ -248,6 +249,14 @@ class Ledger:
         """Whether this caller may retry the job: a job is retried once, by one caller."""
         body = json.dumps({"retried_at": utc_now().isoformat()}).encode()
         return self._put_once(f"{PREFIX}{job_id}/retried.json", body)
+
+    def mark_queued(self, job_id: str) -> None:
+        """Note that a rescore sent the job's task: running it again starts no second one."""
+        body = json.dumps({"queued_at": utc_now().isoformat()}).encode()
+        self._put_once(f"{PREFIX}{job_id}/queued.json", body)
+
+    def was_queued(self, job_id: str) -> bool:
+        return self._get(f"{PREFIX}{job_id}/queued.json") is not None
 
     def was_retried(self, job_id: str) -> bool:
         return self._get(f"{PREFIX}{job_id}/retried.json") is not None

@@ -4,6 +4,8 @@ Layout in the model bucket::
 
     <name>/<version, 6 digits>/model.txt    the LightGBM text model, as published
     <name>/<version, 6 digits>/model.json   its ModelVersion record (written last)
+    <name>/aliases/<alias>/<entry>          the alias's log: where it pointed, newest first
+    <name>/shadow/<entry>                   the shadow's log: the version or alias shadowing
 
     _compiled/<sha256>/<compiler>/<target>/forest.o      a compiled predictor
     _compiled/<sha256>/<compiler>/<target>/engine.json   its EngineRecord (written last)
@@ -12,7 +14,12 @@ A version exists once its ``model.json`` does. Versions are claimed with a
 conditional put (``If-None-Match: *``), so two concurrent publishes never get
 the same number. Compiled predictors are keyed by what decides their code
 (the model text's sha256, the compiler and the target CPU), not by version:
-two versions with the same text share one, and a worker fetches it once. This
+two versions with the same text share one, and a worker fetches it once.
+
+Aliases and the shadow are pointers whose values sit in their keys
+(``Routing``): the listing that finds a model's versions finds them too, so
+the intake resolves a file's model with one request, and moving a pointer
+takes effect for the next file, with nothing cached to restart. This
 module does no LightGBM work (the handler uses it to resolve versions, a
 client to publish them); compiling a model belongs to the worker's side.
 """
@@ -28,12 +35,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict
 
+from pipeline import naming
 from pipeline.errors import InvalidModel, UnknownModel
 from pipeline.messages import ModelRef, utc_now
 from pipeline.model_text import ModelInfo, describe
@@ -54,6 +63,106 @@ _ARTIFACT_FILE = "forest.o"
 _ENGINE_FILE = "engine.json"
 _CLAIM_FILE = "claim.json"
 _CLAIM_ATTEMPTS = 20
+_ALIASES = "aliases"
+_SHADOW = "shadow"
+#: A pointer's value once it is removed (an alias deleted, the shadow off).
+_NONE = "none"
+#: Entries kept in a pointer's log (its history); older ones are removed.
+_KEPT_ENTRIES = 20
+_LATEST_MS = 10**13 - 1
+
+#: What pins a file's version: a version number, an alias, or nothing.
+Pin = int | str | None
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which version scores a file (``alias`` says if an alias chose it), and the shadow."""
+
+    model: ModelRef
+    shadow: ModelRef | None
+
+
+@dataclass(frozen=True)
+class Routing:
+    """One model's versions and pointers, as one listing found them.
+
+    ``entries`` maps a pointer (``aliases/<alias>``, ``shadow``) to its log's
+    entry names, newest first: ``<inverted ms>-<value>``, the value a version
+    (six digits), an alias (``@name``, the shadow only) or ``none``.
+    """
+
+    name: str
+    versions: list[int]
+    entries: dict[str, list[str]] = field(default_factory=dict)
+
+    def _value(self, pointer: str) -> str | None:
+        log = self.entries.get(pointer)
+        value = log[0].split("-", 1)[1] if log else _NONE
+        return None if value == _NONE else value
+
+    @property
+    def aliases(self) -> dict[str, int]:
+        """Each set alias and the version it names."""
+        found = {}
+        for pointer in self.entries:
+            alias = pointer.removeprefix(f"{_ALIASES}/")
+            value = self._value(pointer)
+            if pointer != alias and value is not None and value.isdigit():
+                found[alias] = int(value)
+        return dict(sorted(found.items()))
+
+    @property
+    def shadow(self) -> int | str | None:
+        """The shadow as set: a version, an alias (followed as it moves), or None."""
+        value = self._value(_SHADOW)
+        if value is None:
+            return None
+        return value[1:] if value.startswith("@") else int(value)
+
+    def no_alias(self, alias: str) -> str:
+        aliases = self.aliases
+        listed = ", ".join(f"{a} -> {v}" for a, v in aliases.items()) or "none"
+        return f"model {self.name!r} has no alias {alias!r} (set: {listed})"
+
+    def resolve(self, pin: Pin) -> ModelRef:
+        """The version ``pin`` names; None: ``champion`` if set, else the latest."""
+        if isinstance(pin, str):
+            problem = naming.alias_problem(pin)
+            if problem is not None:
+                raise UnknownModel(problem)
+            version = self.aliases.get(pin)
+            if version is None:
+                raise UnknownModel(self.no_alias(pin))
+            alias: str | None = pin
+        elif pin is None:
+            alias = naming.CHAMPION if naming.CHAMPION in self.aliases else None
+            version = self.aliases[alias] if alias else self.versions[-1]
+        else:
+            version, alias = pin, None
+        if version not in self.versions:
+            published = ", ".join(map(str, self.versions)) or "none"
+            named = f" (alias {alias!r} names it)" if alias else ""
+            raise UnknownModel(
+                f"model {self.name!r} has no version {version}{named} (published: {published})"
+            )
+        return ModelRef(name=self.name, version=version, alias=alias)
+
+    @property
+    def shadow_version(self) -> ModelRef | None:
+        """The version shadowing the model now, if any."""
+        target = self.shadow
+        if target is None:
+            return None
+        try:
+            return self.resolve(target)
+        except UnknownModel:
+            return None  # its alias was removed: no shadow until it is set again
+
+    def shadow_ref(self, primary: ModelRef) -> ModelRef | None:
+        """The version that shadows ``primary``: None if none is set, or it is ``primary``."""
+        ref = self.shadow_version
+        return None if ref is None or ref.version == primary.version else ref
 
 
 class ModelVersion(BaseModel):
@@ -112,15 +221,88 @@ class ModelStore:
 
     def versions(self, name: str) -> list[int]:
         """Published versions of ``name``, oldest first."""
-        found: list[int] = []
+        return self.routing(name).versions
+
+    def routing(self, name: str) -> Routing:
+        """What decides the version of ``name``'s next file: its versions, aliases and shadow.
+
+        One listing holds it all: a pointer's value is in its entries' keys
+        (``pointer_key``), so resolving a file's model costs one request, aliases or not.
+        """
+        versions: list[int] = []
+        entries: dict[str, list[str]] = {}
         paginator = self._s3.get_paginator("list_objects_v2")
         with translated(f"listing versions of model {name!r}"):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{name}/"):
                 for item in page.get("Contents", []):
                     parts = item["Key"].split("/")
                     if len(parts) == 3 and parts[2] == _RECORD_FILE and parts[1].isdigit():
-                        found.append(int(parts[1]))
-        return sorted(found)
+                        versions.append(int(parts[1]))
+                    elif len(parts) == 4 and parts[1] == _ALIASES:
+                        entries.setdefault(f"{_ALIASES}/{parts[2]}", []).append(parts[3])
+                    elif len(parts) == 3 and parts[1] == _SHADOW:
+                        entries.setdefault(_SHADOW, []).append(parts[2])
+        return Routing(name, sorted(versions), entries)
+
+    def set_alias(self, name: str, alias: str, version: int) -> ModelRef:
+        """Point ``alias`` of ``name`` at ``version``: the next file that uses it gets it."""
+        problem = naming.alias_problem(alias)
+        if problem is not None:
+            raise ValueError(problem)
+        routing = self.routing(name)
+        ref = routing.resolve(version)
+        self._point(routing, f"{_ALIASES}/{alias}", f"{version:06d}")
+        return ref.model_copy(update={"alias": alias})
+
+    def delete_alias(self, name: str, alias: str) -> int:
+        """Remove ``alias`` of ``name``; the version it named (``UnknownModel``: none)."""
+        routing = self.routing(name)
+        version = routing.aliases.get(alias)
+        if version is None:
+            raise UnknownModel(routing.no_alias(alias))
+        shadow = routing.shadow
+        if shadow == alias:
+            raise ValueError(
+                f"alias {alias!r} names the shadow of model {name!r}: stop the shadow first "
+                f"(pipeline model shadow {name} --off)"
+            )
+        self._point(routing, f"{_ALIASES}/{alias}", _NONE)
+        return version
+
+    def set_shadow(self, name: str, target: int | str | None) -> ModelRef | None:
+        """Make a version (or whatever an alias names, as it moves) ``name``'s shadow;
+        None stops it. Returns the version it names now."""
+        routing = self.routing(name)
+        if target is None:
+            self._point(routing, _SHADOW, _NONE)
+            return None
+        ref = routing.resolve(target)
+        value = f"{target:06d}" if isinstance(target, int) else f"@{target}"
+        self._point(routing, _SHADOW, value)
+        return ref
+
+    def _point(self, routing: Routing, pointer: str, value: str) -> None:
+        """Add an entry to a pointer's log, newer than any before it, and prune old ones.
+
+        Entries are named by inverted milliseconds, so a listing meets the newest
+        first; a setter whose clock lags still writes after the newest entry.
+        """
+        older = routing.entries.get(pointer, [])
+        order = _LATEST_MS - int(utc_now().timestamp() * 1000)
+        if older:
+            order = min(order, int(older[0].split("-", 1)[0]) - 1)
+        prefix = f"{routing.name}/{pointer}/"
+        body = json.dumps({"value": value, "set_at": utc_now().isoformat()}).encode()
+        with translated(f"setting {pointer} of model {routing.name!r}"):
+            self._s3.put_object(
+                Bucket=self.bucket,
+                Key=f"{prefix}{order:013d}-{value}",
+                Body=body,
+                ContentType="application/json",
+            )
+        for entry in older[_KEPT_ENTRIES - 1 :]:
+            with contextlib.suppress(ClientError, BotoCoreError):  # history only
+                self._s3.delete_object(Bucket=self.bucket, Key=prefix + entry)
 
     def names(self) -> list[str]:
         response = self._s3.list_objects_v2(Bucket=self.bucket, Delimiter="/")
@@ -210,38 +392,39 @@ class ModelStore:
     def _get_optional(self, key: str) -> bytes | None:
         return read_optional(self._s3, self.bucket, key)
 
-    def resolve(self, name: str, pinned: int | Callable[[], int | None] | None = None) -> ModelRef:
-        """The version a file should be scored with: ``pinned``, or the latest.
+    def resolve(self, name: str, pinned: Pin | Callable[[], Pin] = None) -> ModelRef:
+        """The version a file should be scored with (see ``route``)."""
+        return self.route(name, pinned).model
 
-        ``pinned`` may be a function that finds the pin (a request of its
-        own): it runs while the versions are listed, one round trip for two.
+    def route(self, name: str, pinned: Pin | Callable[[], Pin] = None) -> Route:
+        """The version a file should be scored with, and the model's shadow, if any.
+
+        ``pinned``: a version, or an alias; None for an upload's default: what
+        ``champion`` names if it is set, else the latest. It may be a
+        function that finds the pin (a request of its own): it runs while the
+        model's routing is listed, one round trip for two.
         """
         if callable(pinned):
             with ThreadPoolExecutor(1, thread_name_prefix="model-versions") as pool:
-                listing = pool.submit(self.versions, name)
+                listing = pool.submit(self.routing, name)
                 pinned = pinned()
-                versions = listing.result()
+                routing = listing.result()
         else:
-            versions = self.versions(name)
-        if not versions:
+            routing = self.routing(name)
+        if not routing.versions:
             raise UnknownModel(
                 f"no model named {name!r} is published in s3://{self.bucket} "
                 f"(publish one with: pipeline model publish FILE --name {name})"
             )
-        if pinned is None:
-            return ModelRef(name=name, version=versions[-1])
-        if pinned not in versions:
-            raise UnknownModel(
-                f"model {name!r} has no version {pinned} (published: "
-                f"{', '.join(map(str, versions))})"
-            )
-        return ModelRef(name=name, version=pinned)
+        model = routing.resolve(pinned)
+        return Route(model, routing.shadow_ref(model))
 
     def records(self, name: str) -> list[ModelVersion]:
         """Every published version of ``name``, oldest first: one listing, one read each."""
         return [self.record(ModelRef(name=name, version=v)) for v in self.versions(name)]
 
     def record(self, ref: ModelRef) -> ModelVersion:
+        ref = ref.bare
         cached = self._records.get(ref)
         if cached is None:
             key = _prefix(ref.name, ref.version) + _RECORD_FILE

@@ -125,6 +125,11 @@ def _report(request: ScoreRequest, answer: Notification, timings: Timings) -> No
             values["MaxPsi"] = round(answer.quality.max_psi, 6)
         values["MissingShare"] = round(answer.quality.max_missing_share, 6)
         values["UnseenCount"] = answer.quality.unseen
+    shadow = answer.shadow
+    if shadow is not None and shadow.max_abs_diff is not None:
+        values["ShadowMaxAbsDiff"] = round(shadow.max_abs_diff, 9)
+        if shadow.flips is not None:
+            values["ShadowFlips"] = shadow.flips
     code = answer.error.code if answer.error else None
     document = metrics.document(
         "scoring",
@@ -193,7 +198,7 @@ def _answer(
                     body=body,
                 )
             )
-        notification = succeeded(request, answer.output, started, answer.quality)
+        notification = succeeded(request, answer.output, started, answer.quality, answer.shadow)
     except (InputError, JobTimeout, ConfigurationError) as exc:
         # Final: retrying cannot help; the file is answered now.
         log.info("%s: %s", exc.code, exc)

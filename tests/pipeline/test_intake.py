@@ -88,9 +88,48 @@ def test_metadata_pins_a_model_version(
     assert queued.model.version == 1
 
 
+def test_champion_chooses_an_unpinned_file_and_an_alias_may_be_pinned(
+    runtime: IntakeRuntime, stack: Any, s3: Any, sqs: Any, binary_model: Any
+) -> None:
+    for _ in range(3):
+        runtime.models.publish("churn", binary_model.model_to_string().encode(), "m")
+    runtime.models.set_alias("churn", "champion", 1)
+    runtime.models.set_alias("churn", "challenger", 2)
+    runtime.models.set_shadow("churn", "challenger")
+
+    accept(created(upload(s3, stack, "churn/a.csv")), runtime)
+    accept(
+        created(upload(s3, stack, "churn/b.csv", Metadata={"model-alias": "challenger"})), runtime
+    )
+    accept(created(upload(s3, stack, "churn/c.csv", Metadata={"model-version": "3"})), runtime)
+    runtime.models.set_alias("churn", "champion", 3)  # the next file gets 3, nothing restarted
+    accept(created(upload(s3, stack, "churn/d.csv")), runtime)
+
+    queued = sorted(task_requests(sqs, stack), key=lambda r: r.input.key)
+    assert [(r.model.version, r.model.alias) for r in queued] == [
+        (1, "champion"),
+        (2, "challenger"),
+        (3, None),
+        (3, "champion"),
+    ]
+    # The shadow (challenger's version, 2) scores every file but its own version's.
+    assert [r.shadow.version if r.shadow else None for r in queued] == [2, None, 2, 2]
+    assert len({r.job_id for r in queued}) == 4
+
+
 @pytest.mark.parametrize(
     ("key", "metadata", "code", "message"),
     [
+        pytest.param(
+            "churn/a.csv", {"model-alias": "nope"}, "unknown_model", "no alias 'nope'", id="alias"
+        ),
+        pytest.param(
+            "churn/a.csv",
+            {"model-alias": "champion", "model-version": "1"},
+            "unknown_model",
+            "pin one",
+            id="both",
+        ),
         pytest.param("a.csv", {}, "unroutable_key", "does not name a model", id="no-prefix"),
         pytest.param(
             "nomodel/a.csv", {}, "unknown_model", "no model named 'nomodel'", id="unknown"

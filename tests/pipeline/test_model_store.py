@@ -111,3 +111,80 @@ def test_listing_a_models_versions_lists_once_and_reads_each_once(
     assert [r.version for r in records] == [1, 2, 3, 4]
     assert calls.count("ListObjectsV2") == 1
     assert calls.count("GetObject") == 4
+
+
+def test_an_alias_chooses_the_version_and_moving_it_takes_effect_at_once(
+    store: ModelStore, binary_model: Any
+) -> None:
+    for _ in range(3):
+        store.publish("churn", binary_model.model_to_string().encode(), "m")
+    assert store.resolve("churn") == ModelRef(name="churn", version=3)  # latest, no alias
+
+    store.set_alias("churn", "champion", 1)
+    store.set_alias("churn", "challenger", 3)
+
+    assert store.resolve("churn") == ModelRef(name="churn", version=1, alias="champion")
+    assert store.resolve("churn", "challenger") == ModelRef(
+        name="churn", version=3, alias="challenger"
+    )
+    assert store.resolve("churn", 2) == ModelRef(name="churn", version=2)  # a pin wins
+    store.set_alias("churn", "champion", 2)  # promote: the next file gets 2
+    assert store.resolve("churn").version == 2
+    assert store.routing("churn").aliases == {"challenger": 3, "champion": 2}
+    assert store.delete_alias("churn", "champion") == 2
+    assert store.resolve("churn") == ModelRef(name="churn", version=3)  # back to the latest
+    with pytest.raises(UnknownModel, match=r"no alias 'champion' \(set: challenger -> 3\)"):
+        store.resolve("churn", "champion")
+
+
+def test_an_alias_is_checked_when_set(store: ModelStore, binary_model: Any) -> None:
+    store.publish("churn", binary_model.model_to_string().encode(), "m")
+    with pytest.raises(UnknownModel, match=r"no version 4 \(published: 1\)"):
+        store.set_alias("churn", "champion", 4)
+    with pytest.raises(ValueError, match="did you mean 'champion'"):
+        store.set_alias("churn", "Champion", 1)
+    with pytest.raises(ValueError, match="reads as a version"):
+        store.set_alias("churn", "v2", 1)
+    with pytest.raises(UnknownModel, match="no alias 'gone'"):
+        store.delete_alias("churn", "gone")
+    assert store.routing("churn").aliases == {}
+
+
+def test_the_newest_setting_wins_even_from_a_lagging_clock_and_old_entries_are_pruned(
+    store: ModelStore, binary_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for _ in range(2):
+        store.publish("churn", binary_model.model_to_string().encode(), "m")
+    store.set_alias("churn", "champion", 2)
+    from pipeline.stores import model_store
+
+    # A setter whose clock is an hour behind still moves the alias.
+    monkeypatch.setattr(model_store, "utc_now", lambda: datetime(2020, 1, 1, tzinfo=UTC))
+    for version in [1, 2] * 12:
+        store.set_alias("churn", "champion", version)
+
+    assert store.resolve("churn").version == 2
+    log = store.routing("churn").entries["aliases/champion"]
+    assert len(log) <= 21
+
+
+def test_the_shadow_is_a_version_or_follows_an_alias(store: ModelStore, binary_model: Any) -> None:
+    for _ in range(3):
+        store.publish("churn", binary_model.model_to_string().encode(), "m")
+    assert store.route("churn").shadow is None
+
+    store.set_shadow("churn", 2)
+    assert store.route("churn").shadow == ModelRef(name="churn", version=2)
+    assert store.route("churn", 2).shadow is None  # a version never shadows itself
+
+    store.set_alias("churn", "challenger", 3)
+    store.set_shadow("churn", "challenger")
+    assert store.route("churn", 1).shadow == ModelRef(name="churn", version=3, alias="challenger")
+    store.set_alias("churn", "challenger", 1)  # the shadow follows the alias
+    assert store.route("churn", 2).shadow == ModelRef(name="churn", version=1, alias="challenger")
+    with pytest.raises(ValueError, match="stop the shadow first"):
+        store.delete_alias("churn", "challenger")
+
+    store.set_shadow("churn", None)
+    assert store.route("churn", 2).shadow is None
+    assert store.versions("churn") == [1, 2, 3]

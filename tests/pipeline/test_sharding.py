@@ -412,3 +412,47 @@ def test_rows_set_aside_in_several_shards_are_listed_by_their_rows_in_the_file(
     kept = [i for i in range(len(x)) if i not in bad_rows]
     assert ids == kept
     assert np.array_equal(predictions, binary_model.predict(x[kept]))
+
+
+def test_a_split_file_compares_its_shadow_over_all_shards_as_one_file(
+    stack: LocalStack, s3: Any, binary_model: Any, challenger_model: Any
+) -> None:
+    """Rank correlation needs every row at once: the shards hand theirs to the finisher."""
+    from scipy.stats import spearmanr
+
+    challenger = challenger_model
+    name = unique("shadow")
+    publish(stack, binary_model, name)
+    publish(stack, challenger, name)
+    x = rows(40_000, 42)
+    x[123] = np.nan  # a row of missing values: both predict it
+    with Client.from_local(stack) as client:
+        client.set_alias(name, "champion", 1)
+        client.set_shadow(name, 2)
+        note = client.submit(csv_bytes(x), model=name, key="big.csv", timeout=180)
+        report = client.shadow_report(note.job_id)
+
+    assert note.status == "succeeded", note.error
+    plan = Ledger(s3, stack.outputs["OutputBucketName"]).plan(note.job_id)
+    assert plan is not None
+    assert plan.count >= 3
+    primary, shadow = binary_model.predict(x), challenger.predict(x)
+    diff = np.abs(shadow - primary)
+    assert note.shadow is not None
+    assert note.shadow.rows == 40_000
+    assert note.shadow.max_abs_diff == diff.max()
+    assert note.shadow.rank_correlation == pytest.approx(
+        spearmanr(primary, shadow).statistic, rel=1e-12
+    )
+    assert note.shadow.flips == int(((primary > 0.5) != (shadow > 0.5)).sum())
+    top = np.argsort(-diff, kind="stable")[:20]
+    assert [r.row for r in report.largest] == [int(i) + 1 for i in top]
+    # The shards' kept predictions are removed once the file is answered (just after).
+    deadline = time.monotonic() + 10
+    while True:
+        left = s3.list_objects_v2(Bucket=stack.outputs["OutputBucketName"], Prefix="_shards/")
+        kept = [o["Key"] for o in left.get("Contents", []) if note.job_id in o["Key"]]
+        if not kept or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert kept == []

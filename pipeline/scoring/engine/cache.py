@@ -42,6 +42,7 @@ class ModelCache:
         self.loads = 0
 
     def get(self, ref: ModelRef) -> LoadedModel:
+        ref = ref.bare  # whatever alias chose it, a version is loaded once
         with self._lock:
             entry = self._models.get(ref)
             if entry is None:

@@ -33,7 +33,9 @@ from pipeline.scoring import formats, reports
 from pipeline.scoring.bad_rows import BadRows, Cell
 from pipeline.scoring.codec import CannotJoin
 from pipeline.scoring.quality import QualityCounter
-from pipeline.scoring.run import write_errors
+from pipeline.scoring.run import shadowing, write_errors
+from pipeline.scoring.shadow import write_report
+from pipeline.shadow import ShadowRef
 from pipeline.stores.aws import error_code, translated
 from pipeline.stores.notify import announce
 from pipeline.stores.uploads import LAST_PART, Part, Upload
@@ -98,6 +100,7 @@ def _conclude(
         try:
             errors = runtime.retrying(lambda: _set_aside(request, plan, runtime, ordered, where))
             quality = runtime.retrying(lambda: _settle(request, plan, runtime, ordered))
+            shadow = runtime.retrying(lambda: _compare(request, plan, runtime, ordered))
         except (QualityFailed, BadValue) as exc:
             abort(runtime, plan)
             found = getattr(exc, "quality", None)
@@ -130,7 +133,7 @@ def _conclude(
             bad_rows=sum(result.bad_rows for result in ordered),
             errors=errors,
         )
-        notification = succeeded(request, output, plan.created_at, quality)
+        notification = succeeded(request, output, plan.created_at, quality, shadow)
     topic = runtime.settings.notification_topic_arn
     return runtime.retrying(lambda: announce(ledger, runtime.sns, topic, notification))
 
@@ -171,6 +174,31 @@ def _settle(
             counter.merge(result.quality)
     where = Location(bucket=runtime.settings.output_bucket, key=plan.output_key)
     return reports.settle(counter, model, request.job_id, runtime.s3, where)
+
+
+def _compare(
+    request: ScoreRequest, plan: ShardPlan, runtime: WorkerRuntime, ordered: list[ShardResult]
+) -> ShadowRef | None:
+    """The shards' shadow predictions joined into the file's comparison, its report written."""
+    if request.shadow is None:
+        return None
+    primary = runtime.models.get(request.model)
+    shadow = shadowing(request, primary, runtime.models)
+    assert shadow is not None  # noqa: S101
+    before = 0
+    for result in ordered:
+        if result.shadow_error is not None:
+            shadow.counter.fail(result.shadow_error)
+        elif result.shadow and shadow.active:
+            got = runtime.s3.get_object(
+                Bucket=runtime.settings.output_bucket, Key=f"{result.key}-shadow"
+            )
+            shadow.counter.extend(got["Body"].read(), before)
+        before += result.rows + result.bad_rows
+    where = Location(bucket=runtime.settings.output_bucket, key=plan.output_key)
+    ref, report = shadow.settle(request.job_id, request.model, request.options.threshold, where)
+    write_report(runtime.s3, ref, report)
+    return ref
 
 
 class Resplit(Exception):
@@ -273,7 +301,11 @@ def clean_up(runtime: WorkerRuntime, job_id: str, results: Iterable[ShardResult]
 
 def remove(runtime: WorkerRuntime, results: Iterable[ShardResult]) -> None:
     for result in results:
-        for which, size in (("head", result.head), ("tail", result.tail)):
+        for which, size in (
+            ("head", result.head),
+            ("tail", result.tail),
+            ("shadow", result.shadow),
+        ):
             if size:
                 with contextlib.suppress(ClientError, BotoCoreError):
                     runtime.s3.delete_object(

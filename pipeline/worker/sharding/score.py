@@ -25,7 +25,8 @@ from pipeline.messages import (
 from pipeline.records import ShardPlan, ShardResult
 from pipeline.scoring import formats
 from pipeline.scoring.codec import ShardFormat
-from pipeline.scoring.run import Scored, Timings, score_source
+from pipeline.scoring.run import Scored, Timings, score_source, shadowing
+from pipeline.scoring.shadow import Shadowing
 from pipeline.scoring.streams import Prefixed, RecordRange
 from pipeline.stores.storage import S3Object
 from pipeline.stores.uploads import MIN_PART_BYTES, ShardOutput, ShardWriter
@@ -144,7 +145,7 @@ def _score(
 
     shards = fmt.codec.shards
 
-    def attempt() -> tuple[Scored, ShardOutput]:
+    def attempt() -> tuple[Scored, ShardOutput, Shadowing | None]:
         sink = ShardWriter(
             runtime.s3,
             runtime.settings.output_bucket,
@@ -157,6 +158,7 @@ def _score(
             hold=shards.hold,
             part_bytes=MIN_PART_BYTES,
         )
+        shadow = shadowing(request, model, runtime.models)
         with sink:
             scored = score_source(
                 source,
@@ -168,13 +170,15 @@ def _score(
                 header=index == 0,
                 timings=timings,
                 progress=report,
+                shadow=shadow,
             )
         assert sink.output is not None  # noqa: S101 - completed by score_source
-        return scored, sink.output
+        return scored, sink.output, shadow
 
     try:
         model = runtime.models.get(request.model)
-        scored, output = runtime.retrying(attempt)
+        scored, output, shadow = runtime.retrying(attempt)
+        compared = runtime.retrying(lambda: _keep_shadow(runtime, key, shadow))
     except Stopped as exc:
         log.info("shard %d stopped: %s", index, exc)
         return ShardResult(index=index, status="stopped")
@@ -203,7 +207,18 @@ def _score(
         quality=scored.quality.state(),
         bad_rows=scored.bad.rows,
         bad_cells=scored.bad.cells,
+        shadow=compared,
+        shadow_error=shadow.counter.error if shadow is not None else None,
     )
+
+
+def _keep_shadow(runtime: WorkerRuntime, key: str, shadow: Shadowing | None) -> int:
+    """The shadow's predictions of the shard, kept for the finisher; their size."""
+    if shadow is None or not shadow.active:
+        return 0
+    data = shadow.counter.to_bytes()
+    runtime.s3.put_object(Bucket=runtime.settings.output_bucket, Key=f"{key}-shadow", Body=data)
+    return len(data)
 
 
 def _counted(source: ShardSource) -> RecordRange:
