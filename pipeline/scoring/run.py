@@ -11,11 +11,12 @@ object appears only when the last row is written; any error aborts the upload.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +49,10 @@ _SNIFF_BYTES = 4096
 Scores = tuple[Chunk, list[pa.Array]]
 #: A chunk, its features, and the shadow's where it reads other features.
 Featurized = tuple[Chunk, npt.NDArray[np.float64], npt.NDArray[np.float64] | None]
+#: A chunk's scores, and what the shadow compares them with.
+Predicted = tuple[
+    Scores, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None, npt.NDArray[np.float64]]
+]
 
 
 @dataclass
@@ -244,6 +249,37 @@ class OutputSink(Protocol):
     def complete(self) -> object: ...
 
 
+def _stages(
+    featurize: Callable[[Chunk], Featurized],
+    predict: Callable[[Featurized], Predicted],
+    shadow: Shadowing | None,
+    threads: int,
+) -> list[Callable[[Any], Any]]:
+    """The stages a chunk passes; the shadow's own, where there is one, predicts a chunk
+    while the primary predicts the next."""
+
+    def compare(item: Predicted) -> Scores:
+        scores, (matrix, own, predictions) = item
+        if shadow is not None:
+            shadow.predict(scores[0], matrix, own, predictions, threads)
+        return scores
+
+    def unshadowed(item: Predicted) -> Scores:
+        return item[0]
+
+    if shadow is None:
+        return [featurize, lambda chunk: unshadowed(predict(chunk))]
+    return [featurize, predict, compare]
+
+
+def _threads(setting: int, shadow: Shadowing | None) -> int:
+    """Prediction threads per model: with a shadow, the two stages share the cores (each
+    on all of them, they would contend for every core instead)."""
+    if setting or shadow is None:
+        return setting
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
 def score_source(
     source: S3Object,
     fmt: formats.Format,
@@ -274,6 +310,7 @@ def score_source(
     writer = fmt.writer(sink, reader, out.selection, out.schema, header=header)
 
     spent = timings or Timings()
+    threads = _threads(settings.predict_threads, shadow)
     counter = QualityCounter(model.features, model.baseline)
     bad = BadRows(options.max_bad_rows, where)
 
@@ -292,19 +329,18 @@ def score_source(
         own = shadow.features(chunk, where) if shadow is not None else None
         return chunk, matrix, own
 
-    def predict(item: Featurized) -> Scores:
+    def predict(item: Featurized) -> Predicted:
         started = time.perf_counter()
         chunk, matrix, own = item
-        added, predictions = outputs.compute(out, model, matrix, settings.predict_threads)
+        added, predictions = outputs.compute(out, model, matrix, threads)
         spent.predict += time.perf_counter() - started
         with spent.counting():
             counter.add_predictions(predictions)
-        if shadow is not None:
-            shadow.predict(chunk, matrix, own, predictions, settings.predict_threads)
-        return chunk, added
+        return (chunk, added), (matrix, own, predictions)
 
     rows = consumed = 0
-    for chunk, added in overlapped(_timed(reader, spent), [featurize, predict]):
+    stages = _stages(featurize, predict, shadow, threads)
+    for chunk, added in overlapped(_timed(reader, spent), stages):
         with spent.writing():
             writer.write(chunk, added)
         rows += chunk.num_rows
