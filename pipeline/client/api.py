@@ -101,10 +101,15 @@ class Client:
         self.outputs = dict(outputs)
         self._endpoint = self.outputs.get("EndpointUrl") or None
         if session is None:
+            # A local stack that enforces IAM gives its users' identity in the outputs.
             local = self._endpoint is not None
+            key = self.outputs.get("ClientAccessKeyId") or (LOCAL_ACCESS_KEY if local else None)
+            secret = self.outputs.get("ClientSecretAccessKey") or (
+                LOCAL_ACCESS_KEY if local else None
+            )
             session = boto3.Session(
-                aws_access_key_id=LOCAL_ACCESS_KEY if local else None,
-                aws_secret_access_key=LOCAL_ACCESS_KEY if local else None,
+                aws_access_key_id=key,
+                aws_secret_access_key=secret,
                 region_name=self.outputs.get("Region"),
             )
         self._session = session

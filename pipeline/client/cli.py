@@ -284,6 +284,12 @@ def _parser() -> argparse.ArgumentParser:
         "--cooldown", type=float, default=45.0, help="seconds before scaling in (default: 45)"
     )
     dev.add_argument("--stack-name", default="pipeline-local", help="names the local resources")
+    dev.add_argument(
+        "--enforce-iam",
+        action="store_true",
+        help="check every request against the template's IAM policies: each part runs as its "
+        "role, you as the template's ClientPolicy (its keys go to the outputs file)",
+    )
 
     demo = command("demo", "start the stack, score a generated CSV, show the result, stop", _demo)
     demo.add_argument("--rows", type=int, default=1000, help="rows in the generated CSV")
@@ -418,6 +424,7 @@ def _dev(args: argparse.Namespace) -> int:
         environment=own_variables(),
         state_dir=args.outputs.parent / "state",
         logs_dir=args.outputs.parent / "logs",
+        enforce_iam=args.enforce_iam,
     )
 
     def shut_down(*_: object) -> None:
@@ -435,7 +442,13 @@ def _dev(args: argparse.Namespace) -> int:
             f"  workers scale between {policy.minimum} and {policy.maximum} "
             f"(scale-in after {policy.cooldown_seconds:g} s)\n"
             f"  upload files to s3://{stack.outputs['InputBucketName']}/<model-name>/...\n"
-            "  Ctrl-C stops everything.",
+            + (
+                "  IAM enforced: each part runs as its template role; the CLI and Client use "
+                "the ClientPolicy keys in the outputs file\n"
+                if args.enforce_iam
+                else ""
+            )
+            + "  Ctrl-C stops everything.",
             flush=True,
         )
         while not stop.wait(0.5):

@@ -9,7 +9,9 @@ entry point), so any test suite in that environment can ask for:
   ``.submit(path, model=..., key=None)`` (which returns the file's
   ``Notification`` once it arrives), ``.notifications()``, ``.retry()``, ``.status()``.
 * ``pipeline_stack_options``: the ``LocalStack`` keyword arguments it starts
-  with; override this fixture in a conftest for more workers or other settings.
+  with; override this fixture in a conftest for more workers or other settings,
+  or ``enforce_iam=True`` to run each part as its template role (on an
+  emulator of its own that checks every request against IAM).
 * ``pipeline_endpoint``: the emulator's URL alone, for tests that make their own
   resources. While the session runs, ``AWS_ENDPOINT_URL``, the region and fake
   credentials point this process's boto3 at it, so the code under test
@@ -72,7 +74,8 @@ def pipeline_stack(
         "region": REGION,
         "sink": lambda _line: None,
         **pipeline_stack_options,
-        "endpoint_url": pipeline_endpoint,
     }
+    if not options.get("enforce_iam"):  # an enforcing stack runs an emulator of its own
+        options["endpoint_url"] = pipeline_endpoint
     with LocalStack(**options) as stack, Client.from_local(stack) as client:
         yield client

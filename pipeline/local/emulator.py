@@ -9,8 +9,12 @@ not intercept kombu's SQS polling, which goes through pycurl.
 
 from __future__ import annotations
 
+import argparse
 import logging
+import subprocess
+import sys
 import threading
+import urllib.request
 from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
@@ -40,15 +44,52 @@ class Emulator:
     disk while holding the lock every request takes; that cost a request about
     a millisecond and serialised concurrent ones, and a small file makes a
     dozen requests on its way from upload to notification.
+
+    ``separate``: in a process of its own. moto's IAM enforcement (``enforce``)
+    is a setting of the whole process it runs in, so an emulator that enforces
+    runs apart from any other in this one.
     """
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, separate: bool = False) -> None:
         self._port = port
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+        self._process: subprocess.Popen[str] | None = None
+        self._separate = separate
         self.url = ""
 
     def start(self) -> Self:
+        if self._separate:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "pipeline.local.emulator", "--port", str(self._port)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert self._process.stdout is not None  # noqa: S101
+            self.url = self._process.stdout.readline().strip()
+            if not self.url.startswith("http://"):
+                self.stop()
+                raise RuntimeError("the emulator's process did not start")
+            return self
+        return self._serve()
+
+    def enforce(self) -> None:
+        """From now on, every request is checked against the IAM policies of its identity.
+
+        Requests signed with unknown keys are refused; so is every action an
+        identity's policies do not allow (moto's access control).
+        """
+        request = urllib.request.Request(  # noqa: S310 - the emulator's own http URL
+            f"{self.url}/moto-api/reset-auth",
+            data=b"0",
+            method="POST",
+            headers={"Content-Type": "text/plain"},  # a form's body would be parsed away
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+            answer.read()
+
+    def _serve(self) -> Self:
         # only the stack pays for moto's import
         from moto.moto_server.werkzeug_app import MotoRequestHandler  # noqa: PLC0415
         from werkzeug.serving import make_server  # noqa: PLC0415
@@ -65,6 +106,15 @@ class Emulator:
         return self
 
     def stop(self) -> None:
+        if self._process is not None:
+            if self._process.stdin is not None:
+                self._process.stdin.close()  # it stops when its input ends
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -97,3 +147,109 @@ def _dispatcher() -> Any:
             return self._backends[host]
 
     return Dispatcher()
+
+
+def _resources() -> None:
+    """Give actions the resource AWS checks policies against, where moto gives ``*``.
+
+    moto checks every SNS action, and ``sqs:CreateQueue``, against ``*``, so
+    a policy that allows ``sns:Publish`` on the stack's topic (as the
+    template's do) would deny it; AWS checks the topic, or the queue to be
+    created, named in the request.
+    """
+    from moto.sns.responses import SNSResponse  # noqa: PLC0415
+    from moto.sqs.responses import SQSResponse  # noqa: PLC0415
+
+    existing = SQSResponse._determine_resource
+
+    def queue_resource(self: Any) -> str:
+        found = str(existing(self))
+        name = self._get_param("QueueName")
+        if found == "*" and name:
+            return f"arn:aws:sqs:{self.region}:{self.current_account}:{name}"
+        return found
+
+    SQSResponse._determine_resource = queue_resource  # type: ignore[method-assign]
+
+    def determine_resource(self: Any) -> str:
+        for name in ("TopicArn", "TargetArn", "SubscriptionArn"):
+            if self._get_param(name):
+                return str(self._get_param(name))
+        return "*"
+
+    SNSResponse._determine_resource = determine_resource  # type: ignore[attr-defined]
+    _batch_actions()
+    _denials()
+
+
+#: SQS authorises a batch call as the single action it repeats; moto asks for its own name.
+_BATCH_ACTIONS = {
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+
+
+def _batch_actions() -> None:
+    from moto.iam.access_control import IAMRequestBase  # noqa: PLC0415
+
+    created = IAMRequestBase.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        created(self, *args, **kwargs)
+        self._action = _BATCH_ACTIONS.get(self._action, self._action)
+
+    IAMRequestBase.__init__ = init  # type: ignore[method-assign]
+
+
+def _denials() -> None:
+    """Refusals worded as AWS words them: who, which action, on which resource.
+
+    moto says only "not authorized to perform: sqs:SendMessage" (and S3 only
+    "Access Denied"); the resource is what tells a template's author which
+    statement is missing.
+    """
+    from moto.core.exceptions import AccessDeniedError, _RESTError  # noqa: PLC0415
+    from moto.iam.access_control import IAMRequest, IAMRequestBase, S3IAMRequest  # noqa: PLC0415
+    from moto.s3.exceptions import S3ClientError  # noqa: PLC0415
+
+    checked = IAMRequestBase.check_action_permitted
+
+    def check(self: Any, resource: str) -> None:
+        self._resource = resource
+        checked(self, resource)
+
+    def message(self: Any) -> str:
+        action, resource = self._action, getattr(self, "_resource", "*")
+        return (
+            f"User: {self._access_key.arn} is not authorized to perform: {action} on resource: "
+            f"{resource} because no identity-based policy allows the {action} action"
+        )
+
+    def denied(self: Any) -> None:
+        error = AccessDeniedError(user_arn=self._access_key.arn, action=self._action)
+        _RESTError.__init__(error, "AccessDenied", message(self))  # the same error, reworded
+        raise error
+
+    def s3_denied(self: Any) -> None:
+        raise S3ClientError("AccessDenied", message(self))
+
+    IAMRequestBase.check_action_permitted = check  # type: ignore[method-assign]
+    IAMRequest._raise_access_denied = denied  # type: ignore[method-assign]
+    S3IAMRequest._raise_access_denied = s3_denied  # type: ignore[method-assign]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """An emulator in a process of its own: prints its URL, serves until its input ends."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline.local.emulator")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    _resources()
+    emulator = Emulator(args.port).start()
+    print(emulator.url, flush=True)
+    sys.stdin.read()
+    emulator.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.stores import aws
 
 if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,17 @@ def lambda_event(messages: list[MessageTypeDef], queue_arn: str, region: str) ->
 
 
 class EventSourceMapping:
-    def __init__(self, name: str, queue_url: str, function: Function, region: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        queue_url: str,
+        function: Function,
+        region: str,
+        sqs: SQSClient | None = None,
+    ) -> None:
+        """``sqs``: as the function's role (Lambda polls with it), else this process's."""
         self.name, self.queue_url, self._function, self._region = name, queue_url, function, region
-        self._sqs = aws.sqs_client(region)
+        self._sqs = sqs or aws.sqs_client(region)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"poller-{name}", daemon=True)
 

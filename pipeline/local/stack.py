@@ -9,6 +9,9 @@ While it runs, this process's ``AWS_*`` variables point at the emulator: the
 handlers run in this process and read them, as they would in Lambda. ``stop``
 puts them back as they were. A ``Client`` needs none of that: it gets the
 endpoint from the outputs.
+
+With ``enforce_iam`` the stack's emulator checks every request against IAM,
+and each part runs as its template role (``identities``).
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
+import boto3
+
 from pipeline import logs
 from pipeline.functions import dead_letters
 from pipeline.functions.intake import IntakeRuntime, handle_event
-from pipeline.local import emulator, template
+from pipeline.local import emulator, identities, template
+from pipeline.local.identities import DEAD_LETTER_ROLE, UPLOAD_ROLE, WORKER_ROLE
 from pipeline.local.poller import EventSourceMapping
 from pipeline.local.provision import Stack, provision
 from pipeline.local.supervisor import Supervisor
@@ -34,12 +40,41 @@ from pipeline.local.workers import Sink, WorkerProcess
 from pipeline.scaling import Policy
 from pipeline.settings import Settings, restore_process_environment, set_process_environment
 from pipeline.stores import aws
+from pipeline.stores.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
 DEFAULT_STACK_NAME = "pipeline-local"
 DEFAULT_REGION = "us-east-1"
 _STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+
+
+def _client(session: boto3.Session | None, service: str, region: str) -> Any:
+    """A client of ``session`` (a part's identity), or of this process's."""
+    if session is None:
+        return getattr(aws, f"{service}_client")(region)
+    return session.client(service, config=aws.CONFIG)  # type: ignore[call-overload]
+
+
+def _intake_runtime(settings: Settings, session: boto3.Session | None) -> IntakeRuntime:
+    if session is None:
+        return IntakeRuntime.create(settings)
+    return IntakeRuntime.of(
+        settings,
+        session.client("s3", config=aws.CONFIG),
+        session.client("sns", config=aws.CONFIG),
+        session.client("sqs", config=aws.CONFIG),
+    )
+
+
+def _dead_letter_runtime(
+    settings: Settings, session: boto3.Session | None
+) -> dead_letters.DeadLetterRuntime:
+    if session is None:
+        return dead_letters.DeadLetterRuntime.create(settings)
+    s3 = session.client("s3", config=aws.CONFIG)
+    sns = session.client("sns", config=aws.CONFIG)
+    return dead_letters.DeadLetterRuntime(settings, s3, sns, Ledger(s3, settings.output_bucket))
 
 
 class LocalStack:
@@ -69,6 +104,7 @@ class LocalStack:
         environment: Mapping[str, str] | None = None,
         sink: Sink = print,
         logs_dir: Path | None = None,
+        enforce_iam: bool = False,
     ) -> None:
         if not _STACK_NAME.match(stack_name):
             raise ValueError(
@@ -96,6 +132,14 @@ class LocalStack:
         #: Every process's JSON log lines (``pipeline logs`` reads them); the state folder's
         #: ``logs`` unless given.
         self._given_logs_dir = logs_dir
+        #: Each part runs as its template role, on an emulator that checks every request.
+        self._enforce_iam = enforce_iam
+        if enforce_iam and endpoint_url is not None:
+            raise ValueError(
+                "enforce_iam needs the stack's own emulator (no endpoint_url): enforcement "
+                "applies to everything an emulator serves"
+            )
+        self.identities: identities.Identities | None = None
         self.logs_dir: Path | None = None
         self._log_handlers: list[logging.Handler] = []
         self._emulator: emulator.Emulator | None = None
@@ -123,33 +167,38 @@ class LocalStack:
 
     def _start(self, wait_for_workers: bool) -> None:
         if self._endpoint_url is None:
-            self._emulator = emulator.Emulator(self._port).start()
+            self._emulator = emulator.Emulator(self._port, separate=self._enforce_iam).start()
             self._endpoint_url = self._emulator.url
         self._environment_before = set_process_environment(
             emulator.environment(self.endpoint_url, self.region)
         )
-        self.stack = provision(
-            template.load(self._template_path), self.stack_name, self.region, self._parameters
-        )
+        loaded = template.load(self._template_path)
+        self.stack = provision(loaded, self.stack_name, self.region, self._parameters)
         outputs = self.stack.outputs
+        sessions = self._enforce(loaded)
         self.settings = self._function_settings("UploadFunction")
+        upload, dead_letters_session, supervisor = (
+            sessions.get(name) for name in (UPLOAD_ROLE, DEAD_LETTER_ROLE, "supervisor")
+        )
         self.mappings = [
             EventSourceMapping(
                 "upload",
                 outputs["UploadEventsQueueUrl"],
-                functools.partial(handle_event, runtime=IntakeRuntime.create(self.settings)),
+                functools.partial(handle_event, runtime=_intake_runtime(self.settings, upload)),
                 self.region,
+                sqs=_client(upload, "sqs", self.region),
             ),
             EventSourceMapping(
                 "dead-letters",
                 outputs["TaskDeadLetterQueueUrl"],
                 functools.partial(
                     dead_letters.handle_event,
-                    runtime=dead_letters.DeadLetterRuntime.create(
-                        self._function_settings("DeadLetterFunction")
+                    runtime=_dead_letter_runtime(
+                        self._function_settings("DeadLetterFunction"), dead_letters_session
                     ),
                 ),
                 self.region,
+                sqs=_client(dead_letters_session, "sqs", self.region),
             ),
         ]
         self._state_dir = self._given_state_dir or Path(
@@ -158,9 +207,13 @@ class LocalStack:
         self._open_logs(self._given_logs_dir or self._state_dir / "logs")
         for mapping in self.mappings:
             mapping.start()
+        worker_identity = (
+            self.identities.roles[WORKER_ROLE].environment() if self.identities else {}
+        )
         self.supervisor = Supervisor(
             {
                 **emulator.environment(self._worker_endpoint_url or self.endpoint_url, self.region),
+                **worker_identity,
                 **self._worker_settings().as_environment(),
             },
             self._state_dir,
@@ -168,7 +221,7 @@ class LocalStack:
             workers=self._worker_count,
             policy=self._scaling,
             queue_url=outputs["TaskQueueUrl"],
-            sqs=aws.sqs_client(self.region),
+            sqs=_client(supervisor, "sqs", self.region),
             logs_dir=self.logs_dir,
         )
         self.supervisor.start(wait_ready=wait_for_workers)
@@ -180,6 +233,25 @@ class LocalStack:
             "StatusFile": str(self.supervisor.status_path),
             "LogsFolder": str(self.logs_dir),
         }
+        if self.identities is not None:
+            self.outputs["ClientAccessKeyId"] = self.identities.client.access_key_id
+            self.outputs["ClientSecretAccessKey"] = self.identities.client.secret_access_key
+            self.outputs["ClientPolicyArn"] = self.identities.client_policy_arn
+
+    def _enforce(self, loaded: dict[str, Any]) -> dict[str, boto3.Session]:
+        """With ``enforce_iam``: the template's identities, then checking on; their sessions.
+
+        This process's own requests (removing the stack, its status) go as an
+        administrator from then on.
+        """
+        if not self._enforce_iam or self._emulator is None or self.stack is None:
+            return {}
+        self.identities = identities.create(loaded, self.stack, self.region)
+        before = set_process_environment(self.identities.admin.environment())
+        self._environment_before = {**before, **self._environment_before}
+        self._emulator.enforce()
+        found = {name: i.session(self.region) for name, i in self.identities.roles.items()}
+        return {**found, "supervisor": self.identities.supervisor.session(self.region)}
 
     def _open_logs(self, folder: Path) -> None:
         """This process's pipeline records (pollers, functions, supervisor): JSON to a file,

@@ -103,11 +103,31 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | HTTPClientError)
 
 
+def is_access_denied(exc: BaseException) -> bool:
+    """A refusal by IAM: never worth another try, and the deployment's to fix."""
+    if not isinstance(exc, ClientError):
+        return False
+    code = error_code(exc)
+    return code in {"AccessDenied", "AccessDeniedException"} or (
+        http_status(exc) == 403 and "AccessDenied" in str(exc)
+    )
+
+
+def denial(exc: ClientError) -> str:
+    """What IAM said: who may not perform which action on which resource."""
+    said = str(exc.response.get("Error", {}).get("Message", "")) or str(exc)
+    start = said.find("User: ")
+    if start >= 0:  # the sentence, out of a body botocore could not parse
+        said = said[start:].split("</Message>", 1)[0]
+    return f"{exc.operation_name}: {said}"
+
+
 def raise_transient(exc: BaseException, doing: str) -> None:
     """Re-raise ``exc`` as ``TransientError`` when it is worth retrying.
 
-    A configuration error (botocore refusing a parameter, missing credentials)
-    becomes ``ConfigurationError``: no delivery can succeed until it is fixed.
+    A configuration error (botocore refusing a parameter, missing credentials,
+    a permission IAM denies) becomes ``ConfigurationError``: no delivery can
+    succeed until it is fixed.
 
     An error botocore raised because the job's time limit interrupted a
     request (it wraps whatever a request raises) is the time limit, never
@@ -120,6 +140,11 @@ def raise_transient(exc: BaseException, doing: str) -> None:
         cause = cause.__cause__ or cause.__context__
     if is_transient(exc):
         raise TransientError(f"{doing}: {exc}") from exc
+    if isinstance(exc, ClientError) and is_access_denied(exc):
+        raise ConfigurationError(
+            f"{doing}: access denied: {denial(exc)} (the role this process runs as lacks the "
+            "permission; add it to the template)"
+        ) from exc
     if isinstance(exc, ParamValidationError | NoCredentialsError):
         raise ConfigurationError(
             f"{doing}: {exc} (check the PIPELINE_* settings and AWS credentials of this process)"

@@ -15,9 +15,12 @@ from pipeline.errors import ConfigurationError, TransientError
 from pipeline.stores.aws import is_transient, raise_transient
 
 
-def client_error(code: str, status: int) -> ClientError:
+def client_error(code: str, status: int, message: str = "") -> ClientError:
     return ClientError(
-        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        {
+            "Error": {"Code": code, "Message": message or code},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
         "PutObject",
     )
 
@@ -51,7 +54,22 @@ def test_the_deployments_errors_are_final_and_say_where_to_look(error: Exception
 
 
 def test_a_client_error_of_the_callers_making_is_left_to_the_caller() -> None:
-    error = client_error("AccessDenied", 403)
+    error = client_error("NoSuchBucket", 404)
 
     assert not is_transient(error)
     raise_transient(error, "doing")  # returns: the caller re-raises it as it is
+
+
+def test_a_permission_iam_denies_is_the_deployments_to_fix_and_is_named() -> None:
+    said = (
+        "User: arn:aws:sts::1:assumed-role/r/s is not authorized to perform: s3:PutObject on "
+        "resource: arn:aws:s3:::out/k because no identity-based policy allows the "
+        "s3:PutObject action"
+    )
+    error = client_error("AccessDenied", 403, message=said)
+
+    assert not is_transient(error)
+    with pytest.raises(ConfigurationError, match=r"storing s3://out/k: access denied: "):
+        raise_transient(error, "storing s3://out/k")
+    with pytest.raises(ConfigurationError, match=r"s3:PutObject on resource: arn:aws:s3:::out/k"):
+        raise_transient(error, "storing s3://out/k")
