@@ -18,13 +18,22 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from pipeline.errors import BadValue, EmptyFile, UnreadableFile
 from pipeline.scoring.codec import DEFAULT_MAX_LINE_BYTES, ByteSink, Chunk, ObjectSource, Reader
 from pipeline.scoring.splits import ByteRanges
 from pipeline.scoring.streams import decompressed, output_stream
+
+#: The file is read this much at a time, and its lines split out of it at once.
+_BLOCK_BYTES = 4 * 1024 * 1024
+#: JSON's whitespace, which may stand before a record's closing brace.
+_WHITESPACE = pa.array([b" ", b"\t", b"\r", b"\n"], pa.binary())
+#: Arrow parses a chunk's records in blocks of this size, in parallel.
+_PARSE_BLOCK = 1024 * 1024
 
 
 class JsonLinesReader:
@@ -40,6 +49,11 @@ class JsonLinesReader:
         self._max_line_bytes = max_line_bytes
         self._line_number = 0
         self._record_number = 0
+        #: Records read ahead of the chunk being made, their line numbers, and a partial line.
+        self._pending: list[bytes] = []
+        self._pending_lines: list[int] = []
+        self._rest = b""
+        self._ended = False
         self._first = self._next_chunk()
         if self._first is None:
             raise EmptyFile(f"{where} holds no JSON records")
@@ -52,24 +66,12 @@ class JsonLinesReader:
             chunk = self._next_chunk()
 
     def _next_chunk(self) -> Chunk | None:
-        records: list[bytes] = []
-        lines: list[int] = []
-        while raw := self._lines.readline(self._max_line_bytes + 2):
-            self._line_number += 1
-            if len(raw) > self._max_line_bytes and not raw.endswith(b"\n"):
-                raise UnreadableFile(
-                    f"{self._where}: line {self._line_number} is longer than "
-                    f"{self._max_line_bytes:,} bytes, the longest record this pipeline "
-                    "reads (PIPELINE_MAX_LINE_BYTES)",
-                    line=self._line_number,
-                )
-            record = raw.rstrip(b"\r\n \t")
-            if not record:
-                continue
-            records.append(record)
-            lines.append(self._line_number)
-            if len(records) >= self._batch_rows:
-                break
+        """The next ``batch_rows`` records, split out of blocks of the file at C speed."""
+        while len(self._pending) < self._batch_rows and not self._ended:
+            self._read_block()
+        records = self._pending[: self._batch_rows]
+        lines = self._pending_lines[: self._batch_rows]
+        del self._pending[: self._batch_rows], self._pending_lines[: self._batch_rows]
         if not records:
             return None
         first = self._record_number + 1
@@ -78,15 +80,55 @@ class JsonLinesReader:
             batch=self._parse(records, lines),
             first_row=first,
             records=records,
-            source_bytes=sum(len(r) + 1 for r in records),
+            source_bytes=sum(map(len, records)) + len(records),
+        )
+
+    def _read_block(self) -> None:
+        """Move the whole lines of the next block to the pending records, blank ones skipped."""
+        block = self._lines.read(_BLOCK_BYTES)
+        if not block:
+            self._ended = True
+            block, self._rest = self._rest, b""
+            if not block:
+                return
+            block += b"\n"
+        else:
+            block = self._rest + block
+            cut = block.rfind(b"\n") + 1
+            block, self._rest = block[:cut], block[cut:]
+            if len(self._rest) > self._max_line_bytes:
+                self._too_long(self._line_number + block.count(b"\n") + 1)
+        pieces = block.split(b"\n")[:-1]
+        if max(map(len, pieces), default=0) > self._max_line_bytes + 1:
+            first = next(i for i, p in enumerate(pieces) if len(p) > self._max_line_bytes + 1)
+            self._too_long(self._line_number + first + 1)
+        records = [piece.rstrip(b"\r \t") for piece in pieces]
+        start = self._line_number + 1
+        self._line_number += len(pieces)
+        if all(records):
+            self._pending += records
+            self._pending_lines += range(start, start + len(records))
+            return
+        for offset, record in enumerate(records):
+            if record:
+                self._pending.append(record)
+                self._pending_lines.append(start + offset)
+
+    def _too_long(self, line: int) -> None:
+        raise UnreadableFile(
+            f"{self._where}: line {line} is longer than {self._max_line_bytes:,} bytes, the "
+            "longest record this pipeline reads (PIPELINE_MAX_LINE_BYTES)",
+            line=line,
         )
 
     def _parse(self, records: list[bytes], lines: list[int]) -> pa.RecordBatch:
         data = b"\n".join(records) + b"\n"
         try:
+            # Blocks of about a MiB parse on every core (one block would be one thread);
+            # a key's kind is unified across them as within one.
             table = pa_json.read_json(
                 io.BytesIO(data),
-                read_options=pa_json.ReadOptions(use_threads=False, block_size=len(data) + 1),
+                read_options=pa_json.ReadOptions(use_threads=True, block_size=_PARSE_BLOCK),
             )
         except pa.ArrowInvalid:
             return self._parse_slowly(records, lines)
@@ -183,17 +225,48 @@ class JsonLinesWriter:
         self._keys = [json.dumps(name).encode() + b":" for name in added.names]
 
     def write(self, chunk: Chunk, added: Sequence[pa.Array]) -> None:
+        """Every record's line built at once by Arrow's string kernels, written as one buffer."""
+        if not chunk.records:
+            return
+        if self._carried is None:
+            records = pa.array(chunk.records, pa.binary())
+            last = pc.binary_slice(records, -2, -1)  # what precedes each closing brace
+            if pc.any(pc.is_in(last, _WHITESPACE)).as_py():  # rare: `{"a": 1 }`
+                try:
+                    text = pc.binary_slice(records, 0, -1).cast(pa.string())
+                except pa.ArrowInvalid:  # not UTF-8: JSON allows it only as Python reads it
+                    self._write_slowly(chunk, added)
+                    return
+                bodies = pc.ascii_rtrim_whitespace(text).cast(pa.binary())
+                last = pc.binary_slice(bodies, -1)
+            else:
+                bodies = pc.binary_slice(records, 0, -1)
+        else:
+            bodies = pa.array([_carried_only(r, self._carried) for r in chunk.records], pa.binary())
+            last = pc.binary_slice(bodies, -1)
+        pieces: list[Any] = [bodies]
+        if self._keys:
+            empty = pc.equal(last, pa.scalar(b"{"))  # an empty object takes no comma
+            pieces.append(pc.if_else(empty, pa.scalar(b""), pa.scalar(b",")))
+            for i, (key, column) in enumerate(zip(self._keys, added, strict=True)):
+                pieces += [pa.scalar(key if i == 0 else b"," + key), _encoded(column)]
+        pieces.append(pa.scalar(b"}\n"))
+        lines = pc.binary_join_element_wise(*[_binary(p) for p in pieces], b"")
+        _, offsets, data = lines.buffers()
+        bounds = memoryview(offsets).cast("i")  # int32 offsets: the lines lie end to end
+        start, end = bounds[lines.offset], bounds[lines.offset + len(lines)]
+        self._out.write(memoryview(data)[start:end])
+
+    def _write_slowly(self, chunk: Chunk, added: Sequence[pa.Array]) -> None:
+        """Record by record, for records Arrow's string kernels cannot take."""
         columns = [
-            [key + value for value in _encoded(column)]
+            [key + value for value in _encoded(column).cast(pa.binary()).to_pylist()]
             for key, column in zip(self._keys, added, strict=True)
         ]
         rows = zip(*columns, strict=True) if columns else ([] for _ in chunk.records)
         lines = []
         for record, fields in zip(chunk.records, rows, strict=True):
-            if self._carried is None:
-                body = record[:-1].rstrip()
-            else:
-                body = _carried_only(record, self._carried)
+            body = record[:-1].rstrip()
             separator = b"" if body.endswith(b"{") or not fields else b","
             lines.append(body + separator + b",".join(fields) + b"}\n")
         self._out.write(b"".join(lines))
@@ -202,18 +275,41 @@ class JsonLinesWriter:
         self._out.close()
 
 
-def _encoded(column: pa.Array) -> list[bytes]:
-    """Each value as JSON text: numbers as short as they round-trip, text quoted."""
+def _binary(piece: Any) -> Any:
+    return piece.cast(pa.binary()) if piece.type != pa.binary() else piece
+
+
+def _encoded(column: pa.Array) -> Any:
+    """Each value as JSON text: numbers as Python's ``repr`` spells them (NaN and infinity,
+    which JSON lacks, as null), text quoted; an Arrow array."""
     if pa.types.is_floating(column.type):
-        return [_number(v) for v in column.to_numpy(zero_copy_only=False).tolist()]
+        return _numbers(column)
     if pa.types.is_integer(column.type):
-        return [str(v).encode() for v in column.to_numpy(zero_copy_only=False).tolist()]
-    return [json.dumps(v, ensure_ascii=False).encode() for v in column.to_pylist()]
+        return pc.cast(column, pa.string())
+    return pa.array([json.dumps(v, ensure_ascii=False) for v in column.to_pylist()], pa.string())
 
 
-def _number(value: float) -> bytes:
+#: Where Arrow's shortest round-trip text of a double is exactly Python's ``repr``: both
+#: give the shortest digits, and both write them plainly (no exponent) in this range.
+#: Outside it (and for whole numbers, which ``repr`` ends in ``.0``), ``repr`` itself.
+_PLAIN = (1e-4, 1e10)
+
+
+def _numbers(column: pa.Array) -> Any:
+    values = column.to_numpy(zero_copy_only=False)
+    magnitude = np.abs(values)
+    plain = (magnitude >= _PLAIN[0]) & (magnitude < _PLAIN[1]) & (values != np.floor(values))
+    text = pc.cast(column, pa.string())
+    if plain.all():
+        return text
+    others = np.flatnonzero(~plain)
+    spelled = pa.array([_number(v) for v in values[others].tolist()], pa.string())
+    return pc.replace_with_mask(text, pa.array(~plain), spelled)
+
+
+def _number(value: float) -> str:
     """Shortest round-trip text; JSON has no NaN or infinity, so those are null."""
-    return repr(value).encode() if math.isfinite(value) else b"null"
+    return repr(value) if math.isfinite(value) else "null"
 
 
 class _Verbatim(str):

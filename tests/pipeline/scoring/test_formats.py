@@ -418,3 +418,52 @@ def test_a_gzip_csv_whose_header_never_ends_is_refused_without_reading_it_all() 
 
     with pytest.raises(UnreadableFile, match="line 1 is longer than 1,048,576 bytes"):
         read_limited("csv.gz", data, max_line_bytes=1024**2)
+
+
+def test_json_lines_spell_every_number_as_python_does() -> None:
+    """The writer spells most numbers with Arrow's kernel; each must read as ``repr`` reads."""
+    import math
+
+    import numpy as np
+    import pyarrow as pa
+
+    from pipeline.scoring.json_lines import _encoded
+
+    rng = np.random.default_rng(8)
+    values = np.concatenate(
+        [
+            rng.random(200_000),
+            1 / (1 + np.exp(-rng.normal(size=100_000) * 20)),  # probabilities near 0 and 1
+            rng.normal(size=100_000) * 10.0 ** rng.integers(-12, 20, 100_000),
+            np.floor(rng.normal(size=1000) * 1e6),
+            [0.0, -0.0, 1.0, -1.0, 1e-4, 9.999999999999999e-05, 1e10, 9999999999.999998,
+             1e16, 5e-324, 1.7976931348623157e308, math.nan, math.inf, -math.inf],
+        ]
+    )  # fmt: skip
+    spelled = _encoded(pa.array(values)).to_pylist()
+    expected = [repr(v) if math.isfinite(v) else "null" for v in values.tolist()]
+    assert spelled == expected
+    assert _encoded(pa.array([-5, 0, 2**40], pa.int64())).to_pylist() == [
+        "-5",
+        "0",
+        "1099511627776",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param(
+            b'{"a": 1}\n{"b": 2}\n{"c": 3}\n',
+            b'{"a": 1,"prediction":1.5}\n{"b": 2,"prediction":2.5}\n{"c": 3,"prediction":3.5}\n',
+            id="plain",
+        ),
+        pytest.param(
+            b'{"a": 1 }\r\n\n{}\n{"b": "\xc3\xa9" \t}\n',
+            b'{"a": 1,"prediction":1.5}\n{"prediction":2.5}\n{"b": "\xc3\xa9","prediction":3.5}\n',
+            id="spaces-empty-blank-crlf",
+        ),
+    ],
+)
+def test_json_lines_gain_their_keys_inside_each_record(data: bytes, expected: bytes) -> None:
+    assert roundtrip("jsonl", data) == expected
