@@ -493,3 +493,41 @@ def test_the_result_comes_out_and_a_short_wait_says_how_to_follow(
     assert "no answer within 0.01 s (the file may still be running); job " in short.stderr
     assert "Submission(" not in short.stderr
     assert job in status
+
+
+def test_dev_with_enforce_iam_hands_out_the_client_policys_keys(tmp_path: Path) -> None:
+    """The flag as a user types it: the outputs carry the client identity, which works,
+    and the emulator refuses the fake keys every other local stack takes."""
+    outputs = tmp_path / "outputs.json"
+    process = subprocess.Popen(
+        [*PIPELINE, "dev", "--enforce-iam", "--outputs", str(outputs), "--stack-name",
+         unique("iam")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while not outputs.exists():
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert time.monotonic() < deadline, "pipeline dev --enforce-iam did not become ready"
+            time.sleep(0.2)
+        stack = json.loads(outputs.read_text())
+        status = run("status", "--outputs", str(outputs))
+        anyone = boto3.client(
+            "s3",
+            endpoint_url=stack["EndpointUrl"],
+            region_name=stack["Region"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        with pytest.raises(Exception, match="InvalidAccessKeyId"):
+            anyone.list_objects_v2(Bucket=stack["InputBucketName"])
+    finally:
+        process.send_signal(signal.SIGINT)
+        said, _ = process.communicate(timeout=60)
+
+    assert stack["ClientAccessKeyId"] != "testing"
+    assert stack["ClientSecretAccessKey"]
+    assert "task queue:" in status.stdout
+    assert "IAM enforced" in said
