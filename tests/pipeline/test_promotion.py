@@ -294,3 +294,42 @@ def cli_error(client: Client, target: str, version: int) -> str:
     with pytest.raises(ValueError, match=r".") as caught:
         client.rescore(target, model_version=version)
     return str(caught.value)
+
+
+def test_a_multiclass_shadow_is_compared_class_by_class(
+    client: Client, multiclass_model: Any
+) -> None:
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(14)
+    train = rng.normal(size=(900, 3))
+    other = lgb.train(
+        {"objective": "multiclass", "num_class": 3, "verbose": -1, "num_leaves": 5},
+        lgb.Dataset(train, np.digitize(train[:, 0] - train[:, 1], [-0.4, 0.6]),
+                    feature_name=["x0", "x1", "x2"]),
+        num_boost_round=6,
+    )  # fmt: skip
+    name = unique("mc")
+    publish_all(client, name, multiclass_model, other)
+    client.set_alias(name, "champion", 1)
+    client.set_shadow(name, 2)
+    x = rng.normal(size=(700, 3))
+    body = ("x0,x1,x2\n" + "".join(",".join(map(repr, r)) + "\n" for r in x.tolist())).encode()
+
+    note = client.submit(body, model=name, key="a.csv", timeout=120)
+    report = client.shadow_report(note.job_id)
+
+    primary, shadow = multiclass_model.predict(x), other.predict(x)
+    assert note.shadow is not None
+    assert note.shadow.flips is None  # flips are a binary model's
+    assert [c.output for c in report.classes] == ["prediction_0", "prediction_1", "prediction_2"]
+    correlations = []
+    for k, figures in enumerate(report.classes):
+        diff = np.abs(shadow[:, k] - primary[:, k])
+        assert figures.max_abs_diff == diff.max()
+        assert figures.mean_abs_diff == pytest.approx(diff.mean(), rel=1e-12)
+        correlations.append(spearmanr(primary[:, k], shadow[:, k]).statistic)
+        assert figures.rank_correlation == pytest.approx(correlations[-1], rel=1e-12)
+    assert note.shadow.rank_correlation == pytest.approx(min(correlations), rel=1e-12)
+    assert note.shadow.max_abs_diff == np.abs(shadow - primary).max()
+    assert report.argmax_changes == int((primary.argmax(1) != shadow.argmax(1)).sum())
