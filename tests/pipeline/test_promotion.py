@@ -333,3 +333,15 @@ def test_a_multiclass_shadow_is_compared_class_by_class(
     assert note.shadow.rank_correlation == pytest.approx(min(correlations), rel=1e-12)
     assert note.shadow.max_abs_diff == np.abs(shadow - primary).max()
     assert report.argmax_changes == int((primary.argmax(1) != shadow.argmax(1)).sum())
+
+
+def test_the_readme_promotion_example_runs_as_written(tmp_path: Path) -> None:
+    from tests.conftest import readme_example, run_as_a_user
+
+    run = run_as_a_user([sys.executable, "-c", readme_example("## Promoting a model")], tmp_path)
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    shadow, rescored, again = run.stdout.strip().splitlines()[-3:]
+    assert shadow.startswith("v1 @champion; shadow v2: 500 rows, max diff ")
+    assert rescored == "rescored: 1 started, {'succeeded': 1}"
+    assert again == "again: 0 started, already {'succeeded': 1}"
