@@ -11,7 +11,8 @@ engine emits LLVM IR, so these are measurements, not an engine), on the
   lowest set bit, its value added in LightGBM's tree order;
 * ``bitvector-ranks``: 32 rows a block, every node's "goes left" as a 32-bit row
   mask (AVX2 compares of the rows' uint16 threshold ranks), reach masks top
-  down, leaves added in tree order; ranks by binary search;
+  down without a branch (children and leaves share one array), leaves added in
+  tree order; ranks by binary search;
 * ``bitvector-doubles``: the same with the rows' doubles compared directly.
 
 Each is checked bit for bit against ``Booster.predict(raw_score=True)``; the
@@ -148,13 +149,15 @@ def bitvector(forest: Forest, ranks: bool) -> str:
         for n in tree.nodes:
             at_nan, at_zero = _goes_left_special(n.threshold, n.missing_type, n.default_left)
             rank = bisect.bisect_left(uniques[n.feature], n.threshold)
-            nodes.append((n.feature, rank, n.left, n.right, int(at_nan), int(at_zero)))
+            left = n.left if n.left >= 0 else 64 + ~n.left
+            right = n.right if n.right >= 0 else 64 + ~n.right
+            nodes.append((n.feature, rank, left, right, int(at_nan), int(at_zero)))
         tree_starts.append(len(nodes))
         leaves += [repr(v) for v in tree.leaves]
         leaf_starts.append(len(leaves))
     source = _HEADER + _array("U", "double", flat) + _array("US", "int32_t", starts)
     for i, (name, kind) in enumerate(
-        (("NF", "uint16_t"), ("NJ", "uint16_t"), ("NL", "int16_t"), ("NR", "int16_t"),
+        (("NF", "uint16_t"), ("NJ", "uint16_t"), ("NL", "uint8_t"), ("NR", "uint8_t"),
          ("NNAN", "uint8_t"), ("NZERO", "uint8_t"))
     ):  # fmt: skip
         source += _array(name, kind, [n[i] for n in nodes])
@@ -186,7 +189,7 @@ static inline uint16_t rank(const double* u, int n, double x) {{
 }}
 void predict(const double* x, long rs, long cs, double* out, long begin, long end) {{
   {block}
-  uint32_t nanm[F], zerom[F], reach[64], leafreach[64];
+  uint32_t nanm[F], zerom[F], reach[128];
   for (long r0 = begin; r0 < end; r0 += 32) {{
     int n = (end - r0) < 32 ? (int)(end - r0) : 32;
     for (int f = 0; f < F; f++) {{
@@ -211,11 +214,11 @@ void predict(const double* x, long rs, long cs, double* out, long begin, long en
         uint32_t special = nanm[f] | zerom[f];
         uint32_t goes = (le & ~special) | (NNAN[i] ? nanm[f] : 0) | (NZERO[i] ? zerom[f] : 0);
         uint32_t here = reach[i - first];
-        if (NL[i] >= 0) reach[NL[i]] = here & goes; else leafreach[~NL[i]] = here & goes;
-        if (NR[i] >= 0) reach[NR[i]] = here & ~goes; else leafreach[~NR[i]] = here & ~goes;
+        reach[NL[i]] = here & goes;  /* a child node's slot, or 64 + its leaf */
+        reach[NR[i]] = here & ~goes;
       }}
       for (int l = 0; l < LS[t+1] - LS[t]; l++) {{
-        uint32_t m = leafreach[l];
+        uint32_t m = reach[64 + l];
         while (m) {{ int r = __builtin_ctz(m); m &= m - 1; acc[r][kk] += LV[LS[t] + l]; }}
       }}
     }}
