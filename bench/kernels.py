@@ -14,11 +14,10 @@ engine emits LLVM IR, so these are measurements, not an engine), on the
   down without a branch (children and leaves share one array), leaves added in
   tree order; ranks by binary search;
 * ``bitvector-doubles``: the same with the rows' doubles compared directly;
-* ``bitvector-doubles-64``: that with 64-row blocks (64-bit masks);
-* ``bitvector-doubles-64-masked``: that adding leaf values to all 64 rows at
-  once, the value where a row reached the leaf and +0.0 elsewhere (exact: a
-  running sum from +0.0 is never -0.0), instead of a loop over each leaf's rows
-  whose length the branch predictor cannot guess.
+* ``bitvector-doubles-64-masked``: that in 64-row blocks (64-bit masks), adding
+  leaf values to all 64 rows at once, the value where a row reached the leaf
+  and +0.0 elsewhere (exact: a running sum from +0.0 is never -0.0), instead of
+  a loop over each leaf's rows whose length the branch predictor cannot guess.
 
 Each is checked bit for bit against ``Booster.predict(raw_score=True)``; the
 table gives rows/s and the ratio to today's compiled forest.
@@ -234,96 +233,9 @@ void predict(const double* x, long rs, long cs, double* out, long begin, long en
     )
 
 
-def bitvector_wide(forest: Forest) -> str:
-    """``bitvector`` on doubles in 64-row blocks: each node's work serves twice the rows."""
-    features, k = forest.num_features, forest.num_class
-    uniques = [
-        sorted({n.threshold for tree in forest.trees for n in tree.nodes if n.feature == f})
-        for f in range(features)
-    ]
-    starts, flat = [0], []
-    for unique in uniques:
-        flat += [repr(v) for v in unique]
-        starts.append(len(flat))
-    nodes: list[tuple[int, ...]] = []
-    tree_starts, leaves, leaf_starts = [0], [], [0]
-    for tree in forest.trees:
-        for n in tree.nodes:
-            at_nan, at_zero = _goes_left_special(n.threshold, n.missing_type, n.default_left)
-            rank = bisect.bisect_left(uniques[n.feature], n.threshold)
-            left = n.left if n.left >= 0 else 64 + ~n.left
-            right = n.right if n.right >= 0 else 64 + ~n.right
-            nodes.append((n.feature, rank, left, right, int(at_nan), int(at_zero)))
-        tree_starts.append(len(nodes))
-        leaves += [repr(v) for v in tree.leaves]
-        leaf_starts.append(len(leaves))
-    source = _HEADER + _array("U", "double", flat) + _array("US", "int32_t", starts)
-    for i, (name, kind) in enumerate(
-        (("NF", "uint16_t"), ("NJ", "uint16_t"), ("NL", "uint8_t"), ("NR", "uint8_t"),
-         ("NNAN", "uint8_t"), ("NZERO", "uint8_t"))
-    ):  # fmt: skip
-        source += _array(name, kind, [n[i] for n in nodes])
-    source += _array("TS", "int32_t", tree_starts) + _array("LS", "int32_t", leaf_starts)
-    source += _array("LV", "double", leaves)
-    block = "double xs[F][64] __attribute__((aligned(32)));"
-    store = "xs[f][r] = v;"
-    left = """__m256d th = _mm256_set1_pd(U[US[f] + NJ[i]]);
-    uint64_t le = 0;
-    for (int q = 0; q < 16; q++) le |= (uint64_t)_mm256_movemask_pd(
-        _mm256_cmp_pd(_mm256_load_pd(xs[f] + 4*q), th, _CMP_LE_OQ)) << (4*q);"""
-    return (
-        source
-        + f"""
-#define F {features}
-static inline uint16_t rank(const double* u, int n, double x) {{
-  int lo = 0, hi = n;
-  while (lo < hi) {{ int mid = (lo + hi) >> 1; if (u[mid] < x) lo = mid + 1; else hi = mid; }}
-  return (uint16_t)lo;
-}}
-void predict(const double* x, long rs, long cs, double* out, long begin, long end) {{
-  {block}
-  uint64_t nanm[F], zerom[F], reach[128];
-  for (long r0 = begin; r0 < end; r0 += 64) {{
-    int n = (end - r0) < 64 ? (int)(end - r0) : 64;
-    for (int f = 0; f < F; f++) {{
-      uint64_t nm = 0, zm = 0;
-      for (int r = 0; r < 64; r++) {{
-        double v = r < n ? x[(r0 + r)*rs + f*cs] : 0.0;
-        if (fabs(v) <= {_ZERO}) v = 0.0;
-        if (v != v) {{ nm |= 1ull << r; v = 0.0; }} else if (v == 0.0) zm |= 1ull << r;
-        {store}
-      }}
-      nanm[f] = nm; zerom[f] = zm;
-    }}
-    double acc[64][{k}];
-    memset(acc, 0, sizeof acc);
-    for (int t = 0; t < {len(forest.trees)}; t++) {{
-      int first = TS[t], last = TS[t+1], kk = t % {k};
-      if (first == last) {{ for (int r = 0; r < n; r++) acc[r][kk] += LV[LS[t]]; continue; }}
-      reach[0] = ~0ull;
-      for (int i = first; i < last; i++) {{
-        int f = NF[i];
-        {left}
-        uint64_t special = nanm[f] | zerom[f];
-        uint64_t goes = (le & ~special) | (NNAN[i] ? nanm[f] : 0) | (NZERO[i] ? zerom[f] : 0);
-        uint64_t here = reach[i - first];
-        reach[NL[i]] = here & goes;  /* a child node's slot, or 64 + its leaf */
-        reach[NR[i]] = here & ~goes;
-      }}
-      for (int l = 0; l < LS[t+1] - LS[t]; l++) {{
-        uint64_t m = reach[64 + l];
-        while (m) {{ int r = __builtin_ctzll(m); m &= m - 1; acc[r][kk] += LV[LS[t] + l]; }}
-      }}
-    }}
-    for (int r = 0; r < n; r++) for (int c = 0; c < {k}; c++) out[(r0 + r)*{k} + c] = acc[r][c];
-  }}
-}}
-"""
-    )
-
-
 def bitvector_masked(forest: Forest) -> str:
-    """``bitvector_wide``, leaf values added to the block's rows as masked vectors."""
+    """``bitvector`` on doubles in 64-row blocks, leaf values added to the block's rows as
+    masked vectors."""
     features, k = forest.num_features, forest.num_class
     uniques = [
         sorted({n.threshold for tree in forest.trees for n in tree.nodes if n.feature == f})
@@ -363,11 +275,6 @@ def bitvector_masked(forest: Forest) -> str:
         source
         + f"""
 #define F {features}
-static inline uint16_t rank(const double* u, int n, double x) {{
-  int lo = 0, hi = n;
-  while (lo < hi) {{ int mid = (lo + hi) >> 1; if (u[mid] < x) lo = mid + 1; else hi = mid; }}
-  return (uint16_t)lo;
-}}
 static __m256d EXPAND[16];
 __attribute__((constructor)) static void expand(void) {{
   for (int b = 0; b < 16; b++) {{
@@ -479,7 +386,6 @@ def main() -> None:
             ("quickscorer", quickscorer(forest), "x86-64-v2"),
             ("bitvector-ranks", bitvector(forest, ranks=True), "x86-64-v3"),
             ("bitvector-doubles", bitvector(forest, ranks=False), "x86-64-v3"),
-            ("bitvector-doubles-64", bitvector_wide(forest), "x86-64-v3"),
             ("bitvector-doubles-64-masked", bitvector_masked(forest), "x86-64-v3"),
         ):
             function = _load(source, march, Path(folder))
