@@ -495,9 +495,7 @@ class Client:
         ``wait``: return when every one has its outcome (else when the last is
         sent). Safe to interrupt and run again.
         """
-        if model_version is not None and model_alias is not None:
-            raise ValueError("pin a version or an alias, not both")
-        pin: Pin = model_version if model_version is not None else model_alias
+        pin = _pin(model_version, model_alias)
         bucket, prefix = parse_target(
             target, self.output("InputBucketName"), pinned=pin is not None
         )
@@ -621,10 +619,16 @@ class Client:
         self.close()
 
 
-def _pin_metadata(version: int | None, alias: str | None) -> dict[str, str]:
-    """The object metadata that pins a version or an alias."""
+def _pin(version: int | None, alias: str | None) -> Pin:
+    """A version or an alias, whichever was given; both is a mistake."""
     if version is not None and alias is not None:
         raise ValueError("pin a version or an alias, not both")
+    return version if version is not None else alias
+
+
+def _pin_metadata(version: int | None, alias: str | None) -> dict[str, str]:
+    """The object metadata that pins a version or an alias."""
+    _pin(version, alias)
     if alias is not None:
         problem = naming.alias_problem(alias)
         if problem is not None:

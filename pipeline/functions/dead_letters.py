@@ -55,8 +55,11 @@ class DeadLetterRuntime:
 
     @classmethod
     def create(cls, settings: Settings) -> DeadLetterRuntime:
-        s3 = aws.s3_client()
-        return cls(settings, s3, aws.sns_client(), Ledger(s3, settings.output_bucket))
+        return cls.of(settings, aws.s3_client(), aws.sns_client())
+
+    @classmethod
+    def of(cls, settings: Settings, s3: S3Client, sns: SNSClient) -> DeadLetterRuntime:
+        return cls(settings, s3, sns, Ledger(s3, settings.output_bucket))
 
 
 def handle_event(event: dict[str, Any], runtime: DeadLetterRuntime) -> dict[str, Any]:

@@ -189,7 +189,7 @@ def _document(document: Any, owner: str) -> dict[str, Any]:
     for statement in document.get("Statement", []):
         resources = statement.get("Resource")
         listed = resources if isinstance(resources, list) else [resources]
-        if any(resource is None or "None" in str(resource) for resource in listed):
+        if any(resource is None for resource in listed):
             continue
         kept.append(statement)
     return {**document, "Statement": kept}

@@ -40,7 +40,6 @@ from pipeline.local.workers import Sink, WorkerProcess
 from pipeline.scaling import Policy
 from pipeline.settings import Settings, restore_process_environment, set_process_environment
 from pipeline.stores import aws
-from pipeline.stores.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +48,9 @@ DEFAULT_REGION = "us-east-1"
 _STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
 
-def _client(session: boto3.Session | None, service: str, region: str) -> Any:
-    """A client of ``session`` (a part's identity), or of this process's."""
-    if session is None:
-        return getattr(aws, f"{service}_client")(region)
-    return session.client(service, config=aws.CONFIG)  # type: ignore[call-overload]
+def _sqs(session: boto3.Session | None, region: str) -> Any:
+    """An SQS client as ``session`` (a part's identity), or as this process."""
+    return aws.sqs_client(region) if session is None else session.client("sqs", config=aws.CONFIG)
 
 
 def _intake_runtime(settings: Settings, session: boto3.Session | None) -> IntakeRuntime:
@@ -72,9 +69,9 @@ def _dead_letter_runtime(
 ) -> dead_letters.DeadLetterRuntime:
     if session is None:
         return dead_letters.DeadLetterRuntime.create(settings)
-    s3 = session.client("s3", config=aws.CONFIG)
-    sns = session.client("sns", config=aws.CONFIG)
-    return dead_letters.DeadLetterRuntime(settings, s3, sns, Ledger(s3, settings.output_bucket))
+    return dead_letters.DeadLetterRuntime.of(
+        settings, session.client("s3", config=aws.CONFIG), session.client("sns", config=aws.CONFIG)
+    )
 
 
 class LocalStack:
@@ -186,7 +183,7 @@ class LocalStack:
                 outputs["UploadEventsQueueUrl"],
                 functools.partial(handle_event, runtime=_intake_runtime(self.settings, upload)),
                 self.region,
-                sqs=_client(upload, "sqs", self.region),
+                sqs=_sqs(upload, self.region),
             ),
             EventSourceMapping(
                 "dead-letters",
@@ -198,7 +195,7 @@ class LocalStack:
                     ),
                 ),
                 self.region,
-                sqs=_client(dead_letters_session, "sqs", self.region),
+                sqs=_sqs(dead_letters_session, self.region),
             ),
         ]
         self._state_dir = self._given_state_dir or Path(
@@ -221,7 +218,7 @@ class LocalStack:
             workers=self._worker_count,
             policy=self._scaling,
             queue_url=outputs["TaskQueueUrl"],
-            sqs=_client(supervisor, "sqs", self.region),
+            sqs=_sqs(supervisor, self.region),
             logs_dir=self.logs_dir,
         )
         self.supervisor.start(wait_ready=wait_for_workers)

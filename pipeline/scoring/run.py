@@ -258,17 +258,15 @@ def _stages(
     """The stages a chunk passes; the shadow's own, where there is one, predicts a chunk
     while the primary predicts the next."""
 
+    if shadow is None:
+        return [featurize, lambda item: predict(item)[0]]
+    comparing = shadow
+
     def compare(item: Predicted) -> Scores:
         scores, (matrix, own, predictions) = item
-        if shadow is not None:
-            shadow.predict(scores[0], matrix, own, predictions, threads)
+        comparing.predict(scores[0], matrix, own, predictions, threads)
         return scores
 
-    def unshadowed(item: Predicted) -> Scores:
-        return item[0]
-
-    if shadow is None:
-        return [featurize, lambda chunk: unshadowed(predict(chunk))]
     return [featurize, predict, compare]
 
 

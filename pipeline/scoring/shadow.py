@@ -5,7 +5,7 @@ feature matrix when the two versions read the same features), so a file is
 read once and its output is the primary's alone. Each chunk's predictions of
 both are kept (16 bytes a row and output, and the row's number): Spearman's
 rank correlation needs every row at once, and a split file's shards hand
-theirs to the shard that finishes it (``to_bytes``, ``joined``).
+theirs to the shard that finishes it (``to_bytes``, ``extend``).
 
 A shadow that cannot score the file (a column it needs is missing, a value
 only it reads is unreadable, a different number of classes) never fails it:
@@ -71,7 +71,7 @@ class ShadowCounter:
             self.primary, self.shadow, self.rows = [], [], []
 
     def to_bytes(self) -> bytes:
-        """The kept predictions, for the shard that finishes the file (``joined``)."""
+        """The kept predictions, for the shard that finishes the file (``extend``)."""
         primary, shadow, rows = self._stacked()
         buffer = io.BytesIO()
         np.savez(buffer, primary=primary, shadow=shadow, rows=rows)
@@ -125,9 +125,7 @@ class ShadowCounter:
             argmax = int(np.count_nonzero(np.argmax(a, axis=1) != np.argmax(b, axis=1)))
         correlations = [c.rank_correlation for c in classes]
         overall = Figures(
-            max_abs_diff=max((c.max_abs_diff or 0.0 for c in classes), default=None)
-            if len(a)
-            else None,
+            max_abs_diff=float(np.abs(diff).max()) if diff.size else None,
             mean_abs_diff=float(np.abs(diff).mean()) if diff.size else None,
             rank_correlation=None if None in correlations else min(correlations),  # type: ignore[type-var]
         )

@@ -106,10 +106,9 @@ class Routing:
         """Each set alias and the version it names."""
         found = {}
         for pointer in self.entries:
-            alias = pointer.removeprefix(f"{_ALIASES}/")
             value = self._value(pointer)
-            if pointer != alias and value is not None and value.isdigit():
-                found[alias] = int(value)
+            if pointer.startswith(f"{_ALIASES}/") and value is not None and value.isdigit():
+                found[pointer.removeprefix(f"{_ALIASES}/")] = int(value)
         return dict(sorted(found.items()))
 
     @property
@@ -227,7 +226,7 @@ class ModelStore:
         """What decides the version of ``name``'s next file: its versions, aliases and shadow.
 
         One listing holds it all: a pointer's value is in its entries' keys
-        (``pointer_key``), so resolving a file's model costs one request, aliases or not.
+        (``_point``), so resolving a file's model costs one request, aliases or not.
         """
         versions: list[int] = []
         entries: dict[str, list[str]] = {}

@@ -190,10 +190,7 @@ def _compare(
         if result.shadow_error is not None:
             shadow.counter.fail(result.shadow_error)
         elif result.shadow and shadow.active:
-            got = runtime.s3.get_object(
-                Bucket=runtime.settings.output_bucket, Key=f"{result.key}-shadow"
-            )
-            shadow.counter.extend(got["Body"].read(), before)
+            shadow.counter.extend(_held(runtime, result, "shadow"), before)
         before += result.rows + result.bad_rows
     where = Location(bucket=runtime.settings.output_bucket, key=plan.output_key)
     ref, report = shadow.settle(request.job_id, request.model, request.options.threshold, where)
@@ -287,7 +284,8 @@ def _size_of(runtime: WorkerRuntime, key: str) -> int | None:
 
 
 def _held(runtime: WorkerRuntime, result: ShardResult, which: str) -> bytes:
-    if not (result.head if which == "head" else result.tail):
+    """What a shard kept beside its parts: its ``head``, ``tail`` or ``shadow`` bytes."""
+    if not getattr(result, which):
         return b""
     got = runtime.s3.get_object(Bucket=runtime.settings.output_bucket, Key=f"{result.key}-{which}")
     data: bytes = got["Body"].read()
