@@ -787,7 +787,10 @@ def engine_summary(records: list[EngineRecord]) -> str:
         return "lightgbm (compile pending)"
     record = records[0]
     if record.status == "compiled":
-        return f"compiled ({record.target}, {record.compile_seconds:.1f} s; {record.reason})"
+        kernel = f"{record.kernel} kernel, " if record.kernel else ""
+        return (
+            f"compiled ({kernel}{record.target}, {record.compile_seconds:.1f} s; {record.reason})"
+        )
     return f"lightgbm ({record.reason})"
 
 

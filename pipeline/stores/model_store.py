@@ -196,6 +196,8 @@ class EngineRecord(BaseModel):
     status: Literal["compiled", "refused"]
     #: Why: the gate's verdict, or what the compiler could not reproduce.
     reason: str
+    #: Which kernel the artifact holds ("bitvector" or "branches"), chosen as the faster.
+    kernel: str | None = None
     compile_seconds: float = 0.0
     created_at: datetime
 

@@ -70,6 +70,8 @@ def test_a_file_sent_after_the_compile_task_does_not_wait_for_it(
     assert before.output.engine == "lightgbm"
     assert compiled_yet is None
     assert record.status == "compiled", record.reason
+    assert record.kernel == "bitvector"  # 31 leaves, numerical splits: the faster here
+    assert "rows/s a thread here: bitvector" in record.reason
     assert after.output.engine == "compiled"
     np.testing.assert_array_equal(scored(s3, after), scored(s3, before))
     assert np.max(np.abs(scored(s3, after) - big.predict(rows))) <= 1e-12

@@ -30,8 +30,10 @@ import threading
 import time
 from dataclasses import replace
 
+import numpy as np
+
 from pipeline.messages import ModelRef, utc_now
-from pipeline.scoring.engine import compiler, forest, gate
+from pipeline.scoring.engine import bitvector, compiler, forest, gate
 from pipeline.scoring.engine.native import NativeForest
 from pipeline.scoring.model import LoadedModel
 from pipeline.stores.model_store import EngineRecord, ModelStore
@@ -148,12 +150,10 @@ def compile_version(ref: ModelRef, store: ModelStore) -> EngineRecord:
     model = LoadedModel.from_text(ref, store.model_text(ref))
     started = time.monotonic()
     artifact: bytes | None = None
+    kernel: str | None = None
     try:
         parsed = forest.parse(model.written)
-        artifact = compiler.compile_object(parsed, target)
-        verdict = gate.verify(
-            NativeForest(artifact, parsed.num_class, parsed.num_features), model.booster, parsed
-        )
+        kernel, artifact, verdict = choose_kernel(parsed, target, model.booster)
         status, reason = ("compiled" if verdict.passed else "refused"), verdict.reason
     except forest.Unsupported as exc:
         status, reason = "refused", str(exc)
@@ -163,12 +163,71 @@ def compile_version(ref: ModelRef, store: ModelStore) -> EngineRecord:
         target=target.name,
         status=status,
         reason=reason,
+        kernel=kernel,
         compile_seconds=round(time.monotonic() - started, 3),
         created_at=utc_now(),
     )
     store.save_engine(record, artifact if status == "compiled" else None)
     log.info("model %s v%d: %s (%s)", ref.name, ref.version, status, reason)
     return record
+
+
+def choose_kernel(
+    parsed: forest.Forest, target: compiler.Target, booster: object
+) -> tuple[str | None, bytes | None, gate.Verdict]:
+    """The fastest kernel that passes the gate, with its artifact and verdict.
+
+    Which kernel is faster depends on the model (the bitvector kernel decides
+    every split of a tree for every row, the branch kernel only the splits on
+    each row's path: deep trees of many leaves favour branches), so both are
+    timed here, on the model's own check rows, one thread. The bitvector kernel
+    compiles in about a second, so trying it costs little.
+    """
+    passed: list[tuple[float, str, bytes, gate.Verdict]] = []
+    failed: list[tuple[str, gate.Verdict]] = []
+    rows = _timing_rows(parsed)
+    for kernel in compiler.kernels_for(parsed, target):
+        artifact = compiler.compile_object(parsed, target, kernel)
+        native = NativeForest(artifact, parsed.num_class, parsed.num_features)
+        verdict = gate.verify(native, booster, parsed)
+        if verdict.passed:
+            passed.append((_rows_per_second(native, rows), kernel, artifact, verdict))
+        else:
+            failed.append((kernel, verdict))
+    if not passed:
+        kernel, verdict = failed[0]
+        return None, None, verdict
+    passed.sort(key=lambda candidate: -candidate[0])
+    _, kernel, artifact, verdict = passed[0]
+    timed = ", ".join(f"{name} {speed:,.0f}" for speed, name, _, _ in passed)
+    why = [verdict.reason, f"rows/s a thread here: {timed}"]
+    why += [f"the {name} kernel {failure.reason}" for name, failure in failed]
+    refusal = bitvector.refusal(parsed, target.arch)
+    if refusal is not None:
+        why.append(f"no bitvector kernel: {refusal}")
+    return (
+        kernel,
+        artifact,
+        gate.Verdict(True, verdict.rows, verdict.max_difference, "; ".join(why)),
+    )
+
+
+#: Rows a kernel is timed on: enough that the timing is not a call's overhead.
+_TIMING_ROWS = 16_384
+
+
+def _timing_rows(parsed: forest.Forest) -> np.ndarray:
+    rows = gate.check_rows(parsed)
+    return np.ascontiguousarray(np.resize(rows, (max(len(rows), _TIMING_ROWS), rows.shape[1])))
+
+
+def _rows_per_second(native: NativeForest, rows: np.ndarray) -> float:
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        native.predict(rows, threads=1, raw=True)
+        best = min(best, time.perf_counter() - started)
+    return len(rows) / best
 
 
 def record_failure(ref: ModelRef, store: ModelStore, exc: Exception) -> EngineRecord:

@@ -15,20 +15,22 @@ import llvmlite.binding as llvm
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.scoring.engine.compiler import ENTRY, ROWS_PER_CHUNK
+from pipeline.scoring.engine.bitvector import LEAVES_ENTRY
+from pipeline.scoring.engine.compiler import scratch_doubles
+from pipeline.scoring.engine.irgen import ENTRY
 from pipeline.scoring.engine.row_split import RowSplitter, checked
 
-_SIGNATURE = ctypes.CFUNCTYPE(
-    None,
+#: ``(x, row_stride, column_stride, out, begin, end, ...)``, as both entry points begin.
+_ROWS = (
     ctypes.c_void_p,
     ctypes.c_int64,
     ctypes.c_int64,
     ctypes.c_void_p,
     ctypes.c_int64,
     ctypes.c_int64,
-    ctypes.c_int32,
-    ctypes.c_void_p,
 )
+_SIGNATURE = ctypes.CFUNCTYPE(None, *_ROWS, ctypes.c_int32, ctypes.c_void_p)  # raw, scratch
+_LEAVES_SIGNATURE = ctypes.CFUNCTYPE(None, *_ROWS, ctypes.c_void_p)  # scratch
 #: Fewer rows than this per thread are not worth a hand-off (1,000 rows of a
 #: 200-tree forest on 2 cores: 4.0 ms on one thread, 2.7 ms on two).
 _MIN_ROWS_PER_THREAD = 256
@@ -51,10 +53,14 @@ class NativeForest:
             self._engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
             self._engine.finalize_object()
             address = self._engine.get_function_address(ENTRY)
+            leaves = self._engine.get_function_address(LEAVES_ENTRY)
         if not address:
             raise ValueError(f"the object file has no {ENTRY} function")
         self._function = _SIGNATURE(address)
+        #: Only the bitvector kernel finds exit leaves; the branch kernel has no such entry.
+        self._leaves = _LEAVES_SIGNATURE(leaves) if leaves else None
         self.num_class, self.num_features = num_class, num_features
+        self._scratch = scratch_doubles(num_features, num_class)
         self._threads = RowSplitter("predict", _MIN_ROWS_PER_THREAD)
 
     def predict(
@@ -70,10 +76,35 @@ class NativeForest:
         x, y = features.ctypes.data, out.ctypes.data
 
         def run(begin: int, end: int) -> None:
-            scratch = np.empty(ROWS_PER_CHUNK * self.num_features, dtype=np.float64)
+            scratch = np.empty(self._scratch, dtype=np.float64)
             self._function(
                 x, row_stride, column_stride, y, begin, end, int(raw), scratch.ctypes.data
             )
 
         self._threads.run(rows, threads, run)
+        return out
+
+    @property
+    def kernel(self) -> str:
+        return "bitvector" if self._leaves else "branches"
+
+    def leaves(
+        self, features: npt.NDArray[np.float64], num_trees: int, threads: int = 0
+    ) -> npt.NDArray[np.int32]:
+        """Each tree's exit leaf, (rows, trees), as ``Booster.predict(pred_leaf=True)``."""
+        if self._leaves is None:
+            raise ValueError("this compiled forest finds no exit leaves (branch kernel)")
+        find = self._leaves
+        checked(features, self.num_features)
+        out = np.empty((features.shape[0], num_trees), dtype=np.int32)
+        if features.shape[0] == 0:
+            return out
+        row_stride, column_stride = (s // 8 for s in features.strides)
+        x, y = features.ctypes.data, out.ctypes.data
+
+        def run(begin: int, end: int) -> None:
+            scratch = np.empty(self._scratch, dtype=np.float64)
+            find(x, row_stride, column_stride, y, begin, end, scratch.ctypes.data)
+
+        self._threads.run(features.shape[0], threads, run)
         return out
