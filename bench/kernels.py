@@ -1,46 +1,48 @@
-"""Candidate exact prediction kernels for the compiled engine, measured side by side.
+"""The prediction kernels side by side: rows/s a thread, exact, on three models.
 
-Generated as C from the forest (compiled with the machine's gcc; the product's
-engine emits LLVM IR, so these are measurements, not an engine), on the
-200-tree x 63-leaf model and rows of ``bench/e2e.py``, one thread, raw scores:
+For each model (the 200-tree x 63-leaf model of ``bench/e2e.py``, and the
+same data fitted as 1,000 trees x 31 leaves and 100 trees x 255 leaves), on
+the rows of ``bench/e2e.py`` (2% NaN), one thread:
 
-* ``quickscorer``: QuickScorer (SIGIR 2015): a 64-bit leaf mask per tree,
-  each feature's thresholds scanned in ascending order while below the row's
-  value, ANDing the masks of the nodes that test false; NaN and zero take
-  precomputed masks (missing types, default directions); the exit leaf is the
-  lowest set bit, its value added in LightGBM's tree order;
-* ``bitvector-ranks``: 32 rows a block, every node's "goes left" as a 32-bit row
-  mask (AVX2 compares of the rows' uint16 threshold ranks), reach masks top
-  down without a branch (children and leaves share one array), leaves added in
-  tree order; ranks by binary search;
-* ``bitvector-doubles``: the same with the rows' doubles compared directly;
-* ``bitvector-doubles-64-masked``: that in 64-row blocks (64-bit masks), adding
-  leaf values to all 64 rows at once, the value where a row reached the leaf
-  and +0.0 elsewhere (exact: a running sum from +0.0 is never -0.0), instead of
-  a loop over each leaf's rows whose length the branch predictor cannot guess.
+* ``LightGBM``: ``Booster.predict``;
+* ``branches``: the compiled branch kernel (``compiler``: a branch per split);
+* ``bitvector v3`` / ``bitvector v2``: the bitvector kernel (``bitvector``)
+  built for x86-64-v3 (AVX2) and for the x86-64-v2 baseline;
+* ``kept``: the kernel a compile job keeps for the model (``choose_kernel``).
 
-Each is checked bit for bit against ``Booster.predict(raw_score=True)``; the
-table gives rows/s and the ratio to today's compiled forest.
+Every compiled kernel's raw scores are checked bit for bit against
+``Booster.predict(raw_score=True)`` and the bitvector kernel's exit leaves
+against ``pred_leaf=True`` before its rate counts. Rates are medians of
+``--repeats`` runs, interleaved, so the ratios come from the same minutes.
 
-    .venv/bin/python bench/kernels.py [--rows 200000]
+``--quickscorer`` adds QuickScorer (SIGIR 2015) as generated C (the machine's
+gcc), the algorithm the bitvector kernel was measured against: a 64-bit leaf
+mask per tree, each feature's thresholds scanned in ascending order, the exit
+leaf the lowest set bit. It decides a row at a time and was slower than the
+branch kernel here (0.66-0.78x).
+
+    .venv/bin/python bench/kernels.py [--rows 100000] [--repeats 5] [--quickscorer]
 """
 
 from __future__ import annotations
 
 import argparse
-import bisect
 import ctypes
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import lightgbm as lgb
 import numpy as np
-from e2e import FEATURES, table, train
+from e2e import FEATURES, table
 
-from pipeline.scoring.engine import compiler
+from pipeline.scoring.engine import bitvector, compiler
+from pipeline.scoring.engine.compile_jobs import choose_kernel
 from pipeline.scoring.engine.forest import Forest, Tree, parse
 from pipeline.scoring.engine.native import NativeForest
 
@@ -137,203 +139,6 @@ void predict(const double* x, long rs, long cs, double* out, long begin, long en
     )
 
 
-def bitvector(forest: Forest, ranks: bool) -> str:
-    features, k = forest.num_features, forest.num_class
-    uniques = [
-        sorted({n.threshold for tree in forest.trees for n in tree.nodes if n.feature == f})
-        for f in range(features)
-    ]
-    starts, flat = [0], []
-    for unique in uniques:
-        flat += [repr(v) for v in unique]
-        starts.append(len(flat))
-    nodes: list[tuple[int, ...]] = []
-    tree_starts, leaves, leaf_starts = [0], [], [0]
-    for tree in forest.trees:
-        for n in tree.nodes:
-            at_nan, at_zero = _goes_left_special(n.threshold, n.missing_type, n.default_left)
-            rank = bisect.bisect_left(uniques[n.feature], n.threshold)
-            left = n.left if n.left >= 0 else 64 + ~n.left
-            right = n.right if n.right >= 0 else 64 + ~n.right
-            nodes.append((n.feature, rank, left, right, int(at_nan), int(at_zero)))
-        tree_starts.append(len(nodes))
-        leaves += [repr(v) for v in tree.leaves]
-        leaf_starts.append(len(leaves))
-    source = _HEADER + _array("U", "double", flat) + _array("US", "int32_t", starts)
-    for i, (name, kind) in enumerate(
-        (("NF", "uint16_t"), ("NJ", "uint16_t"), ("NL", "uint8_t"), ("NR", "uint8_t"),
-         ("NNAN", "uint8_t"), ("NZERO", "uint8_t"))
-    ):  # fmt: skip
-        source += _array(name, kind, [n[i] for n in nodes])
-    source += _array("TS", "int32_t", tree_starts) + _array("LS", "int32_t", leaf_starts)
-    source += _array("LV", "double", leaves)
-    if ranks:
-        block = "uint16_t xs[F][32] __attribute__((aligned(32)));"
-        store = "xs[f][r] = rank(U + US[f], US[f+1] - US[f], v);"
-        left = """__m256i jj = _mm256_set1_epi16((short)NJ[i]);
-        const __m256i* b = (const __m256i*)xs[f];
-        __m256i g = _mm256_permute4x64_epi64(_mm256_packs_epi16(
-            _mm256_cmpgt_epi16(b[0], jj), _mm256_cmpgt_epi16(b[1], jj)), 0xD8);
-        uint32_t le = ~(uint32_t)_mm256_movemask_epi8(g);"""
-    else:
-        block = "double xs[F][32] __attribute__((aligned(32)));"
-        store = "xs[f][r] = v;"
-        left = """__m256d th = _mm256_set1_pd(U[US[f] + NJ[i]]);
-        uint32_t le = 0;
-        for (int q = 0; q < 8; q++) le |= (uint32_t)_mm256_movemask_pd(
-            _mm256_cmp_pd(_mm256_load_pd(xs[f] + 4*q), th, _CMP_LE_OQ)) << (4*q);"""
-    return (
-        source
-        + f"""
-#define F {features}
-static inline uint16_t rank(const double* u, int n, double x) {{
-  int lo = 0, hi = n;
-  while (lo < hi) {{ int mid = (lo + hi) >> 1; if (u[mid] < x) lo = mid + 1; else hi = mid; }}
-  return (uint16_t)lo;
-}}
-void predict(const double* x, long rs, long cs, double* out, long begin, long end) {{
-  {block}
-  uint32_t nanm[F], zerom[F], reach[128];
-  for (long r0 = begin; r0 < end; r0 += 32) {{
-    int n = (end - r0) < 32 ? (int)(end - r0) : 32;
-    for (int f = 0; f < F; f++) {{
-      uint32_t nm = 0, zm = 0;
-      for (int r = 0; r < 32; r++) {{
-        double v = r < n ? x[(r0 + r)*rs + f*cs] : 0.0;
-        if (fabs(v) <= {_ZERO}) v = 0.0;
-        if (v != v) {{ nm |= 1u << r; v = 0.0; }} else if (v == 0.0) zm |= 1u << r;
-        {store}
-      }}
-      nanm[f] = nm; zerom[f] = zm;
-    }}
-    double acc[32][{k}];
-    memset(acc, 0, sizeof acc);
-    for (int t = 0; t < {len(forest.trees)}; t++) {{
-      int first = TS[t], last = TS[t+1], kk = t % {k};
-      if (first == last) {{ for (int r = 0; r < n; r++) acc[r][kk] += LV[LS[t]]; continue; }}
-      reach[0] = 0xffffffffu;
-      for (int i = first; i < last; i++) {{
-        int f = NF[i];
-        {left}
-        uint32_t special = nanm[f] | zerom[f];
-        uint32_t goes = (le & ~special) | (NNAN[i] ? nanm[f] : 0) | (NZERO[i] ? zerom[f] : 0);
-        uint32_t here = reach[i - first];
-        reach[NL[i]] = here & goes;  /* a child node's slot, or 64 + its leaf */
-        reach[NR[i]] = here & ~goes;
-      }}
-      for (int l = 0; l < LS[t+1] - LS[t]; l++) {{
-        uint32_t m = reach[64 + l];
-        while (m) {{ int r = __builtin_ctz(m); m &= m - 1; acc[r][kk] += LV[LS[t] + l]; }}
-      }}
-    }}
-    for (int r = 0; r < n; r++) for (int c = 0; c < {k}; c++) out[(r0 + r)*{k} + c] = acc[r][c];
-  }}
-}}
-"""
-    )
-
-
-def bitvector_masked(forest: Forest) -> str:
-    """``bitvector`` on doubles in 64-row blocks, leaf values added to the block's rows as
-    masked vectors."""
-    features, k = forest.num_features, forest.num_class
-    uniques = [
-        sorted({n.threshold for tree in forest.trees for n in tree.nodes if n.feature == f})
-        for f in range(features)
-    ]
-    starts, flat = [0], []
-    for unique in uniques:
-        flat += [repr(v) for v in unique]
-        starts.append(len(flat))
-    nodes: list[tuple[int, ...]] = []
-    tree_starts, leaves, leaf_starts = [0], [], [0]
-    for tree in forest.trees:
-        for n in tree.nodes:
-            at_nan, at_zero = _goes_left_special(n.threshold, n.missing_type, n.default_left)
-            rank = bisect.bisect_left(uniques[n.feature], n.threshold)
-            left = n.left if n.left >= 0 else 64 + ~n.left
-            right = n.right if n.right >= 0 else 64 + ~n.right
-            nodes.append((n.feature, rank, left, right, int(at_nan), int(at_zero)))
-        tree_starts.append(len(nodes))
-        leaves += [repr(v) for v in tree.leaves]
-        leaf_starts.append(len(leaves))
-    source = _HEADER + _array("U", "double", flat) + _array("US", "int32_t", starts)
-    for i, (name, kind) in enumerate(
-        (("NF", "uint16_t"), ("NJ", "uint16_t"), ("NL", "uint8_t"), ("NR", "uint8_t"),
-         ("NNAN", "uint8_t"), ("NZERO", "uint8_t"))
-    ):  # fmt: skip
-        source += _array(name, kind, [n[i] for n in nodes])
-    source += _array("TS", "int32_t", tree_starts) + _array("LS", "int32_t", leaf_starts)
-    source += _array("LV", "double", leaves)
-    block = "double xs[F][64] __attribute__((aligned(32)));"
-    store = "xs[f][r] = v;"
-    left = """__m256d th = _mm256_set1_pd(U[US[f] + NJ[i]]);
-    uint64_t le = 0;
-    for (int q = 0; q < 16; q++) le |= (uint64_t)_mm256_movemask_pd(
-        _mm256_cmp_pd(_mm256_load_pd(xs[f] + 4*q), th, _CMP_LE_OQ)) << (4*q);"""
-    return (
-        source
-        + f"""
-#define F {features}
-static __m256d EXPAND[16];
-__attribute__((constructor)) static void expand(void) {{
-  for (int b = 0; b < 16; b++) {{
-    int64_t lanes[4];
-    for (int j = 0; j < 4; j++) lanes[j] = (b >> j) & 1 ? -1 : 0;
-    EXPAND[b] = _mm256_castsi256_pd(_mm256_loadu_si256((const __m256i*)lanes));
-  }}
-}}
-void predict(const double* x, long rs, long cs, double* out, long begin, long end) {{
-  {block}
-  uint64_t nanm[F], zerom[F], reach[128];
-  for (long r0 = begin; r0 < end; r0 += 64) {{
-    int n = (end - r0) < 64 ? (int)(end - r0) : 64;
-    for (int f = 0; f < F; f++) {{
-      uint64_t nm = 0, zm = 0;
-      for (int r = 0; r < 64; r++) {{
-        double v = r < n ? x[(r0 + r)*rs + f*cs] : 0.0;
-        if (fabs(v) <= {_ZERO}) v = 0.0;
-        if (v != v) {{ nm |= 1ull << r; v = 0.0; }} else if (v == 0.0) zm |= 1ull << r;
-        {store}
-      }}
-      nanm[f] = nm; zerom[f] = zm;
-    }}
-    __m256d acc[{k}][16];
-    for (int c = 0; c < {k}; c++) for (int q = 0; q < 16; q++) acc[c][q] = _mm256_setzero_pd();
-    for (int t = 0; t < {len(forest.trees)}; t++) {{
-      int first = TS[t], last = TS[t+1], kk = t % {k};
-      if (first == last) {{ __m256d one = _mm256_set1_pd(LV[LS[t]]);
-        for (int q = 0; q < 16; q++) acc[kk][q] = _mm256_add_pd(acc[kk][q], one); continue; }}
-      reach[0] = ~0ull;
-      for (int i = first; i < last; i++) {{
-        int f = NF[i];
-        {left}
-        uint64_t special = nanm[f] | zerom[f];
-        uint64_t goes = (le & ~special) | (NNAN[i] ? nanm[f] : 0) | (NZERO[i] ? zerom[f] : 0);
-        uint64_t here = reach[i - first];
-        reach[NL[i]] = here & goes;  /* a child node's slot, or 64 + its leaf */
-        reach[NR[i]] = here & ~goes;
-      }}
-      for (int l = 0; l < LS[t+1] - LS[t]; l++) {{
-        uint64_t m = reach[64 + l];
-        if (!m) continue;
-        __m256d value = _mm256_set1_pd(LV[LS[t] + l]);
-        /* every row adds its leaf's value, the others +0.0: exact, as acc is never -0.0 */
-        for (int q = 0; q < 16; q++)
-          acc[kk][q] = _mm256_add_pd(acc[kk][q], _mm256_and_pd(EXPAND[(m >> (4*q)) & 15], value));
-      }}
-    }}
-    for (int c = 0; c < {k}; c++) {{
-      double lanes[64] __attribute__((aligned(32)));
-      for (int q = 0; q < 16; q++) _mm256_store_pd(lanes + 4*q, acc[c][q]);
-      for (int r = 0; r < n; r++) out[(r0 + r)*{k} + c] = lanes[r];
-    }}
-  }}
-}}
-"""
-    )
-
-
 def _load(source: str, march: str, folder: Path) -> Callable[..., None]:
     c, library = folder / "kernel.c", folder / f"kernel-{march}-{len(source)}.so"
     c.write_text(source)
@@ -355,51 +160,98 @@ def _load(source: str, march: str, folder: Path) -> Callable[..., None]:
     return function  # type: ignore[no-any-return]
 
 
-def _rate(rows: int, run: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - started)
-    return rows / best
+def _rate(rows: int, seconds: list[float]) -> float:
+    return rows / statistics.median(seconds)
+
+
+MODELS = {"200 x 63": (200, 63), "1,000 x 31": (1000, 31), "100 x 255": (100, 255)}
+
+
+def train(trees: int, leaves: int) -> lgb.Booster:
+    """The data of ``bench/e2e.py``'s model, fitted to ``trees`` of ``leaves``."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50_000, len(FEATURES)))
+    y = (x[:, :5].sum(axis=1) + 0.5 * rng.normal(size=len(x)) > 0).astype(int)
+    return lgb.train(
+        {"objective": "binary", "num_leaves": leaves, "verbose": -1, "seed": 1},
+        lgb.Dataset(x, y, feature_name=FEATURES),
+        num_boost_round=trees,
+    )
+
+
+def measure(
+    name: str, booster: lgb.Booster, x: np.ndarray, args: argparse.Namespace
+) -> dict[str, Any]:
+    forest = parse(booster.model_to_string())
+    expected = booster.predict(x, raw_score=True, num_threads=1)
+    runs: dict[str, Callable[[], object]] = {
+        "LightGBM": lambda: booster.predict(x, raw_score=True, num_threads=1)
+    }
+    v2 = compiler.BASELINES["x86_64"]
+    targets = {"branches": (v2, "branches")}
+    if bitvector.refusal(forest) is None:
+        targets["bitvector v3"] = (compiler.X86_64_V3, "bitvector")
+        targets["bitvector v2"] = (v2, "bitvector")
+    for label, (target, kernel) in targets.items():
+        native = NativeForest(
+            compiler.compile_object(forest, target, kernel), 1, forest.num_features
+        )
+        assert np.array_equal(native.predict(x, 1, True)[:, 0], expected), f"{label} not exact"
+        if kernel == "bitvector":
+            leaves = native.leaves(x[:20_000], len(forest.trees), 1)
+            assert np.array_equal(leaves, booster.predict(x[:20_000], pred_leaf=True))
+        runs[label] = lambda n=native: n.predict(x, 1, True)
+    if args.quickscorer and max(len(t.leaves) for t in forest.trees) <= 64:
+        runs["quickscorer (C)"] = _quickscorer(forest, x, expected)
+    seconds: dict[str, list[float]] = {label: [] for label in runs}
+    for _ in range(args.repeats):
+        for label, run in runs.items():
+            started = time.perf_counter()
+            run()
+            seconds[label].append(time.perf_counter() - started)
+    rates = {label: _rate(len(x), s) for label, s in seconds.items()}
+    host = compiler.host_target()
+    assert host is not None
+    kept, _, _ = choose_kernel(forest, host, booster)
+    return {"model": name, "rates": rates, "kept": f"{kept} ({host.cpu})"}
+
+
+def _quickscorer(forest: Forest, x: np.ndarray, expected: np.ndarray) -> Callable[[], object]:
+    folder = tempfile.mkdtemp()
+    function = _load(quickscorer(forest), "x86-64-v2", Path(folder))
+    pointer = ctypes.POINTER(ctypes.c_double)
+    out = np.zeros(len(x))
+
+    def run() -> None:
+        function(x.ctypes.data_as(pointer), x.shape[1], 1, out.ctypes.data_as(pointer), 0, len(x))
+
+    run()
+    assert np.array_equal(out, expected), "quickscorer is not exact"
+    return run
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quickscorer", action="store_true")
     args = parser.parse_args()
-    booster = train()
-    forest = parse(booster.model_to_string())
-    target = compiler.host_target()
-    assert target is not None
-    native = NativeForest(compiler.compile_object(forest, target), 1, len(FEATURES))
     data = table(args.rows, seed=1)
     x = np.ascontiguousarray(np.column_stack([data.column(f).to_numpy() for f in FEATURES]))
-    expected = booster.predict(x, raw_score=True, num_threads=1)
-    rates = {
-        "LightGBM": _rate(len(x), lambda: booster.predict(x, raw_score=True, num_threads=1)),
-        "compiled (today)": _rate(len(x), lambda: native.predict(x, 1, True)),
-    }
-    pointer = ctypes.POINTER(ctypes.c_double)
-    with tempfile.TemporaryDirectory() as folder:
-        for name, source, march in (
-            ("quickscorer", quickscorer(forest), "x86-64-v2"),
-            ("bitvector-ranks", bitvector(forest, ranks=True), "x86-64-v3"),
-            ("bitvector-doubles", bitvector(forest, ranks=False), "x86-64-v3"),
-            ("bitvector-doubles-64-masked", bitvector_masked(forest), "x86-64-v3"),
-        ):
-            function = _load(source, march, Path(folder))
-            out = np.zeros(len(x))
-
-            def run(f: Callable[..., None] = function, o: np.ndarray = out) -> None:
-                f(x.ctypes.data_as(pointer), x.shape[1], 1, o.ctypes.data_as(pointer), 0, len(x))
-
-            rates[name] = _rate(len(x), run)
-            assert np.array_equal(out, expected), f"{name} is not exact"
-    print(f"\n{args.rows:,} rows, 200 trees x 63 leaves, one thread, raw scores (all exact)\n")
-    print("| kernel | rows/s | vs compiled |\n| --- | ---: | ---: |")
-    for name, rate in rates.items():
-        print(f"| {name} | {rate:,.0f} | {rate / rates['compiled (today)']:.2f}x |")
+    results = [measure(name, train(*shape), x, args) for name, shape in MODELS.items()]
+    print(f"\n{args.rows:,} rows, one thread, raw scores, all exact; rows/s (x branches)\n")
+    labels = list(dict.fromkeys(label for r in results for label in r["rates"]))
+    print("| model | " + " | ".join(labels) + " | kept |")
+    print("| --- |" + " ---: |" * len(labels) + " --- |")
+    for r in results:
+        base = r["rates"]["branches"]
+        cells = [
+            f"{r['rates'][label]:,.0f} ({r['rates'][label] / base:.2f}x)"
+            if label in r["rates"]
+            else "refused"
+            for label in labels
+        ]
+        print(f"| {r['model']} | " + " | ".join(cells) + f" | {r['kept']} |")
 
 
 if __name__ == "__main__":
