@@ -54,9 +54,16 @@ ENGINE_COMPILED = "compiled"
 
 
 class Predictor(Protocol):
+    #: "bitvector" finds exit leaves as well as scores; "branches" only scores.
+    kernel: str
+
     def predict(
         self, features: npt.NDArray[np.float64], threads: int = 0, raw: bool = False
     ) -> npt.NDArray[np.float64]: ...
+
+    def leaves(
+        self, features: npt.NDArray[np.float64], num_trees: int, threads: int = 0
+    ) -> npt.NDArray[np.int32]: ...
 
 
 class Explanations(Protocol):
@@ -142,7 +149,13 @@ class LoadedModel:
     def leaves(
         self, features: npt.NDArray[np.float64], threads: int = 0, num_iteration: int | None = None
     ) -> npt.NDArray[np.int32]:
-        """Each tree's exit leaf, (rows, trees): ``Booster.predict(pred_leaf=True)``."""
+        """Each tree's exit leaf, (rows, trees): ``Booster.predict(pred_leaf=True)``.
+
+        From the bitvector kernel where it passed its gate (which checks leaves too).
+        """
+        whole = num_iteration is None or num_iteration >= self.iterations
+        if self.compiled is not None and self.compiled.kernel == "bitvector" and whole:
+            return self.compiled.leaves(features, self.iterations * self.num_outputs, threads)
         result = self.booster.predict(
             features, pred_leaf=True, **self._params(threads, num_iteration)
         )

@@ -190,6 +190,14 @@ def verify(compiled: Any, booster: Any, forest: Forest, *, reach: bool = True) -
             actual = compiled.predict(ordered, threads=1, raw=raw)
             worst = max(worst, _difference(expected, actual))
     checked = f"{len(rows)} check rows"
+    if getattr(compiled, "kernel", None) == "bitvector":  # it gives exit leaves too
+        expected_leaves = np.asarray(booster.predict(rows, pred_leaf=True)).reshape(len(rows), -1)
+        wrong = int(
+            np.sum(np.any(compiled.leaves(rows, len(forest.trees), 1) != expected_leaves, axis=1))
+        )
+        if wrong:
+            return Verdict(False, len(rows), worst, f"{wrong} of {checked}' exit leaves differ")
+        checked += " (exit leaves too)"
     if reach:
         checked += " reaching {} of {} leaves".format(*leaf_reach(booster, rows, forest))
     if worst <= TOLERANCE:

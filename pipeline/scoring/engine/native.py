@@ -59,6 +59,7 @@ class NativeForest:
         self._function = _SIGNATURE(address)
         #: Only the bitvector kernel finds exit leaves; the branch kernel has no such entry.
         self._leaves = _LEAVES_SIGNATURE(leaves) if leaves else None
+        self.kernel = "bitvector" if leaves else "branches"
         self.num_class, self.num_features = num_class, num_features
         self._scratch = scratch_doubles(num_features, num_class)
         self._threads = RowSplitter("predict", _MIN_ROWS_PER_THREAD)
@@ -83,10 +84,6 @@ class NativeForest:
 
         self._threads.run(rows, threads, run)
         return out
-
-    @property
-    def kernel(self) -> str:
-        return "bitvector" if self._leaves else "branches"
 
     def leaves(
         self, features: npt.NDArray[np.float64], num_trees: int, threads: int = 0

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pytest
 
+from pipeline.messages import ModelRef
 from pipeline.scoring.engine import bitvector, compiler, forest, gate
 from pipeline.scoring.engine.compile_jobs import choose_kernel
 from pipeline.scoring.engine.native import NativeForest
+from pipeline.scoring.model import LoadedModel
 from tests.pipeline.scoring.test_compiler import MODELS, random_rows, train
 
 TARGET = compiler.host_target()
@@ -142,3 +145,22 @@ def test_a_forest_past_the_kernels_limits_stays_on_branches_with_the_reason() ->
     assert kernel == "branches"
     assert verdict.passed
     assert "no bitvector kernel: tree 0 has 300 leaves (at most 256)" in verdict.reason
+
+
+def test_a_loaded_model_takes_exit_leaves_from_the_kernel_for_whole_iterations() -> None:
+    booster = train(
+        {"objective": "multiclass", "num_class": 3}, label=lambda s: np.digitize(s, [0])
+    )
+    native, parsed = compile_bitvector(booster)
+    model = replace(
+        LoadedModel.from_text(ModelRef(name="m", version=1), booster.model_to_string()),
+        compiled=native,
+    )
+    rows = random_rows(1_000, 6)
+
+    whole = model.leaves(rows, threads=2)
+    first_two = model.leaves(rows, num_iteration=2)
+
+    np.testing.assert_array_equal(whole, booster.predict(rows, pred_leaf=True))
+    np.testing.assert_array_equal(first_two, booster.predict(rows, pred_leaf=True, num_iteration=2))
+    assert "(exit leaves too)" in gate.verify(native, booster, parsed).reason
