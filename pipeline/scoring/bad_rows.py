@@ -68,9 +68,7 @@ class BadRows:
         kept = Chunk(
             batch=batch.filter(pa.array(keep)),
             first_row=chunk.first_row,
-            records=[r for r, k in zip(chunk.records, keep, strict=True) if k]
-            if chunk.records
-            else [],
+            records=None if chunk.records is None else chunk.records.filter(pa.array(keep)),
             source_bytes=chunk.source_bytes,
             row_numbers=np.flatnonzero(keep).astype(np.int64) + chunk.first_row,
         )

@@ -55,8 +55,9 @@ class Chunk:
     batch: pa.RecordBatch
     #: 1-based data row number of the chunk's first row.
     first_row: int
-    #: The rows as they were in the file, for formats that pass records through verbatim.
-    records: list[bytes] = field(default_factory=list)
+    #: The rows as they were in the file (a binary array, each with its line's end), for
+    #: formats that pass records through verbatim.
+    records: pa.Array | None = None
     #: About how many bytes of the (uncompressed) file these rows took: the
     #: reader's progress, which bytes fetched from S3 are not (readers read ahead).
     source_bytes: int = 0

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
@@ -32,6 +33,9 @@ from pipeline.scoring.streams import decompressed, output_stream
 _BLOCK_BYTES = 4 * 1024 * 1024
 #: JSON's whitespace, which may stand before a record's closing brace.
 _WHITESPACE = pa.array([b" ", b"\t", b"\r", b"\n"], pa.binary())
+_NEWLINE = ord("\n")
+#: What a blank line's first byte can be (its newline, or other whitespace).
+_BLANK_STARTS = np.frombuffer(b" \t\r\n", np.uint8)
 #: Arrow parses a chunk's records in blocks of this size, in parallel.
 _PARSE_BLOCK = 1024 * 1024
 
@@ -49,9 +53,9 @@ class JsonLinesReader:
         self._max_line_bytes = max_line_bytes
         self._line_number = 0
         self._record_number = 0
-        #: Records read ahead of the chunk being made, their line numbers, and a partial line.
-        self._pending: list[bytes] = []
-        self._pending_lines: list[int] = []
+        #: Records read ahead of the chunk being made (block by block), with their line numbers.
+        self._pending: list[tuple[pa.Array, npt.NDArray[np.int64]]] = []
+        self._pending_rows = 0
         self._rest = b""
         self._ended = False
         self._first = self._next_chunk()
@@ -66,25 +70,39 @@ class JsonLinesReader:
             chunk = self._next_chunk()
 
     def _next_chunk(self) -> Chunk | None:
-        """The next ``batch_rows`` records, split out of blocks of the file at C speed."""
-        while len(self._pending) < self._batch_rows and not self._ended:
+        """The next ``batch_rows`` records, as one Arrow array of their lines."""
+        while self._pending_rows < self._batch_rows and not self._ended:
             self._read_block()
-        records = self._pending[: self._batch_rows]
-        lines = self._pending_lines[: self._batch_rows]
-        del self._pending[: self._batch_rows], self._pending_lines[: self._batch_rows]
-        if not records:
+        taken: list[tuple[pa.Array, npt.NDArray[np.int64]]] = []
+        wanted = self._batch_rows
+        while self._pending and wanted:
+            records, numbers = self._pending.pop(0)
+            if len(records) > wanted:
+                self._pending.insert(0, (records.slice(wanted), numbers[wanted:]))
+                records, numbers = records.slice(0, wanted), numbers[:wanted]
+            taken.append((records, numbers))
+            wanted -= len(records)
+        if not taken:
             return None
+        records = taken[0][0] if len(taken) == 1 else pa.concat_arrays([r for r, _ in taken])
+        lines = np.concatenate([n for _, n in taken])
+        self._pending_rows -= len(records)
         first = self._record_number + 1
         self._record_number += len(records)
+        text = _text(records)
         return Chunk(
-            batch=self._parse(records, lines),
+            batch=self._parse(text, records, lines),
             first_row=first,
             records=records,
-            source_bytes=sum(map(len, records)) + len(records),
+            source_bytes=text.size,
         )
 
     def _read_block(self) -> None:
-        """Move the whole lines of the next block to the pending records, blank ones skipped."""
+        """The whole lines of the next block as records, blank ones skipped, at C speed.
+
+        Each record keeps its line's end (``\n``, and any whitespace before it),
+        so the records laid end to end are the file's text without its blank lines.
+        """
         block = self._lines.read(_BLOCK_BYTES)
         if not block:
             self._ended = True
@@ -98,21 +116,30 @@ class JsonLinesReader:
             block, self._rest = block[:cut], block[cut:]
             if len(self._rest) > self._max_line_bytes:
                 self._too_long(self._line_number + block.count(b"\n") + 1)
-        pieces = block.split(b"\n")[:-1]
-        if max(map(len, pieces), default=0) > self._max_line_bytes + 1:
-            first = next(i for i, p in enumerate(pieces) if len(p) > self._max_line_bytes + 1)
-            self._too_long(self._line_number + first + 1)
-        records = [piece.rstrip(b"\r \t") for piece in pieces]
-        start = self._line_number + 1
-        self._line_number += len(pieces)
-        if all(records):
-            self._pending += records
-            self._pending_lines += range(start, start + len(records))
-            return
-        for offset, record in enumerate(records):
-            if record:
-                self._pending.append(record)
-                self._pending_lines.append(start + offset)
+            if not block:
+                return
+        data = np.frombuffer(block, np.uint8)
+        ends = np.flatnonzero(data == _NEWLINE) + 1
+        starts = np.concatenate(([0], ends[:-1]))
+        long = np.flatnonzero(ends - starts - 1 > self._max_line_bytes + 1)
+        if len(long):
+            self._too_long(self._line_number + int(long[0]) + 1)
+        numbers = np.arange(self._line_number + 1, self._line_number + 1 + len(ends))
+        self._line_number += len(ends)
+        offsets = pa.py_buffer(np.concatenate(([0], ends)).astype(np.int32))
+        records = pa.Array.from_buffers(
+            pa.binary(), len(ends), [None, offsets, pa.py_buffer(block)]
+        )
+        # A blank line is empty or starts with whitespace: few lines do, so check just those.
+        maybe = np.flatnonzero(np.isin(data[starts], _BLANK_STARTS))
+        blank = [i for i in maybe.tolist() if not block[starts[i] : ends[i]].strip()]
+        if blank:
+            keep = np.ones(len(ends), dtype=bool)
+            keep[blank] = False
+            records, numbers = records.filter(pa.array(keep)), numbers[keep]
+        if len(records):
+            self._pending.append((records, numbers))
+            self._pending_rows += len(records)
 
     def _too_long(self, line: int) -> None:
         raise UnreadableFile(
@@ -121,17 +148,18 @@ class JsonLinesReader:
             line=line,
         )
 
-    def _parse(self, records: list[bytes], lines: list[int]) -> pa.RecordBatch:
-        data = b"\n".join(records) + b"\n"
+    def _parse(
+        self, text: pa.Buffer, records: pa.Array, lines: npt.NDArray[np.int64]
+    ) -> pa.RecordBatch:
         try:
             # Blocks of about a MiB parse on every core (one block would be one thread);
             # a key's kind is unified across them as within one.
             table = pa_json.read_json(
-                io.BytesIO(data),
+                pa.BufferReader(text),
                 read_options=pa_json.ReadOptions(use_threads=True, block_size=_PARSE_BLOCK),
             )
         except pa.ArrowInvalid:
-            return self._parse_slowly(records, lines)
+            return self._parse_slowly(records.to_pylist(), lines.tolist())
         return table.combine_chunks().to_batches()[0] if table.num_rows else _empty(table)
 
     def _parse_slowly(self, records: list[bytes], lines: list[int]) -> pa.RecordBatch:
@@ -226,24 +254,17 @@ class JsonLinesWriter:
 
     def write(self, chunk: Chunk, added: Sequence[pa.Array]) -> None:
         """Every record's line built at once by Arrow's string kernels, written as one buffer."""
-        if not chunk.records:
+        if chunk.records is None or not len(chunk.records):
             return
         if self._carried is None:
-            records = pa.array(chunk.records, pa.binary())
-            last = pc.binary_slice(records, -2, -1)  # what precedes each closing brace
-            if pc.any(pc.is_in(last, _WHITESPACE)).as_py():  # rare: `{"a": 1 }`
-                try:
-                    text = pc.binary_slice(records, 0, -1).cast(pa.string())
-                except pa.ArrowInvalid:  # not UTF-8: JSON allows it only as Python reads it
-                    self._write_slowly(chunk, added)
-                    return
-                bodies = pc.ascii_rtrim_whitespace(text).cast(pa.binary())
-                last = pc.binary_slice(bodies, -1)
-            else:
-                bodies = pc.binary_slice(records, 0, -1)
+            bodies = _open_bodies(chunk.records)
+            if bodies is None:  # not UTF-8: JSON allows it only as Python reads it
+                self._write_slowly(chunk, added)
+                return
         else:
-            bodies = pa.array([_carried_only(r, self._carried) for r in chunk.records], pa.binary())
-            last = pc.binary_slice(bodies, -1)
+            records = chunk.records.to_pylist()
+            bodies = pa.array([_carried_only(r, self._carried) for r in records], pa.binary())
+        last = pc.binary_slice(bodies, -1)
         pieces: list[Any] = [bodies]
         if self._keys:
             empty = pc.equal(last, pa.scalar(b"{"))  # an empty object takes no comma
@@ -252,27 +273,53 @@ class JsonLinesWriter:
                 pieces += [pa.scalar(key if i == 0 else b"," + key), _encoded(column)]
         pieces.append(pa.scalar(b"}\n"))
         lines = pc.binary_join_element_wise(*[_binary(p) for p in pieces], b"")
-        _, offsets, data = lines.buffers()
-        bounds = memoryview(offsets).cast("i")  # int32 offsets: the lines lie end to end
-        start, end = bounds[lines.offset], bounds[lines.offset + len(lines)]
-        self._out.write(memoryview(data)[start:end])
+        self._out.write(memoryview(_text(lines)))
 
     def _write_slowly(self, chunk: Chunk, added: Sequence[pa.Array]) -> None:
         """Record by record, for records Arrow's string kernels cannot take."""
+        records = [] if chunk.records is None else chunk.records.to_pylist()
         columns = [
             [key + value for value in _encoded(column).cast(pa.binary()).to_pylist()]
             for key, column in zip(self._keys, added, strict=True)
         ]
-        rows = zip(*columns, strict=True) if columns else ([] for _ in chunk.records)
+        rows = zip(*columns, strict=True) if columns else ([] for _ in records)
         lines = []
-        for record, fields in zip(chunk.records, rows, strict=True):
-            body = record[:-1].rstrip()
+        for record, fields in zip(records, rows, strict=True):
+            body = record.rstrip()[:-1].rstrip()
             separator = b"" if body.endswith(b"{") or not fields else b","
             lines.append(body + separator + b",".join(fields) + b"}\n")
         self._out.write(b"".join(lines))
 
     def close(self) -> None:
         self._out.close()
+
+
+def _open_bodies(records: pa.Array) -> Any:
+    """Each record without its closing brace and line end: ready for more keys.
+
+    None if some record is not UTF-8 (and has whitespace to trim).
+    """
+    if pc.all(pc.equal(pc.binary_slice(records, -2), pa.scalar(b"}\n"))).as_py():
+        bodies = pc.binary_slice(records, 0, -2)
+        if not pc.any(pc.is_in(pc.binary_slice(bodies, -1), _WHITESPACE)).as_py():
+            return bodies
+    # Rare: whitespace before the line's end (``\r\n``) or the closing brace (``1 }``).
+    try:
+        text = records.cast(pa.string())
+    except pa.ArrowInvalid:
+        return None
+    closed = pc.ascii_rtrim_whitespace(text).cast(pa.binary())
+    return pc.ascii_rtrim_whitespace(pc.binary_slice(closed, 0, -1).cast(pa.string())).cast(
+        pa.binary()
+    )
+
+
+def _text(lines: pa.Array) -> pa.Buffer:
+    """The values of a binary array laid end to end: its data buffer's used part."""
+    _, offsets, data = lines.buffers()
+    bounds = np.frombuffer(offsets, np.int32)
+    start, end = int(bounds[lines.offset]), int(bounds[lines.offset + len(lines)])
+    return data.slice(start, end - start)
 
 
 def _binary(piece: Any) -> Any:

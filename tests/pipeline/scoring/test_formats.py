@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.errors import BadValue, EmptyFile, SchemaMismatch, UnreadableFile, UnsupportedFormat
-from pipeline.scoring import codec, csv_files, formats
+from pipeline.scoring import codec, csv_files, formats, json_lines
 
 
 class InMemory:
@@ -467,3 +467,24 @@ def test_json_lines_spell_every_number_as_python_does() -> None:
 )
 def test_json_lines_gain_their_keys_inside_each_record(data: bytes, expected: bytes) -> None:
     assert roundtrip("jsonl", data) == expected
+
+
+def test_json_lines_across_blocks_keep_every_record_and_line_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Records split over the reader's blocks, blank and indented lines, spaces before
+    braces, CRLF and a last line without its newline: each record once, in order."""
+    monkeypatch.setattr(json_lines, "_BLOCK_BYTES", 64)
+    lines = [f'{{"x": {i}, "pad": "{"p" * (i % 7)}"}}' for i in range(40)]
+    lines[3], lines[9], lines[17] = "   ", '\t{"x": 9 }', ""
+    lines[22] = '{"x": 22}\r'
+    data = ("\n".join(lines)).encode()
+    records = [line.rstrip() for line in lines if line.strip()]  # leading space is kept
+
+    out = roundtrip("jsonl", data).decode().splitlines()
+    with pytest.raises(UnreadableFile, match="line 31 is not valid JSON"):
+        read("jsonl", data.replace(b'{"x": 30,', b'{"x" 30,'), batch_rows=4)
+
+    assert len(out) == len(records)
+    for row, (written, record) in enumerate(zip(out, records, strict=True), 1):
+        assert written == record[:-1].rstrip() + f',"prediction":{row + 0.5}}}'
