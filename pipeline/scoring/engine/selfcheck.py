@@ -1,5 +1,8 @@
 """``python -m pipeline.scoring.engine.selfcheck``: can this machine compile and run exact forests?
 
+Both kernels (branches and bitvector) are compiled for this machine's target
+and gated.
+
 The worker image runs it at build time, so an image that lacks what the
 compiled engine needs (llvmlite's LLVM, the CPU target, libm's ``exp``) fails
 to build instead of quietly scoring everything with LightGBM.
@@ -30,10 +33,18 @@ def check() -> gate.Verdict:
         num_boost_round=4,
     )
     parsed = forest.parse(booster.model_to_string())
-    native = NativeForest(
-        compiler.compile_object(parsed, target), parsed.num_class, parsed.num_features
-    )
-    return gate.verify(native, booster, parsed)
+    verdict = gate.Verdict(False, 0, float("inf"), "no kernel was checked")
+    kernels = compiler.kernels_for(parsed, target)
+    for kernel in kernels:
+        artifact = compiler.compile_object(parsed, target, kernel)
+        native = NativeForest(artifact, parsed.num_class, parsed.num_features)
+        verdict = gate.verify(native, booster, parsed)
+        if not verdict.passed:
+            return gate.Verdict(
+                False, verdict.rows, verdict.max_difference, f"{kernel}: {verdict.reason}"
+            )
+    reason = f"{' and '.join(kernels)} kernels on {target.name}: {verdict.reason}"
+    return gate.Verdict(True, verdict.rows, verdict.max_difference, reason)
 
 
 if __name__ == "__main__":
