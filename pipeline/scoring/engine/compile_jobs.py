@@ -22,6 +22,8 @@ import atexit
 import contextlib
 import ctypes
 import logging
+import math
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -138,8 +140,11 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def compile_version(ref: ModelRef, store: ModelStore) -> EngineRecord:
-    """Compile a published version for this architecture, unless that was done already."""
+def compile_version(ref: ModelRef, store: ModelStore, budget: float | None = None) -> EngineRecord:
+    """Compile a published version for this architecture, unless that was done already.
+
+    ``budget``: the seconds the compile job has, of which a second kernel gets what is left.
+    """
     target = compiler.host_target()
     if target is None:
         raise RuntimeError("no compile target is known for this machine's architecture")
@@ -153,7 +158,8 @@ def compile_version(ref: ModelRef, store: ModelStore) -> EngineRecord:
     kernel: str | None = None
     try:
         parsed = forest.parse(model.written)
-        kernel, artifact, verdict = choose_kernel(parsed, target, model.booster)
+        deadline = None if budget is None else started + budget
+        kernel, artifact, verdict = choose_kernel(parsed, target, model.booster, deadline)
         status, reason = ("compiled" if verdict.passed else "refused"), verdict.reason
     except forest.Unsupported as exc:
         status, reason = "refused", str(exc)
@@ -173,35 +179,49 @@ def compile_version(ref: ModelRef, store: ModelStore) -> EngineRecord:
 
 
 def choose_kernel(
-    parsed: forest.Forest, target: compiler.Target, booster: object
+    parsed: forest.Forest,
+    target: compiler.Target,
+    booster: object,
+    deadline: float | None = None,
 ) -> tuple[str | None, bytes | None, gate.Verdict]:
     """The fastest kernel that passes the gate, with its artifact and verdict.
 
     Which kernel is faster depends on the model (the bitvector kernel decides
     every split of a tree for every row, the branch kernel only the splits on
-    each row's path: deep trees of many leaves favour branches), so both are
-    timed here, on the model's own check rows, one thread. The bitvector kernel
-    compiles in about a second, so trying it costs little.
+    each row's path), so both are timed here, on the model's own check rows,
+    one thread. The bitvector kernel comes first and compiles in about a
+    second; the branch kernel can take a minute (100 trees of 255 leaves: 45 s).
+    With a ``deadline`` (``time.monotonic()``), a kernel compiled after one
+    has passed gets only the time left, in a process of its own, so a slow
+    second compile cannot cost the model the kernel it already has.
     """
     passed: list[tuple[float, str, bytes, gate.Verdict]] = []
-    failed: list[tuple[str, gate.Verdict]] = []
+    failed: list[tuple[str, str]] = []
+    first_failure: gate.Verdict | None = None
     rows = _timing_rows(parsed)
     for kernel in compiler.kernels_for(parsed, target):
-        artifact = compiler.compile_object(parsed, target, kernel)
+        started = time.monotonic()
+        if passed and deadline is not None:
+            artifact = _compile_within(parsed, target, kernel, deadline - started - _RESERVE)
+            if artifact is None:
+                failed.append((kernel, "was not compiled within the compile budget"))
+                continue
+        else:
+            artifact = compiler.compile_object(parsed, target, kernel)
         native = NativeForest(artifact, parsed.num_class, parsed.num_features)
         verdict = gate.verify(native, booster, parsed)
         if verdict.passed:
             passed.append((_rows_per_second(native, rows), kernel, artifact, verdict))
         else:
-            failed.append((kernel, verdict))
+            failed.append((kernel, verdict.reason))
+            first_failure = first_failure or verdict
     if not passed:
-        kernel, verdict = failed[0]
-        return None, None, verdict
+        return None, None, first_failure or gate.Verdict(False, 0, math.inf, "nothing compiled")
     passed.sort(key=lambda candidate: -candidate[0])
     _, kernel, artifact, verdict = passed[0]
     timed = ", ".join(f"{name} {speed:,.0f}" for speed, name, _, _ in passed)
     why = [verdict.reason, f"rows/s a thread here: {timed}"]
-    why += [f"the {name} kernel {failure.reason}" for name, failure in failed]
+    why += [f"the {name} kernel {reason}" for name, reason in failed]
     refusal = bitvector.refusal(parsed, target.arch)
     if refusal is not None:
         why.append(f"no bitvector kernel: {refusal}")
@@ -210,6 +230,29 @@ def choose_kernel(
         artifact,
         gate.Verdict(True, verdict.rows, verdict.max_difference, "; ".join(why)),
     )
+
+
+#: Seconds of a compile budget kept for gating, timing and storing what was compiled.
+_RESERVE = 10.0
+
+
+def _compile_within(
+    parsed: forest.Forest, target: compiler.Target, kernel: str, seconds: float
+) -> bytes | None:
+    """``compile_object`` in a child process given ``seconds``; None if it needs longer.
+
+    LLVM cannot be stopped from another thread, so the compile runs where it
+    can be killed. The child is in this process's group, so a compile job
+    killed for its budget takes it along.
+    """
+    if seconds <= 0:
+        return None
+    with multiprocessing.get_context("spawn").Pool(1) as pool:  # the block's end kills it
+        pending = pool.apply_async(compiler.compile_object, (parsed, target, kernel))
+        try:
+            return pending.get(timeout=seconds)
+        except multiprocessing.TimeoutError:
+            return None
 
 
 #: Rows a kernel is timed on: enough that the timing is not a call's overhead.
@@ -293,7 +336,7 @@ def main(argv: list[str]) -> int:
         sha256 = store.record(ref).sha256
         claim = (sha256, compiler.compiler_id(), _target_name())
         with store.holding_claim(*claim, renew_seconds=CLAIM_STALE_SECONDS / 3):
-            record = compile_version(ref, store)
+            record = compile_version(ref, store, budget)
     except TransientError as exc:  # the claim goes stale; a later load claims it again
         print(f"not compiled now: {exc}")
         return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -164,3 +165,17 @@ def test_a_loaded_model_takes_exit_leaves_from_the_kernel_for_whole_iterations()
     np.testing.assert_array_equal(whole, booster.predict(rows, pred_leaf=True))
     np.testing.assert_array_equal(first_two, booster.predict(rows, pred_leaf=True, num_iteration=2))
     assert "(exit leaves too)" in gate.verify(native, booster, parsed).reason
+
+
+def test_a_second_kernel_gets_only_the_budget_left_and_the_first_is_kept() -> None:
+    assert TARGET is not None
+    booster = train({"objective": "binary"}, rounds=40)
+    parsed = forest.parse(booster.model_to_string())
+
+    out_of_time = choose_kernel(parsed, TARGET, booster, deadline=time.monotonic() + 5)
+    in_time = choose_kernel(parsed, TARGET, booster, deadline=time.monotonic() + 120)
+
+    assert out_of_time[0] == "bitvector"
+    assert "the branches kernel was not compiled within the compile budget" in out_of_time[2].reason
+    assert "rows/s a thread here: " in in_time[2].reason
+    assert "branches " in in_time[2].reason  # compiled in its own process, gated and timed
