@@ -67,18 +67,13 @@ def refusal(forest: Forest, arch: str = "x86_64") -> str | None:
 
 
 def _refusals(forest: Forest, arch: str) -> Iterator[str]:
-    thresholds: dict[int, set[float]] = {}
-    categories: dict[int, set[int]] = {}
     for number, tree in enumerate(forest.trees):
         if len(tree.leaves) > MAX_LEAVES:
             yield f"tree {number} has {len(tree.leaves)} leaves (at most {MAX_LEAVES})"
         for index, node in enumerate(tree.nodes):
             if any(0 <= child <= index for child in (node.left, node.right)):
                 yield f"tree {number} numbers a child before its parent"
-            if node.categorical:
-                categories.setdefault(node.feature, set()).update(node.category_values())
-            else:
-                thresholds.setdefault(node.feature, set()).add(node.threshold)
+    thresholds, categories = forest.thresholds, forest.categories
     if categories and arch != "x86_64":
         yield f"categorical splits are decided the x86-64 way only (not {arch})"
     for feature in sorted(thresholds.keys() & categories.keys()):
@@ -163,14 +158,7 @@ class _Tables:
 
 
 def _tables(forest: Forest) -> _Tables:
-    by_feature: dict[int, set[float]] = {}
-    named: dict[int, set[int]] = {}
-    for tree in forest.trees:
-        for node in tree.nodes:
-            if node.categorical:
-                named.setdefault(node.feature, set()).update(node.category_values())
-            else:
-                by_feature.setdefault(node.feature, set()).add(node.threshold)
+    by_feature, named = forest.thresholds, forest.categories
     used = sorted(by_feature.keys() | named.keys())
     position = {feature: u for u, feature in enumerate(used)}
     sorted_thresholds = {f: sorted(values) for f, values in by_feature.items()}

@@ -111,6 +111,28 @@ class Forest:
             return "signed_square" if "sqrt" in options else "identity"
         raise Unsupported(f"objective {self.objective!r} is not compiled")
 
+    @cached_property
+    def thresholds(self) -> dict[int, set[float]]:
+        """Each feature's distinct numerical split thresholds (features with none absent)."""
+        return self._split_values[0]
+
+    @cached_property
+    def categories(self) -> dict[int, set[int]]:
+        """Each feature's categories that categorical splits name (features with none absent)."""
+        return self._split_values[1]
+
+    @cached_property
+    def _split_values(self) -> tuple[dict[int, set[float]], dict[int, set[int]]]:
+        thresholds: dict[int, set[float]] = {}
+        categories: dict[int, set[int]] = {}
+        for tree in self.trees:
+            for node in tree.nodes:
+                if node.categorical:
+                    categories.setdefault(node.feature, set()).update(node.category_values())
+                else:
+                    thresholds.setdefault(node.feature, set()).add(node.threshold)
+        return thresholds, categories
+
 
 def parse(text: str) -> Forest:
     """The forest in a LightGBM text model; ``Unsupported`` for what the engine cannot do.

@@ -151,21 +151,13 @@ def leaf_reach(booster: Any, rows: npt.NDArray[np.float64], forest: Forest) -> t
 
 
 def _cases(forest: Forest) -> list[npt.NDArray[np.float64]]:
-    thresholds: list[set[float]] = [set() for _ in range(forest.num_features)]
-    categories: list[set[int]] = [set() for _ in range(forest.num_features)]
-    for tree in forest.trees:
-        for node in tree.nodes:
-            if node.categorical:
-                categories[node.feature].update(node.category_values())
-            else:
-                thresholds[node.feature].add(node.threshold)
     cases = []
     for j in range(forest.num_features):
         values = list(_COMMON)
-        for t in thresholds[j]:
+        for t in forest.thresholds.get(j, ()):
             values += (t, np.nextafter(t, np.inf), np.nextafter(t, -np.inf))
-        if categories[j]:
-            seen = sorted(categories[j])
+        if j in forest.categories:
+            seen = sorted(forest.categories[j])
             values += [float(c) for c in seen]
             values += (float(seen[-1] + 1), *_ODD_CATEGORIES)
             values += [c + 0.5 for c in seen[:32]]
