@@ -33,8 +33,16 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from pipeline.scoring.engine.forest import K_ZERO_THRESHOLD, Forest, Node
-from pipeline.scoring.engine.irgen import ENTRY, entry_type, finish_entry, loop
+from pipeline.scoring.engine.forest import Forest, Node
+from pipeline.scoring.engine.irgen import (
+    ENTRY,
+    as_lightgbm_reads,
+    constant_table,
+    entry_type,
+    finish_entry,
+    loop,
+    x86_category,
+)
 
 #: The exported ``lgbm_leaves(x, row_stride, column_stride, out, begin, end, scratch)``:
 #: ``out`` (rows x trees, int32) gets each tree's exit leaf.
@@ -48,7 +56,6 @@ MAX_LEAVES = 256
 #: A rank is one byte, and one slot above the last threshold must stay free.
 MAX_THRESHOLDS = 255
 _SEARCH = 256
-_INT_LIMIT = 2147483648.0
 #: Bytes of the table from a category to its code, over all categorical features.
 MAX_CATEGORY_TABLE = 1 << 20
 #: A node's child slot: a node's index in its tree, or this plus a leaf's.
@@ -264,17 +271,6 @@ def generate(forest: Forest, triple: str) -> ir.Module:
 # ---- code generation -----------------------------------------------------------------
 
 
-def _table(
-    module: ir.Module, name: str, kind: ir.Type, values: list[int] | list[float]
-) -> ir.Value:
-    array = ir.ArrayType(kind, max(1, len(values)))
-    table = ir.GlobalVariable(module, array, name)
-    table.global_constant = True
-    table.linkage = "internal"
-    table.initializer = ir.Constant(array, list(values) or [0])
-    return table
-
-
 def _at(builder: ir.IRBuilder, table: ir.Value, index: ir.Value) -> ir.Value:
     return builder.load(builder.gep(table, [ir.Constant(_I64, 0), index]))
 
@@ -314,13 +310,12 @@ class _PrepareCode:
     ) -> None:
         self.x, self.rs, self.cs, self.first, self.count, self.scratch = fn.args
         builder = self.builder = ir.IRBuilder(fn.append_basic_block("entry"))
-        self.used = _table(module, "used", _I64, tables.used)
-        self.categorical = _table(module, "categorical", _I64, tables.categorical)
-        self.search = _table(module, "thresholds", _DOUBLE, tables.thresholds)
-        self.code_starts = _table(module, "code_starts", _I64, tables.code_starts)
-        self.code_counts = _table(module, "code_counts", _I64, tables.code_counts)
-        self.codes = _table(module, "codes", _I8, tables.codes)
-        self.fabs = module.declare_intrinsic("llvm.fabs", [_DOUBLE])
+        self.used = constant_table(module, "used", _I64, tables.used)
+        self.categorical = constant_table(module, "categorical", _I64, tables.categorical)
+        self.search = constant_table(module, "thresholds", _DOUBLE, tables.thresholds)
+        self.code_starts = constant_table(module, "code_starts", _I64, tables.code_starts)
+        self.code_counts = constant_table(module, "code_counts", _I64, tables.code_counts)
+        self.codes = constant_table(module, "codes", _I8, tables.codes)
         self.masks = [builder.alloca(_I64, name=name) for name in ("nan", "zero")]
         self.keep = _typed(builder, self.scratch, _const(layout.keep), _I64)
         self.extra = _typed(builder, self.scratch, _const(layout.extra), _I64)
@@ -351,10 +346,7 @@ class _PrepareCode:
                 at = builder.add(self.first, builder.select(inside, r, _const(0)))
                 offset = builder.add(builder.mul(at, self.rs), column)
                 value = builder.select(inside, builder.load(builder.gep(self.x, [offset])), zero)
-                # LightGBM's predictor keeps no value with |x| <= kZeroThreshold: it reads 0.0.
-                magnitude = builder.call(self.fabs, [value])
-                tiny = builder.fcmp_ordered("<=", magnitude, ir.Constant(_DOUBLE, K_ZERO_THRESHOLD))
-                value = builder.select(tiny, zero, value)
+                value = as_lightgbm_reads(builder, value)
                 bit = builder.shl(_const(1), q)
                 nan = builder.fcmp_unordered("uno", value, value)
                 for mask, hit in zip(
@@ -388,13 +380,9 @@ class _PrepareCode:
         return builder.trunc(rank, _I8)
 
     def category_code(self, value: ir.Value, start: ir.Value, size: ir.Value) -> ir.Value:
-        """``static_cast<int>`` as x86-64 does it (NaN and out of range: INT_MIN, never
-        a category), then the category's code."""
+        """``static_cast<int>`` as x86-64 does it, then the category's code (0: none)."""
         builder = self.builder
-        above = builder.fcmp_ordered(">", value, ir.Constant(_DOUBLE, -1.0))
-        below = builder.fcmp_ordered("<", value, ir.Constant(_DOUBLE, _INT_LIMIT))
-        in_range = builder.and_(above, below)
-        category = builder.fptosi(builder.select(in_range, value, ir.Constant(_DOUBLE, 0.0)), _I64)
+        in_range, category = x86_category(builder, value, _I64)
         named = builder.and_(in_range, builder.icmp_signed("<", category, size))
         at = builder.add(start, builder.select(named, category, _const(0)))
         code = _at(builder, self.codes, at)
@@ -429,7 +417,7 @@ class _TreeCode:
         scratch, self.leaves_out, self.count = fn.args
         builder = self.builder = ir.IRBuilder(fn.append_basic_block("entry"))
         self.node = {
-            name: _table(module, f"node_{name}", kind, getattr(tables, f"node_{name}"))
+            name: constant_table(module, f"node_{name}", kind, getattr(tables, f"node_{name}"))
             for name, kind in (
                 ("bytes", _I32),
                 ("keep", _I32),
@@ -440,10 +428,10 @@ class _TreeCode:
             )
         }
         self.categorical = any(tables.node_sets)
-        self.starts = _table(module, "tree_starts", _I64, tables.tree_starts)
-        self.values = _table(module, "leaf_values", _DOUBLE, tables.leaf_values)
-        self.bit_leaves = _table(module, "bit_leaves", _I64, tables.bit_leaves)
-        self.bit_starts = _table(module, "bit_starts", _I64, tables.bit_starts)
+        self.starts = constant_table(module, "tree_starts", _I64, tables.tree_starts)
+        self.values = constant_table(module, "leaf_values", _DOUBLE, tables.leaf_values)
+        self.bit_leaves = constant_table(module, "bit_leaves", _I64, tables.bit_leaves)
+        self.bit_starts = constant_table(module, "bit_starts", _I64, tables.bit_starts)
         self.reach = _typed(builder, scratch, _const(layout.reach), _I64)
         self.keep = _typed(builder, scratch, _const(layout.keep), _I64)
         self.extra = _typed(builder, scratch, _const(layout.extra), _I64)
@@ -452,8 +440,8 @@ class _TreeCode:
         self.scratch = scratch
         self.slices = [[builder.alloca(_I64) for _ in range(WORDS)] for _ in range(self.bits)]
         self.goes_left = [builder.alloca(_I64) for _ in range(WORDS)]
-        self.node_sets = _table(module, "node_sets", _I64, tables.node_sets)
-        self.set_codes = _table(module, "set_codes", _I8, tables.set_codes)
+        self.node_sets = constant_table(module, "node_sets", _I64, tables.node_sets)
+        self.set_codes = constant_table(module, "set_codes", _I8, tables.set_codes)
 
     def tree(self, t: ir.Value) -> None:
         builder = self.builder

@@ -41,8 +41,16 @@ import llvmlite.binding as llvm
 from llvmlite import ir
 
 from pipeline.scoring.engine import bitvector
-from pipeline.scoring.engine.forest import K_ZERO_THRESHOLD, Forest, Node, Tree
-from pipeline.scoring.engine.irgen import ENTRY, entry_type, finish_entry, loop
+from pipeline.scoring.engine.forest import Forest, Node, Tree
+from pipeline.scoring.engine.irgen import (
+    ENTRY,
+    as_lightgbm_reads,
+    constant_table,
+    entry_type,
+    finish_entry,
+    loop,
+    x86_category,
+)
 
 #: Bumped whenever generated code could change: part of every artifact's key.
 GENERATOR_VERSION = "3"
@@ -55,7 +63,6 @@ _DOUBLE = ir.DoubleType()
 _I64 = ir.IntType(64)
 _I32 = ir.IntType(32)
 _I1 = ir.IntType(1)
-_INT_LIMIT = 2147483648.0
 
 
 @dataclass(frozen=True)
@@ -284,12 +291,8 @@ def _categorical(
     models with many category splits.
     """
     left, right = branches
-    zero = ir.Constant(_DOUBLE, 0.0)
-    # x86's cvttsd2si gives INT_MIN for NaN and out-of-range values: negative, so right.
-    above = builder.fcmp_ordered(">", value, ir.Constant(_DOUBLE, -1.0))
-    below = builder.fcmp_ordered("<", value, ir.Constant(_DOUBLE, _INT_LIMIT))
-    in_range = builder.and_(above, below)
-    category = builder.fptosi(builder.select(in_range, value, zero), _I32)
+    # x86's INT_MIN for NaN and out-of-range values is no category: they go right.
+    in_range, category = x86_category(builder, value, _I32)
     goes_left = builder.and_(in_range, _in_categories(builder, node, category))
     if arch == "aarch64":  # fcvtzs: NaN converts to 0
         nan = builder.fcmp_unordered("uno", value, value)
@@ -313,11 +316,7 @@ def _in_categories(builder: ir.IRBuilder, node: Node, category: ir.Value) -> ir.
         for value in values:
             hit = builder.or_(hit, builder.icmp_signed("==", category, ir.Constant(_I32, value)))
         return hit
-    words = ir.ArrayType(_I32, len(node.categories))
-    table = ir.GlobalVariable(builder.module, words, builder.module.get_unique_name("cats"))
-    table.global_constant = True
-    table.linkage = "internal"
-    table.initializer = ir.Constant(words, [w & 0xFFFFFFFF for w in node.categories])
+    table = constant_table(builder.module, "cats", _I32, [w & 0xFFFFFFFF for w in node.categories])
     index = builder.lshr(category, ir.Constant(_I32, 5))
     last = ir.Constant(_I32, len(node.categories) - 1)
     inside = builder.icmp_unsigned("<=", index, last)
@@ -336,7 +335,6 @@ def _entry_function(
     classes = ir.Constant(_I64, forest.num_class)
     width = ir.Constant(_I64, forest.num_features)
     zero = ir.Constant(_DOUBLE, 0.0)
-    fabs = module.declare_intrinsic("llvm.fabs", [_DOUBLE])
 
     def clear(i: ir.Value) -> None:
         builder.store(zero, builder.gep(out, [i]))
@@ -353,12 +351,8 @@ def _entry_function(
             target = builder.gep(scratch, [builder.mul(i, width)])
 
             def load_feature(j: ir.Value) -> None:
-                # LightGBM's predictor keeps no value with |x| <= kZeroThreshold: it reads 0.0.
                 value = builder.load(builder.gep(source, [builder.mul(j, cs)]))
-                tiny = builder.fcmp_ordered(
-                    "<=", builder.call(fabs, [value]), ir.Constant(_DOUBLE, K_ZERO_THRESHOLD)
-                )
-                builder.store(builder.select(tiny, zero, value), builder.gep(target, [j]))
+                builder.store(as_lightgbm_reads(builder, value), builder.gep(target, [j]))
 
             loop(builder, ir.Constant(_I64, 0), width, load_feature)
 

@@ -7,17 +7,18 @@ everything else, which must stay operation for operation what LightGBM does.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from llvmlite import ir
 
-from pipeline.scoring.engine.forest import Forest
+from pipeline.scoring.engine.forest import K_ZERO_THRESHOLD, Forest
 
 #: The exported entry point every kernel has, with one signature (see ``compiler.generate``).
 ENTRY = "lgbm_predict"
 
 _DOUBLE = ir.DoubleType()
 _I64 = ir.IntType(64)
+_INT_LIMIT = 2147483648.0
 
 
 def entry_type() -> ir.FunctionType:
@@ -26,6 +27,42 @@ def entry_type() -> ir.FunctionType:
     return ir.FunctionType(
         ir.VoidType(), [pointer, _I64, _I64, pointer, _I64, _I64, ir.IntType(32), pointer]
     )
+
+
+def as_lightgbm_reads(builder: ir.IRBuilder, value: ir.Value) -> ir.Value:
+    """``value`` as LightGBM's predictor keeps it: any ``|x| <= kZeroThreshold`` is 0.0."""
+    fabs = builder.module.declare_intrinsic("llvm.fabs", [_DOUBLE])
+    threshold = ir.Constant(_DOUBLE, K_ZERO_THRESHOLD)
+    tiny = builder.fcmp_ordered("<=", builder.call(fabs, [value]), threshold)
+    return builder.select(tiny, ir.Constant(_DOUBLE, 0.0), value)
+
+
+def x86_category(
+    builder: ir.IRBuilder, value: ir.Value, kind: ir.IntType
+) -> tuple[ir.Value, ir.Value]:
+    """``static_cast<int>(value)`` as x86-64 does it: (whether it is a category, which).
+
+    cvttsd2si gives INT_MIN for NaN and out-of-range values, negative and so no
+    category; values in (-1, 0) become category 0. Where it is no category,
+    the category returned is 0 and means nothing.
+    """
+    above = builder.fcmp_ordered(">", value, ir.Constant(_DOUBLE, -1.0))
+    below = builder.fcmp_ordered("<", value, ir.Constant(_DOUBLE, _INT_LIMIT))
+    in_range = builder.and_(above, below)
+    category = builder.fptosi(builder.select(in_range, value, ir.Constant(_DOUBLE, 0.0)), kind)
+    return in_range, category
+
+
+def constant_table(
+    module: ir.Module, name: str, kind: ir.Type, values: Sequence[int] | Sequence[float]
+) -> ir.GlobalVariable:
+    """A read-only array of ``values`` in the module (one zero if there are none)."""
+    array = ir.ArrayType(kind, max(1, len(values)))
+    table = ir.GlobalVariable(module, array, module.get_unique_name(name))
+    table.global_constant = True
+    table.linkage = "internal"
+    table.initializer = ir.Constant(array, list(values) or [0])
+    return table
 
 
 def finish_entry(

@@ -8,7 +8,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from pipeline.scoring.engine import compiler, forest, gate
+from pipeline.scoring.engine import compiler, forest, gate, irgen
 from pipeline.scoring.engine.native import NativeForest
 
 TARGET = compiler.host_target()
@@ -126,7 +126,7 @@ def test_the_gate_catches_code_that_forgets_the_zero_threshold(
     """
     booster = train({"objective": "binary", "zero_as_missing": True}, rounds=30)
     parsed = forest.parse(booster.model_to_string())
-    monkeypatch.setattr(compiler, "K_ZERO_THRESHOLD", -1.0)  # no value is ever "tiny"
+    monkeypatch.setattr(irgen, "K_ZERO_THRESHOLD", -1.0)  # no value is ever "tiny"
     careless, _ = compile_booster(booster)
 
     rows = random_rows(5000, 6)
