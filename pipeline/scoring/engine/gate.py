@@ -142,10 +142,13 @@ def _goes_left(node: Node, value: float) -> bool:
     return bool(value <= node.threshold)
 
 
-def leaf_reach(booster: Any, rows: npt.NDArray[np.float64], forest: Forest) -> tuple[int, int]:
-    """How many of the forest's leaves ``rows`` reach in LightGBM, and how many there are."""
-    leaves = np.asarray(booster.predict(rows, pred_leaf=True), dtype=np.int64)
-    leaves = leaves.reshape(len(rows), len(forest.trees))
+def exit_leaves(booster: Any, rows: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """Each row's exit leaf in each tree, in LightGBM: (rows, trees)."""
+    return np.asarray(booster.predict(rows, pred_leaf=True), dtype=np.int64).reshape(len(rows), -1)
+
+
+def leaf_reach(leaves: npt.NDArray[np.int64], forest: Forest) -> tuple[int, int]:
+    """How many of the forest's leaves the rows of ``leaves`` reach, and how many there are."""
     reached = sum(len(np.unique(leaves[:, t])) for t in range(len(forest.trees)))
     return reached, sum(len(tree.leaves) for tree in forest.trees)
 
@@ -182,16 +185,17 @@ def verify(compiled: Any, booster: Any, forest: Forest, *, reach: bool = True) -
             actual = compiled.predict(ordered, threads=1, raw=raw)
             worst = max(worst, _difference(expected, actual))
     checked = f"{len(rows)} check rows"
-    if getattr(compiled, "kernel", None) == "bitvector":  # it gives exit leaves too
-        expected_leaves = np.asarray(booster.predict(rows, pred_leaf=True)).reshape(len(rows), -1)
-        wrong = int(
-            np.sum(np.any(compiled.leaves(rows, len(forest.trees), 1) != expected_leaves, axis=1))
-        )
-        if wrong:
-            return Verdict(False, len(rows), worst, f"{wrong} of {checked}' exit leaves differ")
-        checked += " (exit leaves too)"
-    if reach:
-        checked += " reaching {} of {} leaves".format(*leaf_reach(booster, rows, forest))
+    leaves_too = getattr(compiled, "kernel", None) == "bitvector"  # it gives exit leaves too
+    if leaves_too or reach:
+        expected_leaves = exit_leaves(booster, rows)
+        if leaves_too:
+            actual_leaves = compiled.leaves(rows, len(forest.trees), 1)
+            wrong = int(np.sum(np.any(actual_leaves != expected_leaves, axis=1)))
+            if wrong:
+                return Verdict(False, len(rows), worst, f"{wrong} of {checked}' exit leaves differ")
+            checked += " (exit leaves too)"
+        if reach:
+            checked += " reaching {} of {} leaves".format(*leaf_reach(expected_leaves, forest))
     if worst <= TOLERANCE:
         return Verdict(True, len(rows), worst, f"matches LightGBM on {checked}")
     return Verdict(

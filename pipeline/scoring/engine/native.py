@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import llvmlite.binding as llvm
 import numpy as np
@@ -68,21 +70,11 @@ class NativeForest:
         self, features: npt.NDArray[np.float64], threads: int = 0, raw: bool = False
     ) -> npt.NDArray[np.float64]:
         """Predictions as a (rows, classes) array, as ``Booster.predict`` gives them."""
-        checked(features, self.num_features)
-        rows = features.shape[0]
-        out = np.empty((rows, self.num_class), dtype=np.float64)
-        if rows == 0:
-            return out
-        row_stride, column_stride = (s // 8 for s in features.strides)
-        x, y = features.ctypes.data, out.ctypes.data
-
-        def run(begin: int, end: int) -> None:
-            scratch = np.empty(self._scratch, dtype=np.float64)
-            self._function(
-                x, row_stride, column_stride, y, begin, end, int(raw), scratch.ctypes.data
-            )
-
-        self._threads.run(rows, threads, run)
+        out = np.empty((features.shape[0], self.num_class), dtype=np.float64)
+        function = self._function
+        self._over_rows(
+            features, out, threads, lambda *head, scratch: function(*head, int(raw), scratch)
+        )
         return out
 
     def leaves(
@@ -91,17 +83,29 @@ class NativeForest:
         """Each tree's exit leaf, (rows, trees), as ``Booster.predict(pred_leaf=True)``."""
         if self._leaves is None:
             raise ValueError("this compiled forest finds no exit leaves (branch kernel)")
-        find = self._leaves
-        checked(features, self.num_features)
         out = np.empty((features.shape[0], num_trees), dtype=np.int32)
-        if features.shape[0] == 0:
-            return out
+        find = self._leaves
+        self._over_rows(features, out, threads, lambda *head, scratch: find(*head, scratch))
+        return out
+
+    def _over_rows(
+        self,
+        features: npt.NDArray[np.float64],
+        out: npt.NDArray[Any],
+        threads: int,
+        call: Callable[..., None],
+    ) -> None:
+        """``call(x, row_stride, column_stride, out, begin, end, scratch=...)`` over row
+        ranges split among threads, each with a scratch of its own."""
+        checked(features, self.num_features)
+        rows = features.shape[0]
+        if rows == 0:
+            return
         row_stride, column_stride = (s // 8 for s in features.strides)
         x, y = features.ctypes.data, out.ctypes.data
 
         def run(begin: int, end: int) -> None:
             scratch = np.empty(self._scratch, dtype=np.float64)
-            find(x, row_stride, column_stride, y, begin, end, scratch.ctypes.data)
+            call(x, row_stride, column_stride, y, begin, end, scratch=scratch.ctypes.data)
 
-        self._threads.run(features.shape[0], threads, run)
-        return out
+        self._threads.run(rows, threads, run)
