@@ -63,15 +63,6 @@ def _leaves_in_order(tree: Tree, node: int = 0) -> list[int]:
     return _leaves_in_order(tree, split.left) + _leaves_in_order(tree, split.right)
 
 
-def _goes_left_special(
-    threshold: float, missing_type: int, default_left: bool
-) -> tuple[bool, bool]:
-    """(for NaN, for 0.0): the compiled engine's numerical rule at those values."""
-    at_nan = default_left if missing_type in (1, 2) else threshold >= 0.0
-    at_zero = default_left if missing_type == 1 else threshold >= 0.0
-    return at_nan, at_zero
-
-
 def quickscorer(forest: Forest) -> str:
     features = forest.num_features
     scans: list[list[tuple[float, int, int]]] = [[] for _ in range(features)]
@@ -90,7 +81,7 @@ def quickscorer(forest: Forest) -> str:
             for leaf in _leaves_in_order(tree, node.left):
                 mask &= ~(1 << position[leaf])
             scans[node.feature].append((node.threshold, t, mask))
-            lefts = _goes_left_special(node.threshold, node.missing_type, node.default_left)
+            lefts = bitvector.special_ways(node)  # (NaN goes left, 0.0 goes left)
             for which, left in enumerate(lefts):
                 if not left:
                     masks = special[which][node.feature]

@@ -1,10 +1,11 @@
-"""The bitvector kernel: every split of a tree decided for 128 rows at once, without a branch.
+"""The bitvector kernel: every split of a tree decided for 256 rows at once, without a branch.
 
 The branch kernel (``compiler``) walks each row down each tree; about half
 its splits go the way the CPU did not guess, and those misses are most of its
 time. Here a block of rows is prepared once: each feature value becomes its
-rank among the thresholds the forest splits that feature on (one byte), with
-bit masks of the rows where it is NaN or 0.0. Then, per tree, in node order:
+rank among the thresholds the forest splits that feature on (one byte; for a
+categorical feature, its category's code), with bit masks of the rows where
+it is NaN or 0.0. Then, per tree, in node order:
 
 * a split's "goes left" mask is one vector compare of the block's ranks with
   the split's rank (``x <= t`` exactly when fewer thresholds than ``t``'s own
@@ -19,8 +20,9 @@ bit masks of the rows where it is NaN or 0.0. Then, per tree, in node order:
 
 Nothing rounds differently from LightGBM (``bench/kernels.py`` and the gate
 check this bit for bit), but the kernel has limits: at most 256 leaves a tree,
-255 distinct thresholds a feature, and numerical splits only. A forest past
-them stays on the branch kernel (``refusal`` says why). ``lgbm_leaves`` gives
+255 distinct thresholds or named categories a feature, and categorical splits
+on x86-64 only. A forest past them stays on the branch kernel (``refusal``
+says why). ``lgbm_leaves`` gives
 the exit leaves themselves, as ``Booster.predict(pred_leaf=True)`` does.
 """
 
@@ -107,9 +109,7 @@ class _Layout:
     features: int
     classes: int
 
-    @property
-    def ranks(self) -> int:  # features x ROWS bytes
-        return 0
+    # The features' bytes come first: features x ROWS of them, from offset 0.
 
     @property
     def keep(self) -> int:  # features x WORDS masks: rows that compare (neither NaN nor 0.0)
@@ -201,7 +201,7 @@ def _tables(forest: Forest) -> _Tables:
                 set_codes += left_codes
             else:
                 rank = bisect.bisect_left(sorted_thresholds[node.feature], node.threshold)
-                nan_left, zero_left = _special_ways(node)
+                nan_left, zero_left = special_ways(node)
                 ways = int(nan_left) | int(zero_left) << 1
             for name, value in (
                 ("bytes", u * ROWS),
@@ -241,7 +241,7 @@ def _tables(forest: Forest) -> _Tables:
     )
 
 
-def _special_ways(node: Node) -> tuple[bool, bool]:
+def special_ways(node: Node) -> tuple[bool, bool]:
     """Whether NaN, and 0.0, go left at ``node`` (``Tree::NumericalDecision``).
 
     NaN reads as 0.0 unless the missing type is NaN; missing type zero sends
@@ -303,7 +303,7 @@ def _prepare_function(module: ir.Module, tables: _Tables, layout: _Layout) -> ir
 
 
 class _PrepareCode:
-    """The body of ``prepare``: one feature's 128 bytes and its NaN and zero masks."""
+    """The body of ``prepare``: one feature's ``ROWS`` bytes and its NaN and zero masks."""
 
     def __init__(
         self, module: ir.Module, fn: ir.Function, tables: _Tables, layout: _Layout
@@ -590,11 +590,18 @@ class _TreeCode:
         loop(builder, _const(0), _const(ROWS), add)
 
 
-def _blocks(builder: ir.IRBuilder, begin: ir.Value, end: ir.Value, body: object) -> None:
+def _blocks(
+    builder: ir.IRBuilder,
+    begin: ir.Value,
+    end: ir.Value,
+    body: Callable[[ir.Value, ir.Value], None],
+) -> None:
+    """``body(first, count)`` for each block of up to ``ROWS`` rows in ``[begin, end)``."""
+
     def block(first: ir.Value) -> None:
         stop = builder.add(first, _const(ROWS))
         stop = builder.select(builder.icmp_signed("<", stop, end), stop, end)
-        body(first, builder.sub(stop, first))  # type: ignore[operator]
+        body(first, builder.sub(stop, first))
 
     loop(builder, begin, end, block, step=ROWS)
 

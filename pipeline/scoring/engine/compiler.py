@@ -118,10 +118,6 @@ def compiler_id() -> str:
     return f"gen{GENERATOR_VERSION}-llvmlite{llvmlite.__version__}-llvm{major}.{minor}"
 
 
-#: How a kernel finds each tree's leaf: a branch per split, or masks of many rows at once.
-KERNELS = ("branches", "bitvector")
-
-
 def kernels_for(forest: Forest, target: Target) -> list[str]:
     """The kernels that can predict ``forest`` exactly on ``target``, the bitvector one first."""
     if bitvector.refusal(forest, target.arch) is None:
