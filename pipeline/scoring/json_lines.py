@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -54,7 +55,7 @@ class JsonLinesReader:
         self._line_number = 0
         self._record_number = 0
         #: Records read ahead of the chunk being made (block by block), with their line numbers.
-        self._pending: list[tuple[pa.Array, npt.NDArray[np.int64]]] = []
+        self._pending: deque[tuple[pa.Array, npt.NDArray[np.int64]]] = deque()
         self._pending_rows = 0
         self._rest = b""
         self._ended = False
@@ -76,9 +77,9 @@ class JsonLinesReader:
         taken: list[tuple[pa.Array, npt.NDArray[np.int64]]] = []
         wanted = self._batch_rows
         while self._pending and wanted:
-            records, numbers = self._pending.pop(0)
+            records, numbers = self._pending.popleft()
             if len(records) > wanted:
-                self._pending.insert(0, (records.slice(wanted), numbers[wanted:]))
+                self._pending.appendleft((records.slice(wanted), numbers[wanted:]))
                 records, numbers = records.slice(0, wanted), numbers[:wanted]
             taken.append((records, numbers))
             wanted -= len(records)
