@@ -138,8 +138,7 @@ class LoadedModel:
         The compiled forest, if it passed, predicts with every iteration;
         fewer are LightGBM's.
         """
-        whole = num_iteration is None or num_iteration >= self.iterations
-        if self.compiled is not None and whole:
+        if self.compiled is not None and self._every_iteration(num_iteration):
             return self.compiled.predict(features, threads, raw)
         result = self.booster.predict(
             features, raw_score=raw, **self._params(threads, num_iteration)
@@ -153,8 +152,11 @@ class LoadedModel:
 
         From the bitvector kernel where it passed its gate (which checks leaves too).
         """
-        whole = num_iteration is None or num_iteration >= self.iterations
-        if self.compiled is not None and self.compiled.kernel == "bitvector" and whole:
+        if (
+            self.compiled is not None
+            and self.compiled.kernel == "bitvector"
+            and self._every_iteration(num_iteration)
+        ):
             return self.compiled.leaves(features, self.iterations * self.num_outputs, threads)
         result = self.booster.predict(
             features, pred_leaf=True, **self._params(threads, num_iteration)
@@ -177,6 +179,10 @@ class LoadedModel:
         )
         width = self.num_outputs * (len(self.features) + 1)
         return np.asarray(result, dtype=np.float64).reshape(len(features), width)
+
+    def _every_iteration(self, num_iteration: int | None) -> bool:
+        """Whether ``num_iteration`` asks for the whole model, which the compiled forest is."""
+        return num_iteration is None or num_iteration >= self.iterations
 
     @staticmethod
     def _params(threads: int, num_iteration: int | None) -> dict[str, Any]:
