@@ -15,7 +15,7 @@ from pipeline.scoring.engine import bitvector, compiler, forest, gate
 from pipeline.scoring.engine.compile_jobs import choose_kernel
 from pipeline.scoring.engine.native import NativeForest
 from pipeline.scoring.model import LoadedModel
-from tests.pipeline.scoring.test_compiler import MODELS, random_rows, train
+from tests.pipeline.scoring.test_compiler import MODELS, compile_booster, random_rows, train
 
 TARGET = compiler.host_target()
 pytestmark = pytest.mark.skipif(
@@ -24,11 +24,10 @@ pytestmark = pytest.mark.skipif(
 
 
 def compile_bitvector(booster: lgb.Booster) -> tuple[NativeForest, forest.Forest]:
+    native, parsed = compile_booster(booster, "bitvector")
     assert TARGET is not None
-    parsed = forest.parse(booster.model_to_string())
     assert bitvector.refusal(parsed, TARGET.arch) is None
-    artifact = compiler.compile_object(parsed, TARGET, "bitvector")
-    return NativeForest(artifact, parsed.num_class, parsed.num_features), parsed
+    return native, parsed
 
 
 def assert_exact(native: NativeForest, booster: lgb.Booster, rows: np.ndarray) -> None:

@@ -33,11 +33,13 @@ def train(params: dict[str, Any], rounds: int = 15, **data: Any) -> lgb.Booster:
     )
 
 
-def compile_booster(booster: lgb.Booster) -> tuple[NativeForest, forest.Forest]:
+def compile_booster(
+    booster: lgb.Booster, kernel: str = "branches"
+) -> tuple[NativeForest, forest.Forest]:
     assert TARGET is not None
     parsed = forest.parse(booster.model_to_string())
     native = NativeForest(
-        compiler.compile_object(parsed, TARGET), parsed.num_class, parsed.num_features
+        compiler.compile_object(parsed, TARGET, kernel), parsed.num_class, parsed.num_features
     )
     return native, parsed
 
