@@ -23,7 +23,6 @@ import contextlib
 import ctypes
 import logging
 import math
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -31,6 +30,7 @@ import sys
 import threading
 import time
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -181,7 +181,7 @@ def compile_version(ref: ModelRef, store: ModelStore, budget: float | None = Non
 def choose_kernel(
     parsed: forest.Forest,
     target: compiler.Target,
-    booster: object,
+    booster: Any,
     deadline: float | None = None,
 ) -> tuple[str | None, bytes | None, gate.Verdict]:
     """The fastest kernel that passes the gate, with its artifact and verdict.
@@ -202,7 +202,8 @@ def choose_kernel(
     for kernel in compiler.kernels_for(parsed, target):
         started = time.monotonic()
         if passed and deadline is not None:
-            artifact = _compile_within(parsed, target, kernel, deadline - started - _RESERVE)
+            text = booster.model_to_string(num_iteration=-1)  # every tree, as ``written``
+            artifact = _compile_within(text, target, kernel, deadline - started - _RESERVE)
             if artifact is None:
                 failed.append((kernel, "was not compiled within the compile budget"))
                 continue
@@ -237,22 +238,27 @@ _RESERVE = 10.0
 
 
 def _compile_within(
-    parsed: forest.Forest, target: compiler.Target, kernel: str, seconds: float
+    text: str, target: compiler.Target, kernel: str, seconds: float
 ) -> bytes | None:
     """``compile_object`` in a child process given ``seconds``; None if it needs longer.
 
     LLVM cannot be stopped from another thread, so the compile runs where it
     can be killed. The child is in this process's group, so a compile job
-    killed for its budget takes it along.
+    killed for its budget takes it along. It imports the compiler alone
+    (``python -m pipeline.scoring.engine.compiler``): a multiprocessing child
+    imported this module again, LightGBM with it, about 0.9 s a compile job.
     """
     if seconds <= 0:
         return None
-    with multiprocessing.get_context("spawn").Pool(1) as pool:  # the block's end kills it
-        pending = pool.apply_async(compiler.compile_object, (parsed, target, kernel))
-        try:
-            return pending.get(timeout=seconds)
-        except multiprocessing.TimeoutError:
-            return None
+    command = [sys.executable, "-m", "pipeline.scoring.engine.compiler", target.triple]
+    command += [target.cpu, kernel]
+    try:
+        done = subprocess.run(
+            command, input=text.encode(), capture_output=True, timeout=seconds, check=True
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    return done.stdout
 
 
 #: Rows a kernel is timed on: enough that the timing is not a call's overhead.

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import platform
+import sys
 from dataclasses import dataclass
 
 import llvmlite
@@ -41,7 +42,7 @@ import llvmlite.binding as llvm
 from llvmlite import ir
 
 from pipeline.scoring.engine import bitvector
-from pipeline.scoring.engine.forest import Forest, Node, Tree
+from pipeline.scoring.engine.forest import Forest, Node, Tree, parse
 from pipeline.scoring.engine.irgen import (
     ENTRY,
     as_lightgbm_reads,
@@ -359,3 +360,15 @@ def _entry_function(
 
     loop(builder, begin, end, chunk, step=ROWS_PER_CHUNK)
     finish_entry(builder, forest, exp=exp, out=out, rows=(begin, end), raw=raw)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m pipeline.scoring.engine.compiler TRIPLE CPU KERNEL``: a model's text on
+    stdin, its object file on stdout; a compile another process can stop."""
+    triple, cpu, kernel = argv
+    sys.stdout.buffer.write(compile_object(parse(sys.stdin.read()), Target(triple, cpu), kernel))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
