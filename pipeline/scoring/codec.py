@@ -11,7 +11,7 @@ import this module only, never ``formats``, which chooses among them.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -142,7 +142,12 @@ class Codec(Protocol):
         where: str,
         batch_rows: int,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-    ) -> Reader: ...
+        *,
+        numbers: Collection[str] = (),
+    ) -> Reader:
+        """A reader of the file's rows; ``numbers``: the columns the model reads as numbers,
+        which a codec may parse as such where nothing needs their text."""
+        ...
 
     def writer(
         self,

@@ -8,7 +8,7 @@ the contract in ``codec``.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -71,8 +71,12 @@ class Format:
         where: str,
         batch_rows: int,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        *,
+        numbers: Collection[str] = (),
     ) -> Reader:
-        return self.codec.open(source, self.compression, where, batch_rows, max_line_bytes)
+        return self.codec.open(
+            source, self.compression, where, batch_rows, max_line_bytes, numbers=numbers
+        )
 
     def writer(
         self,

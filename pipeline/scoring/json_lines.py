@@ -15,8 +15,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,6 +26,7 @@ import pyarrow.json as pa_json
 
 from pipeline.errors import BadValue, EmptyFile, UnreadableFile
 from pipeline.scoring.codec import DEFAULT_MAX_LINE_BYTES, ByteSink, Chunk, ObjectSource, Reader
+from pipeline.scoring.lines import Lines, values
 from pipeline.scoring.splits import ByteRanges
 from pipeline.scoring.streams import decompressed, output_stream
 
@@ -34,7 +34,6 @@ from pipeline.scoring.streams import decompressed, output_stream
 _BLOCK_BYTES = 4 * 1024 * 1024
 #: JSON's whitespace, which may stand before a record's closing brace.
 _WHITESPACE = pa.array([b" ", b"\t", b"\r", b"\n"], pa.binary())
-_NEWLINE = ord("\n")
 #: What a blank line's first byte can be (its newline, or other whitespace).
 _BLANK_STARTS = np.frombuffer(b" \t\r\n", np.uint8)
 #: Arrow parses a chunk's records in blocks of this size, in parallel.
@@ -49,16 +48,16 @@ class JsonLinesReader:
         batch_rows: int,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
-        self._lines = lines
         self._where, self._batch_rows = where, batch_rows
         self._max_line_bytes = max_line_bytes
-        self._line_number = 0
         self._record_number = 0
-        #: Records read ahead of the chunk being made (block by block), with their line numbers.
-        self._pending: deque[tuple[pa.Array, npt.NDArray[np.int64]]] = deque()
-        self._pending_rows = 0
-        self._rest = b""
-        self._ended = False
+        self._lines = Lines(
+            lines,
+            block_bytes=_BLOCK_BYTES,
+            max_line_bytes=max_line_bytes,
+            blank=_blank,
+            too_long=self._too_long,
+        )
         self._first = self._next_chunk()
         if self._first is None:
             raise EmptyFile(f"{where} holds no JSON records")
@@ -72,25 +71,14 @@ class JsonLinesReader:
 
     def _next_chunk(self) -> Chunk | None:
         """The next ``batch_rows`` records, as one Arrow array of their lines."""
-        while self._pending_rows < self._batch_rows and not self._ended:
-            self._read_block()
-        taken: list[tuple[pa.Array, npt.NDArray[np.int64]]] = []
-        wanted = self._batch_rows
-        while self._pending and wanted:
-            records, numbers = self._pending.popleft()
-            if len(records) > wanted:
-                self._pending.appendleft((records.slice(wanted), numbers[wanted:]))
-                records, numbers = records.slice(0, wanted), numbers[:wanted]
-            taken.append((records, numbers))
-            wanted -= len(records)
-        if not taken:
+        self._lines.fill(self._batch_rows)
+        taken = self._lines.take(self._batch_rows)
+        if taken is None:
             return None
-        records = taken[0][0] if len(taken) == 1 else pa.concat_arrays([r for r, _ in taken])
-        lines = np.concatenate([n for _, n in taken])
-        self._pending_rows -= len(records)
+        records, lines = taken
         first = self._record_number + 1
         self._record_number += len(records)
-        text = _text(records)
+        text = values(records)
         return Chunk(
             batch=self._parse(text, records, lines),
             first_row=first,
@@ -98,52 +86,8 @@ class JsonLinesReader:
             source_bytes=text.size,
         )
 
-    def _read_block(self) -> None:
-        """The whole lines of the next block as records, blank ones skipped, at C speed.
-
-        Each record keeps its line's end (``\n``, and any whitespace before it),
-        so the records laid end to end are the file's text without its blank lines.
-        """
-        block = self._lines.read(_BLOCK_BYTES)
-        if not block:
-            self._ended = True
-            block, self._rest = self._rest, b""
-            if not block:
-                return
-            block += b"\n"
-        else:
-            block = self._rest + block
-            cut = block.rfind(b"\n") + 1
-            block, self._rest = block[:cut], block[cut:]
-            if len(self._rest) > self._max_line_bytes:
-                self._too_long(self._line_number + block.count(b"\n") + 1)
-            if not block:
-                return
-        data = np.frombuffer(block, np.uint8)
-        ends = np.flatnonzero(data == _NEWLINE) + 1
-        starts = np.concatenate(([0], ends[:-1]))
-        long = np.flatnonzero(ends - starts - 1 > self._max_line_bytes + 1)
-        if len(long):
-            self._too_long(self._line_number + int(long[0]) + 1)
-        numbers = np.arange(self._line_number + 1, self._line_number + 1 + len(ends))
-        self._line_number += len(ends)
-        offsets = pa.py_buffer(np.concatenate(([0], ends)).astype(np.int32))
-        records = pa.Array.from_buffers(
-            pa.binary(), len(ends), [None, offsets, pa.py_buffer(block)]
-        )
-        # A blank line is empty or starts with whitespace: few lines do, so check just those.
-        maybe = np.flatnonzero(np.isin(data[starts], _BLANK_STARTS))
-        blank = [i for i in maybe.tolist() if not block[starts[i] : ends[i]].strip()]
-        if blank:
-            keep = np.ones(len(ends), dtype=bool)
-            keep[blank] = False
-            records, numbers = records.filter(pa.array(keep)), numbers[keep]
-        if len(records):
-            self._pending.append((records, numbers))
-            self._pending_rows += len(records)
-
-    def _too_long(self, line: int) -> None:
-        raise UnreadableFile(
+    def _too_long(self, line: int) -> UnreadableFile:
+        return UnreadableFile(
             f"{self._where}: line {line} is longer than {self._max_line_bytes:,} bytes, the "
             "longest record this pipeline reads (PIPELINE_MAX_LINE_BYTES)",
             line=line,
@@ -274,7 +218,7 @@ class JsonLinesWriter:
                 pieces += [pa.scalar(key if i == 0 else b"," + key), _encoded(column)]
         pieces.append(pa.scalar(b"}\n"))
         lines = pc.binary_join_element_wise(*[_binary(p) for p in pieces], b"")
-        self._out.write(memoryview(_text(lines)))
+        self._out.write(memoryview(values(lines)))
 
     def _write_slowly(self, chunk: Chunk, added: Sequence[pa.Array]) -> None:
         """Record by record, for records Arrow's string kernels cannot take."""
@@ -315,12 +259,14 @@ def _open_bodies(records: pa.Array) -> Any:
     )
 
 
-def _text(lines: pa.Array) -> pa.Buffer:
-    """The values of a binary array laid end to end: its data buffer's used part."""
-    _, offsets, data = lines.buffers()
-    bounds = np.frombuffer(offsets, np.int32)
-    start, end = int(bounds[lines.offset]), int(bounds[lines.offset + len(lines)])
-    return data.slice(start, end - start)
+def _blank(
+    block: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64]
+) -> npt.NDArray[np.bool_]:
+    """Lines of whitespace alone: few start with whitespace, so only those are looked at."""
+    blank = np.zeros(len(starts), dtype=bool)
+    for i in np.flatnonzero(np.isin(block[starts], _BLANK_STARTS)).tolist():
+        blank[i] = not block[starts[i] : ends[i]].tobytes().strip()
+    return blank
 
 
 def _binary(piece: Any) -> Any:
@@ -398,6 +344,8 @@ class _Codec:
         where: str,
         batch_rows: int,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        *,
+        numbers: Collection[str] = (),
     ) -> Reader:
         return JsonLinesReader(
             decompressed(source.stream(), compression), where, batch_rows, max_line_bytes

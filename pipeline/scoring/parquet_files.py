@@ -9,7 +9,7 @@ read one by one: the largest row group, not the file, sets the memory floor.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -132,6 +132,8 @@ class _Codec:
         where: str,
         batch_rows: int,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        *,
+        numbers: Collection[str] = (),
     ) -> Reader:
         return ParquetReader(source, where, batch_rows)
 

@@ -278,6 +278,14 @@ def _threads(setting: int, shadow: Shadowing | None) -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
+def _numbers(model: LoadedModel, shadow: Shadowing | None) -> list[str]:
+    """The columns every model reading the file takes as numbers (not as categories)."""
+    categorical = set()
+    if shadow is not None and shadow.model is not None:
+        categorical = {f.name for f in shadow.model.features if f.categories is not None}
+    return [f.name for f in model.features if f.categories is None and f.name not in categorical]
+
+
 def score_source(
     source: S3Object,
     fmt: formats.Format,
@@ -300,7 +308,9 @@ def score_source(
     """
     obj = source.ref
     where = f"s3://{obj.bucket}/{obj.key}"
-    reader = fmt.open(source, where, settings.batch_rows, settings.max_line_bytes)
+    reader = fmt.open(
+        source, where, settings.batch_rows, settings.max_line_bytes, numbers=_numbers(model, shadow)
+    )
     features.check_columns(reader.columns, model.feature_names, where)
     out = outputs.plan(options, model, reader.columns, where)
     if shadow is not None:

@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.errors import BadValue, EmptyFile, SchemaMismatch, UnreadableFile, UnsupportedFormat
 from pipeline.scoring import codec, csv_files, formats, json_lines
+from pipeline.scoring.features import Feature, feature_matrix
 
 
 class InMemory:
@@ -49,10 +50,11 @@ def roundtrip(
     data: bytes,
     outputs: tuple[str, ...] = ("prediction",),
     max_line_bytes: int = codec.DEFAULT_MAX_LINE_BYTES,
+    batch_rows: int = 2,
 ) -> bytes:
     """Read, 'predict' row number + 0.5 for each output, write: the output bytes."""
     fmt = formats.BY_NAME[name]
-    reader = fmt.open(InMemory(data), "f", 2, max_line_bytes)
+    reader = fmt.open(InMemory(data), "f", batch_rows, max_line_bytes)
     sink = io.BytesIO()
     sink.close = lambda: None  # type: ignore[method-assign]  # Arrow closes its sink; keep ours
     writer = fmt.writer(sink, reader, None, pa.schema([(o, pa.float64()) for o in outputs]))
@@ -149,7 +151,7 @@ def test_csv_columns_are_read_as_text_exactly() -> None:
 
 def test_csv_chunks_are_numbered_by_data_row() -> None:
     _, chunks = read("csv", b"x\n" + b"1\n" * 10, batch_rows=4)
-    assert [(c.first_row, c.num_rows) for c in chunks] == [(1, 10)]  # merged: tiny file, one block
+    assert [(c.first_row, c.num_rows) for c in chunks] == [(1, 4), (5, 4), (9, 2)]
     data = b"x\n" + b"1234567\n" * 400_000  # several 1 MiB blocks
     _, chunks = read("csv", data, batch_rows=150_000)
     assert [c.first_row for c in chunks][:2] == [1, chunks[0].num_rows + 1]
@@ -169,15 +171,15 @@ def test_gzip_csv_round_trips_gzipped() -> None:
 def test_csv_rows_go_out_as_they_came_until_a_quote_is_seen_then_quoted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Unquoted input stays byte for byte; once the parser meets a double quote, every text
-    field is quoted. It reads dozens of blocks ahead of the rows it hands out: small blocks
-    here, so that the quote comes after some rows went out."""
-    monkeypatch.setattr(csv_files, "_BLOCK_BYTES", 64 * 1024)
+    """Unquoted input stays byte for byte; from the block of lines that holds the first
+    double quote on, every text field is quoted. Small blocks here, so that the quote
+    comes after some rows went out."""
+    monkeypatch.setattr(csv_files, "_LINES_BLOCK_BYTES", 64 * 1024)
     plain = [f"{i:07d},1.{i % 10}0,note" for i in range(400_000)]  # 8 MB: many 1 MiB blocks
     later = ['0400000,2.5,"a,b"', '0400001,,"say ""hi"""', "0400002,3,x"]
     data = ("id,x,note\n" + "\n".join(plain + later) + "\n").encode()
 
-    lines = roundtrip("csv", data, max_line_bytes=1000).decode().splitlines()[1:]
+    lines = roundtrip("csv", data, max_line_bytes=1000, batch_rows=8192).decode().splitlines()[1:]
 
     quoted = next(i for i, line in enumerate(lines) if line.startswith('"'))
     assert 100_000 < quoted < len(plain)  # the first blocks went out before the quote was read
@@ -189,6 +191,89 @@ def test_csv_rows_go_out_as_they_came_until_a_quote_is_seen_then_quoted(
         '"0400002","3","x",400003.5',
     ]
     assert [row[:3] for row in csv.reader(lines)] == list(csv.reader(plain + later))
+
+
+def scored_csv(
+    data: bytes, numbers: tuple[str, ...], batch_rows: int = 2
+) -> tuple[bytes, np.ndarray, list[pa.Schema]]:
+    """Read with ``numbers`` for features x and y, write every column back plus a
+    prediction (row + 0.5): the output, the feature matrix and each chunk's schema."""
+    fmt = formats.BY_NAME["csv"]
+    reader = fmt.open(InMemory(data), "f.csv", batch_rows, numbers=numbers)
+    sink = io.BytesIO()
+    sink.close = lambda: None  # type: ignore[method-assign]
+    writer = fmt.writer(sink, reader, None, pa.schema([("prediction", pa.float64())]))
+    wanted = [Feature("x"), Feature("y")]
+    matrices, schemas = [], []
+    for chunk in reader:
+        matrices.append(feature_matrix(chunk.batch, wanted, chunk.first_row, "f.csv"))
+        schemas.append(chunk.batch.schema)
+        rows = np.arange(chunk.first_row, chunk.first_row + chunk.num_rows, dtype=np.float64)
+        writer.write(chunk, [pa.array(rows + 0.5)])
+    writer.close()
+    return sink.getvalue(), np.concatenate(matrices), schemas
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (  # missing tokens, spaces, an overflow, a CRLF line and a blank one, no last line end
+            b"id,x,y\n007,1.50,\n008,NA,2\r\n\r\n009, 3 ,1e400\n010,nan,-0\n011,-inf,.5",
+            "id,x,y,prediction\n007,1.50,,1.5\n008,NA,2,2.5\n009, 3 ,1e400,3.5\n"
+            "010,nan,-0,4.5\n011,-inf,.5,5.5\n",
+        ),
+        (  # a carriage return alone ends a line too: read by the streaming reader
+            b"id,x,y\n1,2,3\r4,5,6\n7,8,9\n",
+            "id,x,y,prediction\n1,2,3,1.5\n4,5,6,2.5\n7,8,9,3.5\n",
+        ),
+        (  # a quote: the streaming reader, every text field quoted
+            b'id,x,y\n1,2,"3"\n4,5,6\n',
+            '"id","x","y",prediction\n"1","2","3",1.5\n"4","5","6",2.5\n'.replace(
+                '"id","x","y"', "id,x,y"
+            ),
+        ),
+    ],
+)
+def test_csv_features_read_as_numbers_score_and_write_as_read_as_text(
+    data: bytes, expected: str
+) -> None:
+    """Where records pass through, features are parsed as numbers where the rows are read;
+    the matrix is the one the text gives, bit for bit (NaN's bits too), and every row
+    goes out as it came."""
+    out, typed, schemas = scored_csv(data, ("x", "y"))
+    _, text, text_schemas = scored_csv(data, ())
+    assert out.decode() == expected
+    assert np.array_equal(typed.view(np.int64), text.view(np.int64))
+    assert all(pa.types.is_string(t) for s in text_schemas for t in s.types)
+    if b'"' not in data and b"\r4" not in data:  # the lines path, not the streaming reader
+        # a chunk with a value that is not a plain number ("NA") is read as text
+        assert {s.field("x").type for s in schemas} == {pa.float64(), pa.string()}
+
+
+def test_csv_lines_and_the_streaming_reader_take_turns_in_one_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Blocks of lines go out as they came; from the block with the first quote, the
+    streaming reader reads the rest (a quoted line end too), numbered on from there."""
+    monkeypatch.setattr(csv_files, "_LINES_BLOCK_BYTES", 64)
+    plain = [f"{i},{i}.5,{i % 3}" for i in range(40)]
+    data = ("id,x,y\n" + "\n".join([*plain, '40,"1\n",2', "41,7,8"]) + "\n").encode()
+    out, matrix, schemas = scored_csv(data, ("x", "y"), batch_rows=3)
+    lines = out.decode().split("\n")
+    assert lines[1:4] == ["0,0.5,0,1.5", "1,1.5,1,2.5", "2,2.5,2,3.5"]
+    rows = list(csv.reader(io.StringIO(out.decode())))
+    later = [["40", "1\n", "2"], ["41", "7", "8"]]
+    assert [row[:3] for row in rows[1:]] == [*csv.reader(plain), *later]
+    assert [row[3] for row in rows[1:]] == [f"{i + 1.5}" for i in range(42)]
+    assert matrix[:, 0].tolist() == [i + 0.5 for i in range(40)] + [1.0, 7.0]
+    assert pa.types.is_float64(schemas[0].field("x").type)
+    assert pa.types.is_string(schemas[-1].field("x").type)
+    assert out.decode().endswith('"41","7","8",42.5\n')
+
+
+def test_a_csv_row_that_does_not_fit_the_header_is_named_by_its_line_past_blank_lines() -> None:
+    with pytest.raises(UnreadableFile, match=r"line 6 has 3 field\(s\) where the header has 2"):
+        scored_csv(b"x,y\n\n1,2\r\n\r\n3,4\n5,6,7\n", ("x", "y"))
 
 
 def test_the_header_goes_out_as_it_came_and_a_quoted_one_does_not_quote_the_rows() -> None:
