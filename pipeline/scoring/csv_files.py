@@ -16,6 +16,7 @@ each row goes out as it came in (plus its predictions), and the output is no
 larger than it must be. From the first quote on, every text field is quoted;
 so too from the first added text (a reason code's feature name) that needs it.
 """
+
 from __future__ import annotations
 
 import csv
