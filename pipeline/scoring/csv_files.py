@@ -7,8 +7,9 @@ not fail the file. The model's numerical features are the exception when every
 column goes out as the file spelled it: Arrow parses them as numbers while it
 reads the rows, and a chunk holding anything but plain numbers there is read as
 text, its features parsed in ``features.py``, where a bad value is reported by
-column and row. Parsing runs single-threaded so that a row that does not fit
-the header is reported by its line number.
+column and row. A chunk parses on every core; one that fails parses again on
+one thread, where Arrow numbers the rows, so that a row that does not fit the
+header is reported by its line number.
 
 Text fields are written back unquoted for as long as the input has shown no
 double quote: until then no field can hold a comma, a quote or a line end, so
@@ -168,15 +169,24 @@ class CsvReader:
         return self._read(text, numbers, first, ())
 
     def _read(
-        self, text: pa.Buffer, numbers: npt.NDArray[np.int64], first: int, typed: Sequence[str]
+        self,
+        text: pa.Buffer,
+        numbers: npt.NDArray[np.int64],
+        first: int,
+        typed: Sequence[str],
+        *,
+        threads: bool = True,
     ) -> pa.RecordBatch:
+        """The chunk parsed on every core, in two blocks (no line is longer than one);
+        a chunk Arrow refuses is parsed again on one thread, where it numbers the rows."""
         types = {name: pa.string() for name in self.columns} | dict.fromkeys(typed, pa.float64())
+        block = max(text.size // 2, self._max_line_bytes) + 1 if threads else text.size + 1
         self._invalid.clear()
         try:
             table = pa_csv.read_csv(
                 pa.BufferReader(text),
                 read_options=pa_csv.ReadOptions(
-                    column_names=self.columns, use_threads=False, block_size=text.size + 1
+                    column_names=self.columns, use_threads=threads, block_size=block
                 ),
                 parse_options=pa_csv.ParseOptions(invalid_row_handler=self._on_invalid),
                 convert_options=pa_csv.ConvertOptions(
@@ -187,12 +197,14 @@ class CsvReader:
                 ),
             )
         except pa.ArrowInvalid as exc:
+            if typed and not self._invalid:
+                raise _NotPlainNumbers from exc
+            if threads:
+                return self._read(text, numbers, first, typed, threads=False)
             if self._invalid:
                 row = self._invalid[0]
                 line = None if row.number is None else int(numbers[row.number - 1])
                 raise self._mismatch(row, line) from exc
-            if typed:
-                raise _NotPlainNumbers from exc
             # Arrow counts rows from the chunk's first: say the file's line instead.
             message = _ROW.sub(lambda m: f"line {numbers[int(m[1]) - 1]}", str(exc))
             raise self._unreadable(pa.ArrowInvalid(message), first - 1) from exc
