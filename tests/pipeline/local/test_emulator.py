@@ -1,9 +1,11 @@
 """The embedded emulator's variables, as every process that talks to it gets them."""
 
+import hashlib
 from typing import Any
 
 import pytest
 
+from pipeline.local import emulator
 from pipeline.stores import aws
 from tests.conftest import REGION
 
@@ -26,3 +28,54 @@ def test_uploads_to_the_emulator_carry_no_optional_checksum(
     assert checksum_headers(s3, bucket) == []
     monkeypatch.delenv("AWS_REQUEST_CHECKSUM_CALCULATION")
     assert checksum_headers(aws.s3_client(REGION), bucket) == ["x-amz-checksum-crc32"]
+
+
+def test_an_object_is_held_as_the_bytes_written_and_read_back_whole_without_a_copy() -> None:
+    held = emulator._Held(5 * 1024 * 1024)  # moto's own limit is not kept
+    body = bytes(range(256)) * 40_000  # 10 MB
+    held.seek(0)
+    held.truncate()
+    held.write(body)
+    held.seek(0)
+    assert held.read() is body
+    held.seek(10)
+    assert held.read(5) == body[10:15]
+    assert held.tell() == 15
+    assert held.read() == body[15:]
+    held.close()
+    with pytest.raises(ValueError, match="closed"):
+        held.read()
+
+
+def test_an_object_past_the_memory_limit_goes_to_a_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(emulator, "_IN_MEMORY_BYTES", 1000)
+    held = emulator._Held()
+    body = b"x" * 600 + b"y" * 600
+    held.write(body)
+    held.seek(0)
+    assert held.read() == body
+    held.seek(0)
+    held.truncate()
+    held.write(b"z")
+    held.seek(0)
+    assert held.read() == b"z"
+
+
+def test_a_multipart_upload_reads_back_whole_and_in_ranges(s3: Any, bucket: str) -> None:
+    parts = [bytes([i]) * (5 * 1024 * 1024) for i in range(2)] + [b"end"]
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="m")["UploadId"]
+    done = [
+        {"PartNumber": n, "ETag": s3.upload_part(
+            Bucket=bucket, Key="m", UploadId=upload, PartNumber=n, Body=body)["ETag"]}
+        for n, body in enumerate(parts, 1)
+    ]  # fmt: skip
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="m", UploadId=upload, MultipartUpload={"Parts": done}
+    )
+    whole = b"".join(parts)
+    assert s3.get_object(Bucket=bucket, Key="m")["Body"].read() == whole
+    ranged = s3.get_object(Bucket=bucket, Key="m", Range="bytes=5242878-5242881")
+    assert ranged["Body"].read() == whole[5242878:5242882]
+    digests = b"".join(hashlib.md5(p).digest() for p in parts)  # noqa: S324 - S3's ETag
+    etag = s3.head_object(Bucket=bucket, Key="m")["ETag"]
+    assert etag == f'"{hashlib.md5(digests).hexdigest()}-3"'  # noqa: S324
