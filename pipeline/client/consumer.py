@@ -165,8 +165,13 @@ def wait_for(
             return kept.pop(index)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for notification in take_from(sqs, queue_url, wait_seconds):
+        # All of a receive's notifications are taken (deleted) before any is looked at:
+        # returning from inside ``take_from`` would leave the match on the queue, to come
+        # back once its visibility timeout ends.
+        received = list(take_from(sqs, queue_url, wait_seconds))
+        for index, notification in enumerate(received):
             if match(notification):
+                kept.extend(received[index + 1 :])
                 return notification
             kept.append(notification)
     return None

@@ -1,4 +1,5 @@
-"""The CLI watches notifications without taking any from the notification queue's consumers."""
+"""Consuming notifications: waiting for one on a queue of one's own, and the CLI watching
+them without taking any from the notification queue's consumers."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pipeline.client import consumer
+from pipeline.messages import ErrorInfo, ObjectRef, failed
 from pipeline.stores import aws
-from tests.conftest import REGION, StackFactory, outputs_file, publish, queue_depth
+from tests.conftest import REGION, StackFactory, outputs_file, publish, queue_depth, unique
 
 PIPELINE = [sys.executable, "-m", "pipeline.client.cli"]
 
@@ -137,3 +141,36 @@ def test_taking_at_most_n_leaves_the_rest_on_the_queue(aws_endpoint: str, sqs: A
     assert len(taken) == 1
     assert queue_depth(sqs, url) == 2
     sqs.delete_queue(QueueUrl=url)
+
+
+def note(key: str) -> str:
+    return failed(
+        job_id=f"job-{key}",
+        input=ObjectRef(bucket="in", key=key, etag="e", size=1),
+        error=ErrorInfo(code="bad_value", message="x"),
+        received_at=datetime.now(UTC),
+    ).model_dump_json()
+
+
+def test_the_notifications_waited_for_leave_the_queue_and_the_others_are_kept(sqs: Any) -> None:
+    url = sqs.create_queue(QueueName=unique("wait"))["QueueUrl"]
+    try:
+        for key in ("a", "b", "c"):
+            sqs.send_message(QueueUrl=url, MessageBody=note(key))
+
+        found = consumer.wait_for(
+            sqs, url, lambda n: n.input.key == "b", timeout=10, wait_seconds=1
+        )
+        assert found is not None
+        assert found.input.key == "b"
+        later = [
+            consumer.wait_for(sqs, url, lambda n, k=k: n.input.key == k, 10, wait_seconds=1)
+            for k in ("c", "a")
+        ]
+        assert [n.input.key for n in later if n is not None] == ["c", "a"]
+
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert attributes["ApproximateNumberOfMessages"] == "0"
+        assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"  # none left in flight
+    finally:
+        sqs.delete_queue(QueueUrl=url)
