@@ -131,9 +131,20 @@ def take_from(
     sqs: SQSClient, queue_url: str, wait_seconds: int = 5, most: int = 10
 ) -> Iterator[Notification]:
     """Notifications from a queue the caller owns; each is deleted once yielded."""
+    for notification, receipt in _receive(sqs, queue_url, wait_seconds, most):
+        if notification is not None:
+            yield notification
+        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=receipt)
+
+
+def _receive(
+    sqs: SQSClient, queue_url: str, wait_seconds: int, most: int = 10
+) -> list[tuple[Notification | None, str]]:
+    """One receive's notifications (None: a message that is not one), with their receipts."""
     response = sqs.receive_message(
         QueueUrl=queue_url, MaxNumberOfMessages=max(1, min(10, most)), WaitTimeSeconds=wait_seconds
     )
+    received: list[tuple[Notification | None, str]] = []
     for message in response.get("Messages", []):
         try:
             notification = Notification.model_validate_json(message["Body"])
@@ -144,10 +155,9 @@ def take_from(
                 exc.error_count(),
                 message["Body"],
             )
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-            continue
-        yield notification
-        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            notification = None
+        received.append((notification, message["ReceiptHandle"]))
+    return received
 
 
 def wait_for(
@@ -165,13 +175,18 @@ def wait_for(
             return kept.pop(index)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        # All of a receive's notifications are taken (deleted) before any is looked at:
-        # returning from inside ``take_from`` would leave the match on the queue, to come
-        # back once its visibility timeout ends.
-        received = list(take_from(sqs, queue_url, wait_seconds))
-        for index, notification in enumerate(received):
+        received = _receive(sqs, queue_url, wait_seconds)
+        if not received:
+            continue
+        # Taken, in one request, before any is looked at (all are kept or returned).
+        entries = [{"Id": str(i), "ReceiptHandle": r} for i, (_, r) in enumerate(received)]
+        answer = sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
+        for failure in answer.get("Failed", []):
+            log.warning("a notification was not deleted (it comes back): %s", failure["Code"])
+        notes = [n for n, _ in received if n is not None]
+        for index, notification in enumerate(notes):
             if match(notification):
-                kept.extend(received[index + 1 :])
+                kept.extend(notes[index + 1 :])
                 return notification
             kept.append(notification)
     return None
