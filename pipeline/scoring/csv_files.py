@@ -52,6 +52,7 @@ _BLOCK_BYTES = 1 << 20
 #: Lines are read this much at a time.
 _LINES_BLOCK_BYTES = 4 << 20
 _CR, _NEWLINE = ord("\r"), ord("\n")
+_COMMA, _LINE_END = pa.scalar(b",", pa.binary()), pa.scalar(b"\n", pa.binary())
 #: How Arrow names the row a conversion failed at (counted from its input's first).
 _ROW = re.compile(r"Row #(\d+)")
 _HEADER_PEEK_BYTES = 1 << 16
@@ -475,8 +476,8 @@ class CsvWriter:
             pc.any(pc.match_substring_regex(text, _QUOTED.pattern)).as_py() for text in texts
         )
 
-    def _switch(self) -> None:
-        self._quoted = self._needs_quotes()
+    def _switch(self, *, quoted: bool = False) -> None:
+        self._quoted = quoted or self._needs_quotes()
         options = pa_csv.WriteOptions(
             include_header=False, quoting_style="needed" if self._quoted else "none"
         )
@@ -486,7 +487,7 @@ class CsvWriter:
         if not chunk.num_rows:
             return
         if not self._quoted and self._needs_quotes(added):
-            self._switch()
+            self._switch(quoted=True)
         if not self._quoted and self._whole and chunk.records is not None:
             self._out.write(memoryview(values(self._passed_through(chunk.records, added))))
             return
@@ -496,9 +497,21 @@ class CsvWriter:
         self._writers[-1].write_batch(pa.RecordBatch.from_arrays(columns, schema=self._schema))
 
     def _passed_through(self, records: pa.Array, added: Sequence[pa.Array]) -> pa.Array:
-        """Each record without its line end, a comma, its added fields as Arrow writes them."""
-        if not added:
-            return records
+        """Each record without its line end, then a comma and each added field, as Arrow's
+        writer spells it (its text cast: the same spelling), one copy for all of them."""
+        pieces: list[pa.Array | pa.Scalar] = [_without_line_ends(records)]
+        for column in added:
+            if not _spelled_by_cast(column.type):
+                return self._passed_through_writer(records, added)
+            text = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
+            pieces += [_COMMA, text.cast(pa.binary())]
+        pieces.append(_LINE_END)
+        # a missing value is an empty field, as Arrow's writer leaves it
+        options = pc.JoinOptions(null_handling="replace", null_replacement="")
+        return pc.binary_join_element_wise(*pieces, b"", options=options)
+
+    def _passed_through_writer(self, records: pa.Array, added: Sequence[pa.Array]) -> pa.Array:
+        """The same, with the added fields written by Arrow's CSV writer."""
         fields = io.BytesIO()
         options = pa_csv.WriteOptions(include_header=False, quoting_style="none")
         pa_csv.write_csv(pa.RecordBatch.from_arrays(added, schema=self._added), fields, options)
@@ -514,8 +527,18 @@ class CsvWriter:
         self._out.close()
 
 
+def _spelled_by_cast(kind: pa.DataType) -> bool:
+    """Types whose text cast is what Arrow's CSV writer writes (checked for each)."""
+    return bool(
+        pa.types.is_floating(kind)
+        or pa.types.is_integer(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_string(kind)
+    )
+
+
 def _without_line_ends(records: pa.Array) -> pa.Array:
-    if b"\r" not in values(records).to_pybytes():
+    if not (np.frombuffer(values(records), np.uint8) == _CR).any():
         return pc.binary_slice(records, 0, -1)
     trimmed = pc.utf8_rtrim(records.cast(pa.string()), characters="\r\n")
     return trimmed.cast(pa.binary())

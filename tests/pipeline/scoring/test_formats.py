@@ -271,6 +271,23 @@ def test_csv_lines_and_the_streaming_reader_take_turns_in_one_file(
     assert out.decode().endswith('"41","7","8",42.5\n')
 
 
+def test_an_added_text_that_needs_quotes_quotes_every_row_from_its_chunk_on() -> None:
+    """A reason code naming a feature with a comma in its name: from its chunk on, every
+    text field is quoted (rows before went out as they came)."""
+    fmt = formats.BY_NAME["csv"]
+    reader = fmt.open(InMemory(b"id,x,y\n1,2,3\n4,5,6\n7,8,9\n"), "f.csv", 2, numbers=("x",))
+    sink = io.BytesIO()
+    sink.close = lambda: None  # type: ignore[method-assign]
+    writer = fmt.writer(sink, reader, None, pa.schema([("reason", pa.string()), ("p", pa.int64())]))
+    for chunk in reader:
+        reasons = ["a" if chunk.first_row == 1 else "b,c"] * chunk.num_rows
+        writer.write(chunk, [pa.array(reasons), pa.array([chunk.first_row] * chunk.num_rows)])
+    writer.close()
+    assert sink.getvalue().decode() == (
+        'id,x,y,reason,p\n1,2,3,a,1\n4,5,6,a,1\n"7","8","9","b,c",3\n'
+    )
+
+
 def test_a_csv_row_that_does_not_fit_the_header_is_named_by_its_line_past_blank_lines() -> None:
     with pytest.raises(UnreadableFile, match=r"line 6 has 3 field\(s\) where the header has 2"):
         scored_csv(b"x,y\n\n1,2\r\n\r\n3,4\n5,6,7\n", ("x", "y"))
