@@ -19,9 +19,11 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from pipeline.messages import Notification
@@ -178,11 +180,8 @@ def wait_for(
         received = _receive(sqs, queue_url, wait_seconds)
         if not received:
             continue
-        # Taken, in one request, before any is looked at (all are kept or returned).
-        entries = [{"Id": str(i), "ReceiptHandle": r} for i, (_, r) in enumerate(received)]
-        answer = sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
-        for failure in answer.get("Failed", []):
-            log.warning("a notification was not deleted (it comes back): %s", failure["Code"])
+        # All are taken (kept or returned), in one request beside the caller's work.
+        _deletes.submit(_delete, sqs, queue_url, [receipt for _, receipt in received])
         notes = [n for n, _ in received if n is not None]
         for index, notification in enumerate(notes):
             if match(notification):
@@ -193,3 +192,18 @@ def wait_for(
 
 
 _unclaimed: dict[str, list[Notification]] = {}
+
+#: Deletes run beside the caller, who has the notification a round trip sooner; the
+#: interpreter's exit waits for them (``concurrent.futures`` joins its threads).
+_deletes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notification-deletes")
+
+
+def _delete(sqs: SQSClient, queue_url: str, receipts: list[str]) -> None:
+    entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(receipts)]
+    try:
+        answer = sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
+    except (BotoCoreError, ClientError) as exc:
+        log.warning("notifications were not deleted (they come back): %s", exc)
+        return
+    for failure in answer.get("Failed", []):
+        log.warning("a notification was not deleted (it comes back): %s", failure["Code"])
