@@ -182,14 +182,20 @@ class CsvReader:
         a chunk Arrow refuses is parsed again on one thread, where it numbers the rows."""
         types = {name: pa.string() for name in self.columns} | dict.fromkeys(typed, pa.float64())
         block = max(text.size // 2, self._max_line_bytes) + 1 if threads else text.size + 1
-        self._invalid.clear()
+        # this call's own: the writer's thread may parse a chunk (``as_text``) meanwhile
+        invalid: list[pa_csv.InvalidRow] = []
+
+        def on_invalid(row: pa_csv.InvalidRow) -> str:
+            invalid.append(row)
+            return "error"
+
         try:
             table = pa_csv.read_csv(
                 pa.BufferReader(text),
                 read_options=pa_csv.ReadOptions(
                     column_names=self.columns, use_threads=threads, block_size=block
                 ),
-                parse_options=pa_csv.ParseOptions(invalid_row_handler=self._on_invalid),
+                parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid),
                 convert_options=pa_csv.ConvertOptions(
                     column_types=types,
                     strings_can_be_null=False,
@@ -198,12 +204,12 @@ class CsvReader:
                 ),
             )
         except pa.ArrowInvalid as exc:
-            if typed and not self._invalid:
+            if typed and not invalid:
                 raise _NotPlainNumbers from exc
             if threads:
                 return self._read(text, numbers, first, typed, threads=False)
-            if self._invalid:
-                row = self._invalid[0]
+            if invalid:
+                row = invalid[0]
                 line = None if row.number is None else int(numbers[row.number - 1])
                 raise self._mismatch(row, line) from exc
             # Arrow counts rows from the chunk's first: say the file's line instead.
