@@ -213,7 +213,7 @@ class _Held:
     whole, twice, to complete a multipart upload; a spooled file in memory
     copies the bytes at each read and write. Here a whole read gives back the
     bytes written, so a part's bytes are copied once on their way to the
-    object, not five times. Past ``max_size`` the bytes go to a spooled file.
+    object, not five times. Past 1 GiB the bytes go to a spooled file.
     """
 
     def __init__(self, *_: object, **__: object) -> None:

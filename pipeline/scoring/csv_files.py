@@ -494,7 +494,8 @@ class CsvWriter:
             return
         if not self._quoted and self._needs_quotes(added):
             self._switch(quoted=True)
-        if not self._quoted and self._whole and chunk.records is not None:
+        passes = self._whole and chunk.records is not None
+        if passes and not self._quoted and all(_spelled_by_cast(c.type) for c in added):
             self._out.write(memoryview(values(self._passed_through(chunk.records, added))))
             return
         batch = self._reader.as_text(chunk)
@@ -507,25 +508,12 @@ class CsvWriter:
         writer spells it (its text cast: the same spelling), one copy for all of them."""
         pieces: list[pa.Array | pa.Scalar] = [_without_line_ends(records)]
         for column in added:
-            if not _spelled_by_cast(column.type):
-                return self._passed_through_writer(records, added)
             text = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
             pieces += [_COMMA, text.cast(pa.binary())]
         pieces.append(_LINE_END)
         # a missing value is an empty field, as Arrow's writer leaves it
         options = pc.JoinOptions(null_handling="replace", null_replacement="")
         return pc.binary_join_element_wise(*pieces, b"", options=options)
-
-    def _passed_through_writer(self, records: pa.Array, added: Sequence[pa.Array]) -> pa.Array:
-        """The same, with the added fields written by Arrow's CSV writer."""
-        fields = io.BytesIO()
-        options = pa_csv.WriteOptions(include_header=False, quoting_style="none")
-        pa_csv.write_csv(pa.RecordBatch.from_arrays(added, schema=self._added), fields, options)
-        text = fields.getbuffer()
-        ends = np.flatnonzero(np.frombuffer(text, np.uint8) == _NEWLINE) + 1
-        offsets = pa.py_buffer(np.concatenate(([0], ends)).astype(np.int32))
-        lines = pa.Array.from_buffers(pa.binary(), len(ends), [None, offsets, pa.py_buffer(text)])
-        return pc.binary_join_element_wise(_without_line_ends(records), lines, b",")
 
     def close(self) -> None:
         for writer in self._writers:
