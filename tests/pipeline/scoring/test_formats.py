@@ -412,6 +412,99 @@ def test_a_json_object_among_plain_values_is_a_bad_value_naming_line_and_key() -
         list(formats.BY_NAME["jsonl"].open(InMemory(data), "f.jsonl", 100))
 
 
+def _json_columns(data: bytes, numbers: tuple[str, ...], batch_rows: int) -> dict[str, list]:
+    reader = formats.BY_NAME["jsonl"].open(InMemory(data), "f.jsonl", batch_rows, numbers=numbers)
+    chunks = list(reader)
+    names = dict.fromkeys(n for c in chunks for n in c.batch.schema.names)
+    columns: dict[str, list] = {}
+    for name in names:
+        for c in chunks:
+            column = c.batch.column(name) if name in c.batch.schema.names else None
+            values = [None] * c.num_rows if column is None else column.to_pylist()
+            columns.setdefault(name, []).extend(values)
+    return columns
+
+
+def _polars_taken(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    taken: list[bool] = []
+    parse = json_lines._parsed_by_polars
+
+    def spy(text: pa.Buffer, kinds: dict) -> pa.RecordBatch | None:
+        batch = parse(text, kinds)
+        taken.append(batch is not None)
+        return batch
+
+    monkeypatch.setattr(json_lines, "_parsed_by_polars", spy)
+    return taken
+
+
+def test_json_chunks_polars_reads_hold_what_arrow_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nulls, missing keys, whole numbers among fractions, integers past 2**53 and
+    doubles' hard cases, booleans, a key's spacing: the same values, bit for bit."""
+    rng = np.random.default_rng(3)
+    hard = ["5e-324", "1.7976931348623157e308", "9007199254740993", "0.1", "-0.0", "2.5e-8"]
+    lines = []
+    for i in range(600):
+        x = "null" if i % 7 == 0 else repr(float(rng.normal() * 10.0 ** rng.integers(-30, 30)))
+        n = hard[i % len(hard)] if i % 3 else str(int(rng.integers(-(2**62), 2**62)))
+        cat = "" if i % 5 == 0 else f', "c":{i % 4}'
+        lines.append(f'{{"x": {x}, "n":{n}, "flag": {str(i % 2 == 0).lower()}{cat}}}')
+    data = ("\n".join(lines) + "\n").encode()
+    taken = _polars_taken(monkeypatch)
+
+    fast = _json_columns(data, ("x", "n"), batch_rows=64)
+    monkeypatch.setattr(json_lines, "_polars_kinds", lambda schema, numbers: None)
+    slow = _json_columns(data, ("x", "n"), batch_rows=64)
+
+    assert len(taken) == 9  # every chunk after the first (600 rows, 64 a chunk)
+    assert all(taken)
+    assert list(fast) == list(slow) == ["x", "n", "flag", "c"]
+    for name in ("x", "n"):
+        a, b = np.array(fast[name], float), np.array(slow[name], float)
+        assert np.array_equal(a.view(np.int64), b.view(np.int64)), name
+    assert fast["flag"] == slow["flag"]
+    assert fast["c"] == slow["c"]  # a category's whole numbers stay whole
+
+
+@pytest.mark.parametrize(
+    ("record", "why"),
+    [
+        pytest.param(b'{"x": 1, "prediction": 0.5}', "a key the first chunk lacked", id="new-key"),
+        pytest.param(b'{"x": 1, "id": "a"}', "text under a new key", id="text"),
+        pytest.param(b'{"x": "1"}', "text where numbers were", id="number-as-text"),
+        pytest.param(b'{"x": 1, "y": [1, 2]}', "an array", id="array"),
+        pytest.param(b'{"x": 1, "y": [null]}', "an array of nulls", id="array-of-nulls"),
+        pytest.param(b'{"x": 1, "y": {"z": 1}}', "a nested object", id="object"),
+        pytest.param(b'{"x": null, "x": 2}', "a key twice, null first", id="twice"),
+        pytest.param(b'{"x": 1e400}', "a number no double holds", id="huge"),
+        pytest.param(b'{"x": true}', "a boolean where numbers were", id="boolean"),
+    ],
+)
+def test_json_chunks_polars_could_read_otherwise_go_to_arrow(
+    monkeypatch: pytest.MonkeyPatch, record: bytes, why: str
+) -> None:
+    data = b'{"x": 0.5}\n' * 4 + record + b"\n" + b'{"x": 2.5}\n' * 4
+    taken = _polars_taken(monkeypatch)
+
+    fast = _json_columns(data, ("x",), batch_rows=4)
+    monkeypatch.setattr(json_lines, "_polars_kinds", lambda schema, numbers: None)
+    slow = _json_columns(data, ("x",), batch_rows=4)
+
+    assert taken == [False], why  # and the chunk after it goes straight to Arrow
+    assert fast == slow
+
+
+def test_a_json_key_given_twice_keeps_its_first_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """JSON leaves a repeated key open; every path here keeps the first, as polars does."""
+    data = b'{"x": 0.5}\n' * 2 + b'{"x": 1, "x": 2}\n{"x": 3, "x": null}\n'
+    taken = _polars_taken(monkeypatch)
+
+    assert _json_columns(data, ("x",), batch_rows=2)["x"] == [0.5, 0.5, 1.0, 3.0]
+    assert _json_columns(data, ("x",), batch_rows=10)["x"] == [0.5, 0.5, 1.0, 3.0]
+    assert taken == [False]  # the second chunk: two quotes too many for polars
+    assert roundtrip("jsonl", data.replace(b"0.5", b"7"), batch_rows=10).count(b'"x"') == 6
+
+
 # ---- Parquet -------------------------------------------------------------------------
 
 
