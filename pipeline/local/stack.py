@@ -154,6 +154,11 @@ class LocalStack:
             raise RuntimeError("the stack is not started")
         return self._endpoint_url
 
+    @property
+    def emulator_pid(self) -> int | None:
+        """The process of the emulator this stack started (None on a given endpoint)."""
+        return None if self._emulator is None else self._emulator.pid
+
     def start(self, wait_for_workers: bool = True) -> Self:
         try:
             self._start(wait_for_workers)
@@ -164,7 +169,7 @@ class LocalStack:
 
     def _start(self, wait_for_workers: bool) -> None:
         if self._endpoint_url is None:
-            self._emulator = emulator.Emulator(self._port, separate=self._enforce_iam).start()
+            self._emulator = emulator.Emulator(self._port, separate=True).start()
             self._endpoint_url = self._emulator.url
         self._environment_before = set_process_environment(
             emulator.environment(self.endpoint_url, self.region)

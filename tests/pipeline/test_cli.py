@@ -50,6 +50,10 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def command_line(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -164,15 +168,19 @@ def test_ctrl_c_stops_everything_without_replacing_workers(tmp_path: Path) -> No
         assert process.poll() is None
         assert time.monotonic() < deadline, "pipeline dev did not become ready"
         time.sleep(0.2)
-    workers = children_of(process.pid)
+    children = children_of(process.pid)
+    emulators = [p for p in children if b"pipeline.local.emulator" in command_line(p)]
+    workers = [p for p in children if p not in emulators]
 
     os.killpg(process.pid, signal.SIGINT)
     output, _ = process.communicate(timeout=60)
 
     assert process.returncode == 0
     assert len(workers) == 2
+    assert len(emulators) == 1  # the emulator: it stops when dev is done with it
     assert "replacing it" not in output
-    assert not [pid for pid in workers if alive(pid)]
+    assert "Traceback" not in output
+    assert not [pid for pid in children if alive(pid)]
     assert not outputs.exists()
 
 
