@@ -118,9 +118,10 @@ class JsonLinesReader:
                 pa.BufferReader(text),
                 read_options=pa_json.ReadOptions(use_threads=True, block_size=_PARSE_BLOCK),
             )
-        except pa.ArrowInvalid:
+            # Arrow does not check that keys are UTF-8; a name that is not fails here.
+            return table.combine_chunks().to_batches()[0] if table.num_rows else _empty(table)
+        except (pa.ArrowInvalid, UnicodeDecodeError):
             return self._parse_slowly(records.to_pylist(), lines.tolist())
-        return table.combine_chunks().to_batches()[0] if table.num_rows else _empty(table)
 
     def _parse_slowly(self, records: list[bytes], lines: list[int]) -> pa.RecordBatch:
         """The records through Python's JSON reader, where Arrow's refused them.

@@ -567,6 +567,8 @@ def test_gzip_json_lines_round_trip_gzipped() -> None:
     [
         pytest.param(b'{"x": 1}\n\n{"x" 2}\n', "line 3 is not valid JSON", id="syntax"),
         pytest.param(b'{"x": 1}\n[1, 2]\n', "line 2 is not a JSON object", id="array"),
+        # Arrow takes a key that is not UTF-8, and only naming its column fails.
+        pytest.param(b'{"x": 1}\n{"\xff": 2}\n', "line 2 is not valid JSON", id="key-not-utf8"),
     ],
 )
 def test_bad_json_lines_are_reported_by_line(data: bytes, message: str) -> None:
