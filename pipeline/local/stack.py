@@ -169,7 +169,7 @@ class LocalStack:
 
     def _start(self, wait_for_workers: bool) -> None:
         if self._endpoint_url is None:
-            self._emulator = emulator.Emulator(self._port, separate=True).start()
+            self._emulator = emulator.Emulator(self._port, separate=self._enforce_iam).start()
             self._endpoint_url = self._emulator.url
         self._environment_before = set_process_environment(
             emulator.environment(self.endpoint_url, self.region)

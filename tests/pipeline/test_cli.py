@@ -144,8 +144,12 @@ def test_dev_submit_watch_and_a_clean_stop(dev: Any, tmp_path: Path, binary_mode
     assert not outputs.exists()
 
 
-def test_ctrl_c_stops_everything_without_replacing_workers(tmp_path: Path) -> None:
-    """A terminal's Ctrl-C signals the whole process group: dev and its workers at once."""
+@pytest.mark.parametrize("flags", [(), ("--enforce-iam",)], ids=["default", "enforce-iam"])
+def test_ctrl_c_stops_everything_without_replacing_workers(
+    tmp_path: Path, flags: tuple[str, ...]
+) -> None:
+    """A terminal's Ctrl-C signals the whole process group: dev and its workers at once,
+    and an enforcing stack's emulator, which dev still needs while it cleans up."""
     outputs = tmp_path / "outputs.json"
     process = subprocess.Popen(
         [
@@ -157,6 +161,7 @@ def test_ctrl_c_stops_everything_without_replacing_workers(tmp_path: Path) -> No
             unique("int"),
             "--min-workers",
             "2",
+            *flags,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -177,7 +182,7 @@ def test_ctrl_c_stops_everything_without_replacing_workers(tmp_path: Path) -> No
 
     assert process.returncode == 0
     assert len(workers) == 2
-    assert len(emulators) == 1  # the emulator: it stops when dev is done with it
+    assert len(emulators) == len(flags)  # apart only when enforcing; it ends when dev is done
     assert "replacing it" not in output
     assert "Traceback" not in output
     assert not [pid for pid in children if alive(pid)]
