@@ -94,10 +94,9 @@ class Bench:
         self.client.s3.put_object(Bucket=self.staging, Key=name, Body=data)
 
     def cpu_seconds(self) -> tuple[float, float]:
-        """CPU seconds used so far by the workers, and by the emulator and this process."""
+        """CPU seconds used so far by the workers, and by this process (the emulator)."""
         workers = sum(_cpu(w.pid) for w in self.stack.workers if w.pid is not None)
-        pid = self.stack.emulator_pid
-        return workers, _cpu(os.getpid()) + (_cpu(pid) if pid is not None else 0.0)
+        return workers, _cpu(os.getpid())
 
     def score(self, name: str) -> tuple[float, Notification]:
         """Copy a staged file into the input bucket; seconds from then to its notification."""

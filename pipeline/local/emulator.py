@@ -95,11 +95,6 @@ class Emulator:
             return self
         return self._serve()
 
-    @property
-    def pid(self) -> int | None:
-        """The emulator's own process, when it runs apart."""
-        return None if self._process is None else self._process.pid
-
     def enforce(self) -> None:
         """From now on, every request is checked against the IAM policies of its identity.
 

@@ -154,11 +154,6 @@ class LocalStack:
             raise RuntimeError("the stack is not started")
         return self._endpoint_url
 
-    @property
-    def emulator_pid(self) -> int | None:
-        """The process of the emulator this stack started (None on a given endpoint)."""
-        return None if self._emulator is None else self._emulator.pid
-
     def start(self, wait_for_workers: bool = True) -> Self:
         try:
             self._start(wait_for_workers)
