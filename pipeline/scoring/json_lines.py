@@ -119,7 +119,7 @@ class JsonLinesReader:
                 read_options=pa_json.ReadOptions(use_threads=True, block_size=_PARSE_BLOCK),
             )
             # Arrow does not check that keys are UTF-8; a name that is not fails here.
-            return table.combine_chunks().to_batches()[0] if table.num_rows else _empty(table)
+            return _one_batch(table)
         except (pa.ArrowInvalid, UnicodeDecodeError):
             return self._parse_slowly(records.to_pylist(), lines.tolist())
 
@@ -129,8 +129,9 @@ class JsonLinesReader:
         Arrow refuses numbers a double cannot hold (``1e400``, which Python
         reads as infinity, as LightGBM would take it), integers past int64,
         a key whose values change kind between records, and a repeated key.
-        Here those read as Python reads them; a nested value among plain ones is named by line
-        and key, and a line that is not a JSON object by its line.
+        Here those read as Python reads them (a repeated key keeping its first
+        value); a nested value among plain ones is named by line and key, and a
+        line that is not a JSON object by its line.
         """
         rows: list[dict[str, Any]] = []
         for record, line in zip(records, lines, strict=True):
@@ -218,7 +219,7 @@ def _parsed_by_polars(text: pa.Buffer, kinds: dict[str, pl.DataType]) -> pa.Reco
     if _count(data, b'"') != 2 * (values + nulls):
         return None
     table = frame.to_arrow()
-    return table.combine_chunks().to_batches()[0] if table.num_rows else _empty(table)
+    return _one_batch(table)
 
 
 def _count(data: npt.NDArray[np.uint8], byte: bytes) -> int:
@@ -254,8 +255,11 @@ def _kind(value: Any) -> str:
     return "text"
 
 
-def _empty(table: pa.Table) -> pa.RecordBatch:
-    return pa.RecordBatch.from_pylist([], schema=table.schema)
+def _one_batch(table: pa.Table) -> pa.RecordBatch:
+    """A parsed chunk as one batch (a table of no rows has no batch to give)."""
+    if not table.num_rows:
+        return pa.RecordBatch.from_pylist([], schema=table.schema)
+    return table.combine_chunks().to_batches()[0]
 
 
 class JsonLinesWriter:
