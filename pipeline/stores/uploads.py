@@ -7,6 +7,7 @@ CRC32, so S3 checks each as it arrives.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
+from isal import isal_zlib
 
 from pipeline.stores.aws import translated
 
@@ -47,6 +49,12 @@ _IN_FLIGHT = 1
 CHECKSUM: Literal["CRC32"] = "CRC32"
 
 
+def crc32(body: bytes) -> str:
+    """A part's CRC32 as S3 spells it. ISA-L's takes 0.15 ms for 8 MiB where zlib's,
+    which botocore would use, takes 2-4 ms: a tenth of a CPU-second on a 300 MB output."""
+    return base64.b64encode(isal_zlib.crc32(body).to_bytes(4, "big")).decode()
+
+
 @dataclass(frozen=True)
 class Part:
     """An uploaded part: what completing the upload must name of it."""
@@ -76,6 +84,7 @@ class Upload:
         return cls(s3, bucket, key, answer["UploadId"])
 
     def part(self, number: int, body: bytes) -> Part:
+        checksum = crc32(body)  # given, so botocore does not compute its own
         with translated(f"writing part {number} of s3://{self.bucket}/{self.key}"):
             answer = self.s3.upload_part(
                 Bucket=self.bucket,
@@ -84,8 +93,9 @@ class Upload:
                 PartNumber=number,
                 Body=body,
                 ChecksumAlgorithm=CHECKSUM,
+                ChecksumCRC32=checksum,
             )
-        return Part(number, answer["ETag"], answer["ChecksumCRC32"])
+        return Part(number, answer["ETag"], checksum)
 
     def complete(self, parts: list[Part]) -> None:
         """Join ``parts`` (in any order) into the object; errors are the caller's to translate."""

@@ -8,9 +8,12 @@ import os
 import zlib
 from typing import Any
 
+import pytest
+from botocore.httpchecksum import Crc32Checksum
+
 from pipeline.messages import ObjectRef
 from pipeline.stores.storage import RangeReader
-from pipeline.stores.uploads import MAX_PARTS, PART_BYTES, MultipartWriter, part_size
+from pipeline.stores.uploads import MAX_PARTS, PART_BYTES, MultipartWriter, crc32, part_size
 
 TIB = 1024**4
 
@@ -32,6 +35,15 @@ def test_the_first_part_size_is_a_parameter_for_small_outputs() -> None:
 
 def _crc32(data: bytes) -> bytes:
     return zlib.crc32(data).to_bytes(4, "big")
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 4096, 5 * 1024 * 1024 + 3])
+def test_a_parts_crc32_is_the_one_botocore_would_send(size: int) -> None:
+    """The emulator keeps its own checksum of a part; S3 refuses a part whose declared
+    one differs, so the declared one is checked here against botocore's."""
+    data = os.urandom(size)
+    assert crc32(data) == Crc32Checksum().handle(data)
+    assert crc32(memoryview(data)) == crc32(data)
 
 
 def test_an_output_in_parts_carries_the_crc32_of_its_parts(s3: Any, bucket: str) -> None:
