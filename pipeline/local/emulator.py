@@ -10,7 +10,9 @@ not intercept kombu's SQS polling, which goes through pycurl.
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime
+import hashlib
 import logging
 import signal
 import subprocess
@@ -20,7 +22,10 @@ import threading
 import time
 import types
 import urllib.request
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Self
+
+from isal import isal_zlib
 
 if TYPE_CHECKING:
     from werkzeug.serving import BaseWSGIServer
@@ -117,6 +122,7 @@ class Emulator:
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         _objects_in_memory()
+        _completion_in_one_copy()
         _clock_for_queues()
         handler = MotoRequestHandler
         server = make_server(
@@ -188,6 +194,54 @@ def _objects_in_memory() -> None:
     models.tempfile = types.SimpleNamespace(SpooledTemporaryFile=_Held)  # type: ignore[attr-defined,assignment]
 
 
+def _completion_in_one_copy() -> None:
+    """Complete a multipart upload with one copy of its bytes, and CRC32s by ISA-L.
+
+    moto grew a ``bytearray`` part by part, copied it whole into ``bytes``, and
+    took each part's CRC32 with zlib: 0.47 s to complete a 300 MB output, all of
+    it after the worker's last part, on the way to its notification. Here the
+    object holds its parts (``_Parts``), joined at its first read, and ISA-L
+    takes the CRC32s (the same values, ten times faster); the rest of moto's
+    checks and answer are unchanged.
+    """
+    from moto import settings  # noqa: PLC0415
+    from moto.s3 import exceptions, models, utils  # noqa: PLC0415
+
+    def compute_checksum(body: bytes, algorithm: str, encode_base64: bool = True) -> bytes:
+        if algorithm != "CRC32":
+            return utils.compute_checksum(body, algorithm, encode_base64)
+        digest = isal_zlib.crc32(body).to_bytes(4, "big")
+        return base64.b64encode(digest) if encode_base64 else digest
+
+    def complete(
+        self: Any, body: Iterator[tuple[int, str]]
+    ) -> tuple[_Parts, str, tuple[str, str, int] | None]:
+        checksums = models.MultipartChecksumBuilder(
+            self.metadata.get("x-amz-checksum-algorithm"),
+            self.metadata.get("x-amz-checksum-type"),
+        )
+        values: list[bytes] = []
+        md5s = bytearray()
+        last = None
+        for number, etag in body:
+            part = self.parts.get(number)
+            if part is None or part.etag.replace('"', "") != etag.replace('"', ""):
+                raise exceptions.InvalidPart()
+            if last is not None and last.contentsize < settings.S3_UPLOAD_PART_MIN_SIZE:
+                raise exceptions.EntityTooSmall()
+            md5s += bytes.fromhex(part.etag.replace('"', ""))
+            values.append(part.value)
+            checksums.addPart(values[-1])
+            last = part
+        if not values:
+            raise exceptions.MalformedXML()
+        etag = f"{hashlib.md5(bytes(md5s), usedforsecurity=False).hexdigest()}-{len(values)}"
+        return _Parts(values), etag, checksums.build()
+
+    models.compute_checksum = compute_checksum  # type: ignore[attr-defined]
+    models.FakeMultipart.complete = complete  # type: ignore[method-assign,assignment]
+
+
 def _clock_for_queues() -> None:
     """moto's SQS asks the time as a datetime, turned into seconds, for every message of a
     queue on every send and receive (it counts the visible, delayed and in-flight ones
@@ -210,6 +264,20 @@ def _clock_for_queues() -> None:
     models.unix_time_millis = unix_time_millis  # type: ignore[attr-defined,assignment]
 
 
+class _Parts:
+    """A completed upload's parts, as the object's value until it is first read."""
+
+    def __init__(self, values: list[bytes]) -> None:
+        self._values = values
+        self._size = sum(len(v) for v in values)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self._values)
+
+
 class _Held:
     """The spooled file moto keeps an object's value in, over the bytes object written.
 
@@ -217,41 +285,49 @@ class _Held:
     whole, twice, to complete a multipart upload; a spooled file in memory
     copies the bytes at each read and write. Here a whole read gives back the
     bytes written, so a part's bytes are copied once on their way to the
-    object, not five times. Past 1 GiB the bytes go to a spooled file.
+    object, not five times, and that once at the object's first read, not
+    while its upload completes. Past 1 GiB the bytes go to a spooled file.
     """
 
     def __init__(self, *_: object, **__: object) -> None:
         # moto's own limit (5 MiB unless S3_DEFAULT_KEY_BUFFER_SIZE says) is not kept
         self._limit = _IN_MEMORY_BYTES
-        self._data = b""
+        self._data: bytes | _Parts = b""
         self._position = 0
         self._file: Any = None  # past the limit: a spooled file
         self.closed = False
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | _Parts) -> int:
         fresh = self._file is None and not self._data and not self._position
         if fresh and len(data) <= self._limit:
-            self._data = bytes(data)  # no copy of a bytes object
+            # no copy of a bytes object, nor yet of a completed upload's parts
+            self._data = data if isinstance(data, _Parts) else bytes(data)
             self._position = len(data)
             return len(data)
         if self._file is None:
             self._file = tempfile.SpooledTemporaryFile(self._limit)  # noqa: SIM115 - kept open
-            self._file.write(self._data)
+            self._file.write(self._bytes())
             self._file.seek(self._position)
             self._data = b""
-        return int(self._file.write(data))
+        return int(self._file.write(bytes(data)))
+
+    def _bytes(self) -> bytes:
+        if isinstance(self._data, _Parts):
+            self._data = bytes(self._data)
+        return self._data
 
     def read(self, size: int = -1) -> bytes:
         if self.closed:
             raise ValueError("read of closed file")
         if self._file is not None:
             return bytes(self._file.read(size))
-        start, length = self._position, len(self._data)
+        data = self._bytes()
+        start, length = self._position, len(data)
         end = length if size is None or size < 0 else min(length, start + size)
         self._position = max(start, end)
         if start == 0 and end == length:
-            return self._data
-        return self._data[start:end]
+            return data
+        return data[start:end]
 
     def seek(self, offset: int, whence: int = 0) -> int:
         if self._file is not None:
@@ -267,7 +343,7 @@ class _Held:
         if self._file is not None:
             return int(self._file.truncate(size))
         size = self._position if size is None else size
-        self._data = self._data[:size]
+        self._data = self._bytes()[:size]
         return size
 
     def flush(self) -> None:

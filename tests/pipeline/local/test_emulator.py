@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from moto.core import utils
 from moto.sqs import models
 
@@ -65,17 +66,23 @@ def test_an_object_past_the_memory_limit_goes_to_a_file(monkeypatch: pytest.Monk
     assert held.read() == b"z"
 
 
-def test_a_multipart_upload_reads_back_whole_and_in_ranges(s3: Any, bucket: str) -> None:
-    parts = [bytes([i]) * (5 * 1024 * 1024) for i in range(2)] + [b"end"]
+def _upload(s3: Any, bucket: str, parts: list[bytes], etags: dict[int, str] | None = None) -> None:
     upload = s3.create_multipart_upload(Bucket=bucket, Key="m")["UploadId"]
     done = [
         {"PartNumber": n, "ETag": s3.upload_part(
             Bucket=bucket, Key="m", UploadId=upload, PartNumber=n, Body=body)["ETag"]}
         for n, body in enumerate(parts, 1)
     ]  # fmt: skip
+    for part in done:
+        part["ETag"] = (etags or {}).get(part["PartNumber"], part["ETag"])
     s3.complete_multipart_upload(
         Bucket=bucket, Key="m", UploadId=upload, MultipartUpload={"Parts": done}
     )
+
+
+def test_a_multipart_upload_reads_back_whole_and_in_ranges(s3: Any, bucket: str) -> None:
+    parts = [bytes([i]) * (5 * 1024 * 1024) for i in range(2)] + [b"end"]
+    _upload(s3, bucket, parts)
     whole = b"".join(parts)
     assert s3.get_object(Bucket=bucket, Key="m")["Body"].read() == whole
     ranged = s3.get_object(Bucket=bucket, Key="m", Range="bytes=5242878-5242881")
@@ -83,6 +90,55 @@ def test_a_multipart_upload_reads_back_whole_and_in_ranges(s3: Any, bucket: str)
     digests = b"".join(hashlib.md5(p).digest() for p in parts)  # noqa: S324 - S3's ETag
     etag = s3.head_object(Bucket=bucket, Key="m")["ETag"]
     assert etag == f'"{hashlib.md5(digests).hexdigest()}-3"'  # noqa: S324
+
+
+def test_a_completed_upload_is_held_as_its_parts_until_first_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Joining a 300 MB output's parts took a fifth of a second of its completion."""
+    parts = [b"a" * 700, b"b" * 500]
+    held = emulator._Held()
+    held.write(emulator._Parts(parts))
+    assert isinstance(held._data, emulator._Parts)  # nothing joined yet
+    held.seek(0)
+    assert held.read() == b"".join(parts)
+    held.seek(699)
+    assert held.read(2) == b"ab"
+
+    monkeypatch.setattr(emulator, "_IN_MEMORY_BYTES", 1000)
+    big = emulator._Held()
+    big.write(emulator._Parts(parts))  # past the limit: to a file, joined
+    big.seek(0)
+    assert big.read() == b"".join(parts)
+
+
+def test_a_completed_upload_has_its_size_before_it_is_read(s3: Any, bucket: str) -> None:
+    parts = [b"x" * (5 * 1024 * 1024), b"tail"]
+    _upload(s3, bucket, parts)
+    assert s3.head_object(Bucket=bucket, Key="m")["ContentLength"] == 5 * 1024 * 1024 + 4
+    listed = s3.list_objects_v2(Bucket=bucket)["Contents"]
+    assert [(o["Key"], o["Size"]) for o in listed] == [("m", 5 * 1024 * 1024 + 4)]
+
+
+@pytest.mark.parametrize(
+    ("parts", "etags", "code"),
+    [
+        (
+            [b"x" * (5 * 1024 * 1024), b"y"],
+            {2: '"00000000000000000000000000000000"'},
+            "InvalidPart",
+        ),
+        ([b"x" * 1024, b"y"], None, "EntityTooSmall"),
+    ],
+    ids=["wrong-etag", "small-part"],
+)
+def test_completing_still_refuses_what_s3_refuses(
+    s3: Any, bucket: str, parts: list[bytes], etags: dict[int, str] | None, code: str
+) -> None:
+    with pytest.raises(ClientError) as refused:
+        _upload(s3, bucket, parts, etags)
+    assert aws.error_code(refused.value) == code
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
 
 
 def test_queues_tell_the_time_by_the_system_clock_and_still_hide_messages(sqs: Any) -> None:
