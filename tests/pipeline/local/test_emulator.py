@@ -2,6 +2,7 @@
 
 import datetime
 import hashlib
+import io
 import time
 from typing import Any
 
@@ -9,6 +10,8 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.core import utils
 from moto.sqs import models
+from werkzeug import wsgi
+from werkzeug.exceptions import ClientDisconnected
 
 from pipeline.local import emulator
 from pipeline.stores import aws
@@ -139,6 +142,16 @@ def test_completing_still_refuses_what_s3_refuses(
         _upload(s3, bucket, parts, etags)
     assert aws.error_code(refused.value) == code
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+
+
+def test_a_request_body_is_read_whole_and_a_short_one_is_a_disconnect() -> None:
+    emulator._bodies_read_whole()
+    body = bytes(range(256)) * 1000
+    assert wsgi.LimitedStream(io.BufferedReader(io.BytesIO(body)), len(body)).readall() == body
+    stream = wsgi.LimitedStream(io.BufferedReader(io.BytesIO(body[:100])), len(body))
+    with pytest.raises(ClientDisconnected):
+        stream.readall()
+    assert wsgi.LimitedStream(io.BytesIO(body), 10).readall() == body[:10]
 
 
 def test_queues_tell_the_time_by_the_system_clock_and_still_hide_messages(sqs: Any) -> None:
