@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -116,6 +117,47 @@ class Upload:
             )
 
 
+class _Pending:
+    """Bytes written and not yet in a part, as they were written: a part is joined from
+    them in one copy (growing a buffer and slicing parts off it copied each byte three
+    times).
+
+    A ``bytes`` object is kept as it is; anything else is copied, since its writer
+    may reuse it (Arrow's writers hand over views of buffers they write again).
+    """
+
+    def __init__(self) -> None:
+        self._pieces: deque[memoryview] = deque()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def add(self, view: memoryview) -> None:
+        if not view.nbytes:
+            return
+        if not isinstance(view.obj, bytes):
+            view = memoryview(bytes(view))
+        self._pieces.append(view.cast("B"))
+        self._size += view.nbytes
+
+    def take(self, size: int) -> bytes:
+        """The first ``size`` bytes (at most all of them)."""
+        taken: list[memoryview] = []
+        need = min(size, self._size)
+        self._size -= need
+        while need:
+            piece = self._pieces[0]
+            if len(piece) <= need:
+                taken.append(self._pieces.popleft())
+                need -= len(piece)
+            else:
+                taken.append(piece[:need])
+                self._pieces[0] = piece[need:]
+                need = 0
+        return b"".join(taken)
+
+
 class MultipartWriter(io.RawIOBase):
     """A write-only file whose bytes become one S3 object on ``complete()``.
 
@@ -133,7 +175,7 @@ class MultipartWriter(io.RawIOBase):
         self._s3, self.bucket, self.key = s3, bucket, key
         self._content_type = content_type
         self._part_bytes = part_bytes
-        self._buffer = bytearray()
+        self._pending = _Pending()
         self._parts: list[Future[Part]] = []
         self._uploads: ThreadPoolExecutor | None = None
         self._upload: Upload | None = None
@@ -145,11 +187,10 @@ class MultipartWriter(io.RawIOBase):
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         view = memoryview(data)
-        self._buffer += view
+        self._pending.add(view)
         self.bytes_written += len(view)
-        while len(self._buffer) >= (size := part_size(len(self._parts) + 1, self._part_bytes)):
-            self._start_part(bytes(self._buffer[:size]))
-            del self._buffer[:size]
+        while len(self._pending) >= (size := part_size(len(self._parts) + 1, self._part_bytes)):
+            self._start_part(self._pending.take(size))
         return len(view)
 
     def _start_part(self, chunk: bytes) -> None:
@@ -170,15 +211,15 @@ class MultipartWriter(io.RawIOBase):
                 self._s3.put_object(
                     Bucket=self.bucket,
                     Key=self.key,
-                    Body=bytes(self._buffer),
+                    Body=self._pending.take(len(self._pending)),
                     ContentType=self._content_type,
                 )
             else:
-                if self._buffer:
-                    self._start_part(bytes(self._buffer))
+                if self._pending:
+                    self._start_part(self._pending.take(len(self._pending)))
                 parts = [part.result() for part in self._parts]
                 self._upload.complete(parts)
-        self._buffer.clear()
+        self._pending = _Pending()
         self._done = True
 
     def __exit__(self, *exc_info: object) -> None:
@@ -243,7 +284,7 @@ class ShardWriter(io.RawIOBase):
         self._first, self._max, self._temp = first_part, max_parts, temp
         self._skip, self._hold, self._part_bytes = skip, hold, part_bytes
         self._head = bytearray()
-        self._buffer = bytearray()
+        self._pending = _Pending()
         self._parts: list[tuple[Future[Part], int]] = []
         self._uploads = ThreadPoolExecutor(1, thread_name_prefix="upload")
         self.bytes_written = 0
@@ -264,10 +305,9 @@ class ShardWriter(io.RawIOBase):
         if room > 0:
             self._head += view[:room]
             view = view[room:]
-        self._buffer += view
-        while len(self._buffer) >= (size := self._next_size()) + self._hold:
-            self._start_part(bytes(self._buffer[:size]))
-            del self._buffer[:size]
+        self._pending.add(view)
+        while len(self._pending) >= (size := self._next_size()) + self._hold:
+            self._start_part(self._pending.take(size))
         return written
 
     def _next_size(self) -> int:
@@ -289,12 +329,11 @@ class ShardWriter(io.RawIOBase):
         with translated(f"keeping the held-back bytes of {self._temp}"):
             uploaded = [(future.result(), size) for future, size in self._parts]
             parts = [(part.number, part.etag, size, part.crc32) for part, size in uploaded]
-            for suffix, held in (("head", self._head), ("tail", self._buffer)):
+            tail = self._pending.take(len(self._pending))
+            for suffix, held in (("head", bytes(self._head)), ("tail", tail)):
                 if held:
-                    self._s3.put_object(
-                        Bucket=self.bucket, Key=f"{self._temp}-{suffix}", Body=bytes(held)
-                    )
-        self.output = ShardOutput(parts=parts, head=len(self._head), tail=len(self._buffer))
+                    self._s3.put_object(Bucket=self.bucket, Key=f"{self._temp}-{suffix}", Body=held)
+        self.output = ShardOutput(parts=parts, head=len(self._head), tail=len(tail))
         return self.output
 
     def __exit__(self, *exc_info: object) -> None:

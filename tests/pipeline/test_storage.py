@@ -12,6 +12,7 @@ import pytest
 from botocore.httpchecksum import Crc32Checksum
 
 from pipeline.messages import ObjectRef
+from pipeline.stores import uploads
 from pipeline.stores.storage import RangeReader
 from pipeline.stores.uploads import MAX_PARTS, PART_BYTES, MultipartWriter, crc32, part_size
 
@@ -44,6 +45,22 @@ def test_a_parts_crc32_is_the_one_botocore_would_send(size: int) -> None:
     data = os.urandom(size)
     assert crc32(data) == Crc32Checksum().handle(data)
     assert crc32(memoryview(data)) == crc32(data)
+
+
+def test_pending_bytes_are_taken_in_order_across_writes_and_a_reused_buffer_is_copied() -> None:
+    pending = uploads._Pending()
+    reused = bytearray(b"abcd")
+    pending.add(memoryview(b"0123"))
+    pending.add(memoryview(reused))
+    reused[:] = b"WXYZ"  # a writer filling its buffer again
+    pending.add(memoryview(b"").cast("B"))
+    pending.add(memoryview(b"tail"))
+    assert len(pending) == 12
+    assert pending.take(6) == b"0123ab"
+    assert pending.take(3) == b"cdt"
+    assert len(pending) == 3
+    assert pending.take(100) == b"ail"
+    assert pending.take(1) == b""
 
 
 def test_an_output_in_parts_carries_the_crc32_of_its_parts(s3: Any, bucket: str) -> None:
