@@ -218,8 +218,10 @@ def _parsed_by_polars(text: pa.Buffer, kinds: dict[str, pl.DataType]) -> pa.Reco
     values = frame.width * frame.height - sum(frame.null_count().row(0))
     if _count(data, b'"') != 2 * (values + nulls):
         return None
-    table = frame.to_arrow()
-    return _one_batch(table)
+    # column by column: a frame's ``to_arrow`` gives each parsing thread's chunk apart,
+    # to be combined again (2.3 ms for 8,192 records of 33 numbers, against 0.35)
+    columns = [frame.get_column(name).to_arrow() for name in frame.columns]
+    return pa.RecordBatch.from_arrays(columns, names=frame.columns)
 
 
 def _count(data: npt.NDArray[np.uint8], byte: bytes) -> int:
