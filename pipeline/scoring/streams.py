@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from pipeline.errors import UnreadableFile
@@ -66,7 +67,10 @@ def output_stream(sink: ByteSink, compression: str | None) -> pa.NativeFile:
     return out
 
 
-_NEWLINE, _QUOTE = ord("\n"), ord('"')
+def byte_count(data: npt.NDArray[np.uint8], byte: bytes) -> int:
+    """How many times ``byte`` occurs: numpy counts about five times as fast as
+    ``bytes.count`` (a third of a CPU-second on the shards of a 572 MB file)."""
+    return int(np.count_nonzero(data == ord(byte)))
 
 
 class RecordRange(io.RawIOBase):
@@ -126,9 +130,7 @@ class RecordRange(io.RawIOBase):
             if newline >= 0:
                 block = block[: newline + 1]
                 self._done = True
-        # numpy counts a byte about five times as fast as ``bytes.count``: a third of a
-        # CPU-second on the shards of a 572 MB file
         data = np.frombuffer(block, np.uint8)
-        self.lines += int(np.count_nonzero(data == _NEWLINE))
-        self.quotes += int(np.count_nonzero(data == _QUOTE))
+        self.lines += byte_count(data, b"\n")
+        self.quotes += byte_count(data, b'"')
         return block
