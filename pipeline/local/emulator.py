@@ -226,11 +226,12 @@ def _completion_in_one_copy() -> None:
         last = None
         for number, etag in body:
             part = self.parts.get(number)
-            if part is None or part.etag.replace('"', "") != etag.replace('"', ""):
+            stored = None if part is None else part.etag.replace('"', "")
+            if stored is None or stored != etag.replace('"', ""):
                 raise exceptions.InvalidPart()
             if last is not None and last.contentsize < settings.S3_UPLOAD_PART_MIN_SIZE:
                 raise exceptions.EntityTooSmall()
-            md5s += bytes.fromhex(part.etag.replace('"', ""))
+            md5s += bytes.fromhex(stored)
             values.append(part.value)
             checksums.addPart(values[-1])
             last = part

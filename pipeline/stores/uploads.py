@@ -141,10 +141,10 @@ class _Pending:
         self._pieces.append(view.cast("B"))
         self._size += view.nbytes
 
-    def take(self, size: int) -> bytes:
-        """The first ``size`` bytes (at most all of them)."""
+    def take(self, size: int | None = None) -> bytes:
+        """The first ``size`` bytes (at most all of them; all of them if None)."""
         taken: list[memoryview] = []
-        need = min(size, self._size)
+        need = self._size if size is None else min(size, self._size)
         self._size -= need
         while need:
             piece = self._pieces[0]
@@ -211,12 +211,12 @@ class MultipartWriter(io.RawIOBase):
                 self._s3.put_object(
                     Bucket=self.bucket,
                     Key=self.key,
-                    Body=self._pending.take(len(self._pending)),
+                    Body=self._pending.take(),
                     ContentType=self._content_type,
                 )
             else:
                 if self._pending:
-                    self._start_part(self._pending.take(len(self._pending)))
+                    self._start_part(self._pending.take())
                 parts = [part.result() for part in self._parts]
                 self._upload.complete(parts)
         self._pending = _Pending()
@@ -329,7 +329,7 @@ class ShardWriter(io.RawIOBase):
         with translated(f"keeping the held-back bytes of {self._temp}"):
             uploaded = [(future.result(), size) for future, size in self._parts]
             parts = [(part.number, part.etag, size, part.crc32) for part, size in uploaded]
-            tail = self._pending.take(len(self._pending))
+            tail = self._pending.take()
             for suffix, held in (("head", bytes(self._head)), ("tail", tail)):
                 if held:
                     self._s3.put_object(Bucket=self.bucket, Key=f"{self._temp}-{suffix}", Body=held)

@@ -61,6 +61,9 @@ def test_pending_bytes_are_taken_in_order_across_writes_and_a_reused_buffer_is_c
     assert len(pending) == 3
     assert pending.take(100) == b"ail"
     assert pending.take(1) == b""
+    pending.add(memoryview(b"rest"))
+    assert pending.take() == b"rest"
+    assert len(pending) == 0
 
 
 def test_an_output_in_parts_carries_the_crc32_of_its_parts(s3: Any, bucket: str) -> None:
