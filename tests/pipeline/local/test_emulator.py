@@ -2,7 +2,9 @@
 
 import datetime
 import hashlib
+import http.client
 import io
+import threading
 import time
 from typing import Any
 
@@ -12,6 +14,7 @@ from moto.core import utils
 from moto.sqs import models
 from werkzeug import wsgi
 from werkzeug.exceptions import ClientDisconnected
+from werkzeug.serving import WSGIRequestHandler
 
 from pipeline.local import emulator
 from pipeline.stores import aws
@@ -174,3 +177,83 @@ def test_queues_tell_the_time_by_the_system_clock_and_still_hide_messages(sqs: A
         assert [m["Body"] for m in again] == ["m"]
     finally:
         sqs.delete_queue(QueueUrl=url)
+
+
+def _connection(url: str) -> http.client.HTTPConnection:
+    host, port = url.removeprefix("http://").split(":")
+    return http.client.HTTPConnection(host, int(port), timeout=10)
+
+
+def _get(connection: http.client.HTTPConnection, path: str, body: bytes | None = None) -> bytes:
+    connection.request("GET", path, body=body)
+    answer = connection.getresponse()
+    assert answer.status == 200
+    assert answer.getheader("Connection") != "close"
+    return answer.read()
+
+
+def test_a_connection_serves_request_after_request(aws_endpoint: str, s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="k", Body=b"held", ACL="public-read")
+    connection = _connection(aws_endpoint)
+    try:
+        assert _get(connection, f"/{bucket}/k", body=b"z" * 70_000) == b"held"
+        kept = connection.sock
+        assert _get(connection, f"/{bucket}/k") == b"held"
+        assert connection.sock is kept
+    finally:
+        connection.close()
+
+
+def test_a_body_the_application_left_unread_is_not_taken_for_the_next_request() -> None:
+    """moto reads every body; an application that does not must not leave its rest to
+    be read as the next request line (why werkzeug closed every connection)."""
+
+    def ignoring(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        path = environ["PATH_INFO"].encode()
+        start_response("200 OK", [("Content-Length", str(len(path)))])
+        return [path]
+
+    server = emulator._server(ignoring, 0, WSGIRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    connection = _connection(f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        assert _get(connection, "/first", body=b"z" * 70_000) == b"/first"
+        kept = connection.sock
+        assert _get(connection, "/next") == b"/next"
+        assert connection.sock is kept
+    finally:
+        connection.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_body_sent_in_chunks_is_read_and_its_connection_closed(
+    aws_endpoint: str, s3: Any, bucket: str
+) -> None:
+    """Where a chunked body ends is the dechunker's to know: no next request is read after it."""
+    s3.put_bucket_acl(Bucket=bucket, ACL="public-read-write")
+    connection = _connection(aws_endpoint)
+    try:
+        connection.request("PUT", f"/{bucket}/c", body=iter([b"abc", b"def"]), encode_chunked=True)
+        answer = connection.getresponse()
+        answer.read()
+        assert (answer.status, answer.getheader("Connection")) == (200, "close")
+    finally:
+        connection.close()
+    assert s3.get_object(Bucket=bucket, Key="c")["Body"].read() == b"abcdef"
+
+
+def test_stopping_ends_the_connections_it_kept() -> None:
+    """A kept connection's thread waits for the next request; stopping must end it."""
+    server = emulator.Emulator().start()
+    connection = _connection(server.url)
+    try:
+        connection.request("GET", "/moto-api/")
+        connection.getresponse().read()
+        kept = connection.sock
+        assert kept is not None
+        server.stop()
+        assert kept.recv(1) == b""  # the emulator's end of it is gone
+    finally:
+        connection.close()
+        server.stop()
