@@ -22,6 +22,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     ParamValidationError,
 )
+from botocore.utils import determine_content_length
 
 from pipeline.errors import ConfigurationError, JobTimeout, TransientError
 
@@ -69,7 +70,29 @@ def s3_client(region: str | None = None, *, retried: bool = True) -> S3Client:
     config = CONFIG.merge(_S3)
     if not retried:
         config = config.merge(Config(retries={"total_max_attempts": 1}))
-    return boto3.client("s3", region_name=region, config=config)
+    client = boto3.client("s3", region_name=region, config=config)
+    client.meta.events.register_last("before-call.s3", _sent_at_once)
+    return client
+
+
+#: Bodies up to this size are sent without asking first (``Expect: 100-continue``).
+ASK_FIRST_BYTES = 1 << 20
+
+
+def _sent_at_once(params: dict[str, Any], **_: Any) -> None:
+    """A small body goes with its request, without waiting for the server's go-ahead.
+
+    botocore asks before every upload with a body, whatever its size: a round
+    trip on each of a small file's uploads (its output, its reports, its ledger
+    entries), where sending the body would take less than the round trip. A
+    large body (an output's parts) still waits, so a refused one is not sent.
+    """
+    headers = params.get("headers", {})
+    if "Expect" not in headers:
+        return
+    length = determine_content_length(params.get("body"))
+    if length is not None and length <= ASK_FIRST_BYTES:
+        del headers["Expect"]
 
 
 def sqs_client(region: str | None = None) -> SQSClient:

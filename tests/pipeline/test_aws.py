@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from botocore.exceptions import (
     ClientError,
@@ -12,7 +14,7 @@ from botocore.exceptions import (
 )
 
 from pipeline.errors import ConfigurationError, TransientError
-from pipeline.stores.aws import is_transient, raise_transient
+from pipeline.stores.aws import ASK_FIRST_BYTES, is_transient, raise_transient
 
 
 def client_error(code: str, status: int, message: str = "") -> ClientError:
@@ -73,3 +75,22 @@ def test_a_permission_iam_denies_is_the_deployments_to_fix_and_is_named() -> Non
         raise_transient(error, "storing s3://out/k")
     with pytest.raises(ConfigurationError, match=r"s3:PutObject on resource: arn:aws:s3:::out/k"):
         raise_transient(error, "storing s3://out/k")
+
+
+def _expect_headers(s3: Any, bucket: str, size: int) -> list[str | None]:
+    sent: list[str | None] = []
+    s3.meta.events.register(
+        "before-send.s3.PutObject", lambda request, **_: sent.append(request.headers.get("Expect"))
+    )
+    s3.put_object(Bucket=bucket, Key=f"k{size}", Body=b"x" * size)
+    assert s3.head_object(Bucket=bucket, Key=f"k{size}")["ContentLength"] == size
+    return sent
+
+
+def test_a_small_body_is_sent_without_asking_first_and_a_large_one_asks(
+    s3: Any, bucket: str
+) -> None:
+    """Waiting for ``100 Continue`` costs a round trip on every small upload of a file."""
+    assert _expect_headers(s3, bucket, 1000) == [None]
+    assert _expect_headers(s3, bucket, ASK_FIRST_BYTES) == [None]
+    assert _expect_headers(s3, bucket, ASK_FIRST_BYTES + 1) == [b"100-continue"]
