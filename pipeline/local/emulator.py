@@ -13,6 +13,7 @@ import argparse
 import base64
 import contextlib
 import datetime
+import gc
 import hashlib
 import logging
 import selectors
@@ -573,6 +574,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _resources()
     emulator = Emulator(args.port).start()
+    gc.freeze()  # moto's own objects live as long as this process (see ``LocalStack``)
     print(emulator.url, flush=True)
     sys.stdin.read()
     emulator.stop()

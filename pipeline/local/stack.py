@@ -17,6 +17,7 @@ and each part runs as its template role (``identities``).
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import logging
 import re
@@ -234,6 +235,11 @@ class LocalStack:
             self.outputs["ClientAccessKeyId"] = self.identities.client.access_key_id
             self.outputs["ClientSecretAccessKey"] = self.identities.client.secret_access_key
             self.outputs["ClientPolicyArn"] = self.identities.client_policy_arn
+        # Everything the emulator, botocore and moto loaded to get here lives as long
+        # as the stack: out of the collector's sight, a full collection no longer walks
+        # its quarter-million objects (a 220-240 ms pause about once in 60 small files,
+        # stalling whichever request was in the emulator).
+        gc.freeze()
 
     def _enforce(self, loaded: dict[str, Any]) -> dict[str, boto3.Session]:
         """With ``enforce_iam``: the template's identities, then checking on; their sessions.
@@ -298,6 +304,7 @@ class LocalStack:
         path.write_text(json.dumps(self.outputs, indent=2) + "\n")
 
     def stop(self) -> None:
+        gc.unfreeze()  # what died meanwhile can be collected again
         if self.supervisor is not None:
             self.supervisor.stop()
         for mapping in self.mappings:

@@ -9,6 +9,7 @@ to the dead-letter queue) and calls one function of ``process``.
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -85,6 +86,14 @@ def _json_logs(**_: Any) -> None:
     # Celery's own per-task lines name its task id, not the job; ours say more.
     for name in ("celery.app.trace", "celery.worker.strategy"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@signals.worker_ready.connect  # type: ignore[untyped-decorator]
+def _startup_kept(**_: Any) -> None:
+    """What the worker loaded to start (celery, boto3, Arrow, polars) lives as long as it
+    does: out of the collector's sight, a full collection does not walk it in the middle
+    of a file."""
+    gc.freeze()
 
 
 app = create_app(Settings())

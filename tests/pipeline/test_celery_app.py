@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
+from celery import signals
 from kombu.asynchronous.hub import Hub
 
 from pipeline.worker import app as celery_app
+from pipeline.worker import main
 
 
 def test_the_event_loop_naps_briefly_while_no_socket_is_open(
@@ -23,3 +27,14 @@ def test_the_event_loop_naps_briefly_while_no_socket_is_open(
         hub.close()
 
     assert naps == [celery_app.NAP_SECONDS]
+
+
+def test_a_ready_worker_keeps_its_startup_out_of_the_collectors_way() -> None:
+    """Connected to ``worker_ready``: a full collection no longer walks celery, boto3,
+    Arrow and polars in the middle of a file."""
+    assert main._startup_kept in [ref() for _, ref in signals.worker_ready.receivers]
+    try:
+        signals.worker_ready.send(sender=None)
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
