@@ -39,6 +39,7 @@ from pipeline.stores.ledger import Ledger
 from pipeline.stores.notify import announce
 
 if TYPE_CHECKING:
+    import boto3
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sns import SNSClient
 
@@ -54,8 +55,9 @@ class DeadLetterRuntime:
     ledger: Ledger
 
     @classmethod
-    def create(cls, settings: Settings) -> DeadLetterRuntime:
-        return cls.of(settings, aws.s3_client(), aws.sns_client())
+    def create(cls, settings: Settings, session: boto3.Session | None = None) -> DeadLetterRuntime:
+        """``session``: as that identity (the local stack playing the function's role)."""
+        return cls.of(settings, aws.s3_client(session=session), aws.sns_client(session=session))
 
     @classmethod
     def of(cls, settings: Settings, s3: S3Client, sns: SNSClient) -> DeadLetterRuntime:

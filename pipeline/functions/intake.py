@@ -41,6 +41,7 @@ from pipeline.stores.notify import announce
 from pipeline.stores.storage import object_metadata
 
 if TYPE_CHECKING:
+    import boto3
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
@@ -62,8 +63,14 @@ class IntakeRuntime:
     ledger: Ledger
 
     @classmethod
-    def create(cls, settings: Settings) -> IntakeRuntime:
-        return cls.of(settings, aws.s3_client(), aws.sns_client(), aws.sqs_client())
+    def create(cls, settings: Settings, session: boto3.Session | None = None) -> IntakeRuntime:
+        """``session``: as that identity (the local stack playing the function's role)."""
+        return cls.of(
+            settings,
+            aws.s3_client(session=session),
+            aws.sns_client(session=session),
+            aws.sqs_client(session=session),
+        )
 
     @classmethod
     def of(cls, settings: Settings, s3: S3Client, sns: SNSClient, sqs: SQSClient) -> IntakeRuntime:

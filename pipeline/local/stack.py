@@ -49,32 +49,6 @@ DEFAULT_REGION = "us-east-1"
 _STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
 
-def _sqs(session: boto3.Session | None, region: str) -> Any:
-    """An SQS client as ``session`` (a part's identity), or as this process."""
-    return aws.sqs_client(region) if session is None else session.client("sqs", config=aws.CONFIG)
-
-
-def _intake_runtime(settings: Settings, session: boto3.Session | None) -> IntakeRuntime:
-    if session is None:
-        return IntakeRuntime.create(settings)
-    return IntakeRuntime.of(
-        settings,
-        session.client("s3", config=aws.CONFIG),
-        session.client("sns", config=aws.CONFIG),
-        session.client("sqs", config=aws.CONFIG),
-    )
-
-
-def _dead_letter_runtime(
-    settings: Settings, session: boto3.Session | None
-) -> dead_letters.DeadLetterRuntime:
-    if session is None:
-        return dead_letters.DeadLetterRuntime.create(settings)
-    return dead_letters.DeadLetterRuntime.of(
-        settings, session.client("s3", config=aws.CONFIG), session.client("sns", config=aws.CONFIG)
-    )
-
-
 class LocalStack:
     """The whole pipeline on this machine, from ``start()`` (or a ``with`` block) to ``stop()``.
 
@@ -182,21 +156,23 @@ class LocalStack:
             EventSourceMapping(
                 "upload",
                 outputs["UploadEventsQueueUrl"],
-                functools.partial(handle_event, runtime=_intake_runtime(self.settings, upload)),
+                functools.partial(
+                    handle_event, runtime=IntakeRuntime.create(self.settings, upload)
+                ),
                 self.region,
-                sqs=_sqs(upload, self.region),
+                sqs=aws.sqs_client(self.region, session=upload),
             ),
             EventSourceMapping(
                 "dead-letters",
                 outputs["TaskDeadLetterQueueUrl"],
                 functools.partial(
                     dead_letters.handle_event,
-                    runtime=_dead_letter_runtime(
+                    runtime=dead_letters.DeadLetterRuntime.create(
                         self._function_settings("DeadLetterFunction"), dead_letters_session
                     ),
                 ),
                 self.region,
-                sqs=_sqs(dead_letters_session, self.region),
+                sqs=aws.sqs_client(self.region, session=dead_letters_session),
             ),
         ]
         self._state_dir = self._given_state_dir or Path(
@@ -219,7 +195,7 @@ class LocalStack:
             workers=self._worker_count,
             policy=self._scaling,
             queue_url=outputs["TaskQueueUrl"],
-            sqs=_sqs(supervisor, self.region),
+            sqs=aws.sqs_client(self.region, session=supervisor),
             logs_dir=self.logs_dir,
         )
         self.supervisor.start(wait_ready=wait_for_workers)

@@ -65,12 +65,15 @@ _TRANSIENT_CODES = frozenset(
 _S3 = Config(s3={"payload_signing_enabled": False})
 
 
-def s3_client(region: str | None = None, *, retried: bool = True) -> S3Client:
-    """``retried=False``: one try, for a read whose caller falls back to a retried one."""
+def s3_client(
+    region: str | None = None, *, retried: bool = True, session: boto3.Session | None = None
+) -> S3Client:
+    """``retried=False``: one try, for a read whose caller falls back to a retried one.
+    ``session``: as that identity (a local stack's part playing its template role)."""
     config = CONFIG.merge(_S3)
     if not retried:
         config = config.merge(Config(retries={"total_max_attempts": 1}))
-    client = boto3.client("s3", region_name=region, config=config)
+    client = (session or boto3).client("s3", region_name=region, config=config)
     client.meta.events.register_last("before-call.s3", _sent_at_once)
     return client
 
@@ -95,12 +98,12 @@ def _sent_at_once(params: dict[str, Any], **_: Any) -> None:
         del headers["Expect"]
 
 
-def sqs_client(region: str | None = None) -> SQSClient:
-    return boto3.client("sqs", region_name=region, config=CONFIG)
+def sqs_client(region: str | None = None, *, session: boto3.Session | None = None) -> SQSClient:
+    return (session or boto3).client("sqs", region_name=region, config=CONFIG)
 
 
-def sns_client(region: str | None = None) -> SNSClient:
-    return boto3.client("sns", region_name=region, config=CONFIG)
+def sns_client(region: str | None = None, *, session: boto3.Session | None = None) -> SNSClient:
+    return (session or boto3).client("sns", region_name=region, config=CONFIG)
 
 
 def cloudformation_client(region: str | None = None) -> CloudFormationClient:
