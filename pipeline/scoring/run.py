@@ -34,7 +34,7 @@ from pipeline.scoring.engine.cache import ModelCache
 from pipeline.scoring.model import LoadedModel
 from pipeline.scoring.quality import QualityCounter
 from pipeline.scoring.shadow import Shadowing, write_report
-from pipeline.scoring.stages import overlapped
+from pipeline.scoring.stages import staged
 from pipeline.shadow import ShadowRef
 from pipeline.stores.storage import S3Object
 from pipeline.stores.uploads import MultipartWriter
@@ -348,7 +348,7 @@ def score_source(
 
     rows = consumed = 0
     stages = _stages(featurize, predict, shadow, threads)
-    for chunk, added in overlapped(_timed(reader, spent), stages):
+    for chunk, added in staged(_timed(reader, spent), stages, obj.size):
         with spent.writing():
             writer.write(chunk, added)
         rows += chunk.num_rows

@@ -10,6 +10,8 @@ memory stays bounded whatever the file's size.
 
 An exception in any stage reaches the caller from ``next()``; leaving the
 iterator early (an error, the watchdog's ``JobTimeout``) stops every stage.
+An input of a chunk or so has nothing to overlap: its stages run in turn in
+the caller's thread (``staged``).
 """
 
 from __future__ import annotations
@@ -23,10 +25,34 @@ _POLL_SECONDS = 0.1
 _JOIN_SECONDS = 10.0
 _DONE = object()
 
+#: Inputs up to this size are a chunk or two: their stages run in the caller's thread.
+IN_TURN_BYTES = 1 << 20
+
 
 class _Failed:
     def __init__(self, error: BaseException) -> None:
         self.error = error
+
+
+def staged(source: Iterable[Any], steps: list[Callable[[Any], Any]], size: int) -> Iterator[Any]:
+    """``overlapped``, or for an input of ``size`` up to ``IN_TURN_BYTES``, ``in_turn``."""
+    return in_turn(source, steps) if size <= IN_TURN_BYTES else overlapped(source, steps)
+
+
+def in_turn(source: Iterable[Any], steps: list[Callable[[Any], Any]]) -> Iterator[Any]:
+    """What ``overlapped`` yields, each item through every stage in the caller's thread.
+
+    A 1,000-row file is one chunk: there is nothing to overlap, and starting a
+    thread a stage and handing the chunk from one to the next, the threads
+    waking each other on two busy cores, cost its trip from upload to
+    notification about 3 ms at the median (55.4-55.5 -> 51.4-53.0 ms, runs
+    alternating) and the worker 2 CPU-ms.
+    """
+    for item in source:
+        result = item
+        for step in steps:
+            result = step(result)
+        yield result
 
 
 def overlapped(

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.scoring.stages import overlapped
+from pipeline.scoring.stages import IN_TURN_BYTES, overlapped, staged
 
 
 def stage_threads() -> list[str]:
@@ -87,3 +87,35 @@ def test_leaving_early_stops_every_stage() -> None:
 
     assert stage_threads() == []
     assert len(produced) < 20  # bounded hand-offs: the source never ran far ahead
+
+
+@pytest.mark.parametrize(
+    ("size", "in_the_callers_thread"),
+    [(0, True), (IN_TURN_BYTES, True), (IN_TURN_BYTES + 1, False)],
+)
+def test_a_small_inputs_stages_run_in_the_callers_thread(
+    size: int, in_the_callers_thread: bool
+) -> None:
+    """A chunk or two: no thread to start, no hand-off; the same items either way."""
+    seen: list[int | None] = []
+
+    def note(x: int) -> int:
+        seen.append(threading.get_ident())
+        return x * 2
+
+    result = list(staged(range(5), [note, lambda x: x + 1], size))
+
+    assert result == [x * 2 + 1 for x in range(5)]
+    assert (set(seen) == {threading.get_ident()}) is in_the_callers_thread
+
+
+def test_an_error_in_a_small_inputs_stage_reaches_the_consumer() -> None:
+    def fail_on_three(x: int) -> int:
+        if x == 3:
+            raise ValueError("row 3 is bad")
+        return x
+
+    items = staged(range(10), [fail_on_three], size=100)
+    assert [next(items) for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(ValueError, match="row 3"):
+        next(items)
