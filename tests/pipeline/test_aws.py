@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -94,3 +95,19 @@ def test_a_small_body_is_sent_without_asking_first_and_a_large_one_asks(
     assert _expect_headers(s3, bucket, 1000) == [None]
     assert _expect_headers(s3, bucket, ASK_FIRST_BYTES) == [None]
     assert _expect_headers(s3, bucket, ASK_FIRST_BYTES + 1) == [b"100-continue"]
+
+
+def test_a_large_body_is_sent_whole_and_stored_as_given(s3: Any, bucket: str) -> None:
+    """urllib3 sends a stream 16 KiB a read; a large body goes to the socket at once."""
+    bodies: list[object] = []
+    s3.meta.events.register(
+        "before-send.s3.PutObject", lambda request, **_: bodies.append(request.body)
+    )
+    large, small = os.urandom(ASK_FIRST_BYTES + 1), os.urandom(1000)
+    s3.put_object(Bucket=bucket, Key="large", Body=large)
+    s3.put_object(Bucket=bucket, Key="small", Body=small)
+
+    assert isinstance(bodies[0], bytes)
+    assert hasattr(bodies[1], "read")  # left as botocore made it
+    assert s3.get_object(Bucket=bucket, Key="large")["Body"].read() == large
+    assert s3.get_object(Bucket=bucket, Key="small")["Body"].read() == small
