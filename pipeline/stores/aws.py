@@ -75,8 +75,7 @@ def s3_client(
     if not retried:
         config = config.merge(Config(retries={"total_max_attempts": 1}))
     client = (session or boto3).client("s3", region_name=region, config=config)
-    client.meta.events.register_last("before-call.s3", _sent_at_once)
-    client.meta.events.register_last("before-call.s3", _sent_whole)
+    client.meta.events.register_last("before-call.s3", _sent_by_size)
     return client
 
 
@@ -84,38 +83,30 @@ def s3_client(
 ASK_FIRST_BYTES = 1 << 20
 
 
-def _sent_at_once(params: dict[str, Any], **_: Any) -> None:
-    """A small body goes with its request, without waiting for the server's go-ahead.
+def _sent_by_size(params: dict[str, Any], **_: Any) -> None:
+    """A small body goes with its request; a large one waits to be asked, then goes whole.
 
-    botocore asks before every upload with a body, whatever its size: a round
-    trip on each of a small file's uploads (its output, its reports, its ledger
-    entries), where sending the body would take less than the round trip. A
-    large body (an output's parts) still waits, so a refused one is not sent.
-    """
-    headers = params.get("headers", {})
-    if "Expect" not in headers:
-        return
-    length = determine_content_length(params.get("body"))
-    if length is not None and length <= ASK_FIRST_BYTES:
-        del headers["Expect"]
+    botocore asks before every upload with a body (``Expect: 100-continue``),
+    whatever its size: a round trip on each of a small file's uploads (its
+    output, its reports, its ledger entries), where sending the body would
+    take less than the round trip. A large body (an output's parts) still
+    waits, so a refused one is not sent.
 
-
-def _sent_whole(params: dict[str, Any], **_: Any) -> None:
-    """A large body goes to the socket in one piece.
-
-    botocore wraps every body in a ``BytesIO``, which urllib3 reads and sends
-    16 KiB at a time: 512 reads, copies and sends for an 8 MiB part, each
-    giving up the interpreter lock. Given the bytes, it sends them at once:
-    36 parts of 8 MiB (a 1M-row CSV's output) cost the client 0.16-0.18
-    CPU-s against 0.22-0.27, in 0.68-0.74 s against 0.74-0.98. A retry sends
-    the bytes again, as it would the stream. Small bodies are left as they
-    are: no gain was measured there.
+    botocore also wraps every body in a ``BytesIO``, which urllib3 reads and
+    sends 16 KiB at a time: 512 reads, copies and sends for an 8 MiB part,
+    each giving up the interpreter lock. A large body is given as its bytes,
+    sent at once: 36 parts of 8 MiB (a 1M-row CSV's output) cost the client
+    0.16-0.18 CPU-s against 0.22-0.27, in 0.68-0.74 s against 0.74-0.98. A
+    retry sends the bytes again, as it would the stream. Small bodies stay
+    streams: no gain was measured there.
     """
     body = params.get("body")
-    if not isinstance(body, io.BytesIO) or body.tell() != 0:
-        return
     length = determine_content_length(body)
-    if length is not None and length > ASK_FIRST_BYTES:
+    if length is None:
+        return
+    if length <= ASK_FIRST_BYTES:
+        params.get("headers", {}).pop("Expect", None)
+    elif isinstance(body, io.BytesIO) and body.tell() == 0:
         params["body"] = body.getvalue()
 
 
