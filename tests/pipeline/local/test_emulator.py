@@ -4,6 +4,7 @@ import datetime
 import hashlib
 import http.client
 import io
+import socket
 import threading
 import time
 from typing import Any
@@ -17,6 +18,7 @@ from werkzeug.exceptions import ClientDisconnected
 from werkzeug.serving import WSGIRequestHandler
 
 from pipeline.local import emulator
+from pipeline.local.template import ACCOUNT_ID
 from pipeline.stores import aws
 from tests.conftest import REGION, unique
 
@@ -257,3 +259,113 @@ def test_stopping_ends_the_connections_it_kept() -> None:
     finally:
         connection.close()
         server.stop()
+
+
+class _Recorded:
+    """A socket that keeps what each ``sendall`` was given."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def sendall(self, data: Any) -> None:
+        self.sent.append(bytes(data))
+
+
+def test_a_response_s_headers_leave_with_its_body_when_it_is_small() -> None:
+    sock = _Recorded()
+    writer = emulator._HeadersWithBody(sock)  # type: ignore[arg-type]
+    writer.hold(b"HTTP/1.1 200 OK\r\n")
+    writer.hold(b"\r\n")
+    assert sock.sent == []
+    assert writer.write(b"body") == 4
+    assert sock.sent == [b"HTTP/1.1 200 OK\r\n\r\nbody"]
+    assert writer.write(memoryview(b"more")) == 4  # nothing held: straight out
+    assert sock.sent[1:] == [b"more"]
+
+
+def test_a_large_body_is_not_copied_to_join_its_headers() -> None:
+    sock = _Recorded()
+    writer = emulator._HeadersWithBody(sock)  # type: ignore[arg-type]
+    large = b"x" * (emulator._ONE_SEND_BYTES + 1)
+    writer.hold(b"headers")
+    assert writer.write(large) == len(large)
+    assert sock.sent == [b"headers", large]
+
+
+def test_headers_with_no_body_leave_at_the_flush() -> None:
+    sock = _Recorded()
+    writer = emulator._HeadersWithBody(sock)  # type: ignore[arg-type]
+    writer.flush()
+    assert sock.sent == []
+    writer.hold(b"HTTP/1.1 204 No Content\r\n\r\n")
+    writer.flush()
+    writer.flush()
+    assert sock.sent == [b"HTTP/1.1 204 No Content\r\n\r\n"]
+
+
+def test_a_client_that_expects_100_continue_gets_it_before_it_sends_the_body(
+    aws_endpoint: str, s3: Any, bucket: str
+) -> None:
+    """The interim answer is not held for a body that comes only once it is read."""
+    s3.put_bucket_acl(Bucket=bucket, ACL="public-read-write")
+    host, port = aws_endpoint.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(
+            f"PUT /{bucket}/e HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Content-Length: 5\r\nExpect: 100-continue\r\n\r\n".encode()
+        )
+        assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue\r\n")
+        sock.sendall(b"hello")
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(4096)
+        assert answer.split(b"\r\n")[0] == b"HTTP/1.1 200 OK"
+    assert s3.get_object(Bucket=bucket, Key="e")["Body"].read() == b"hello"
+
+
+def test_answers_with_and_without_a_body_arrive_whole_on_a_kept_connection(
+    aws_endpoint: str, s3: Any, bucket: str
+) -> None:
+    s3.put_object(Bucket=bucket, Key="k", Body=b"held", ACL="public-read")
+    connection = _connection(aws_endpoint)
+    try:
+        for _ in range(3):
+            connection.request("HEAD", f"/{bucket}/k")
+            head = connection.getresponse()
+            assert (head.status, head.read(), head.getheader("Content-Length")) == (200, b"", "4")
+            assert _get(connection, f"/{bucket}/k") == b"held"
+            connection.request("GET", f"/{bucket}/missing")
+            missing = connection.getresponse()
+            assert missing.status == 404
+            assert b"NoSuchKey" in missing.read()
+    finally:
+        connection.close()
+
+
+def test_moto_s_name_conversions_are_remembered_and_unchanged() -> None:
+    convert = utils.camelcase_to_underscores
+    assert hasattr(convert, "cache_info")
+    assert models.camelcase_to_underscores is convert  # imported by name before the change
+    assert convert("MessageRetentionPeriod") == "message_retention_period"
+    assert convert("ApproximateNumberOfMessagesNotVisible") == (
+        "approximate_number_of_messages_not_visible"
+    )
+    assert convert("KMSMasterKeyId") == "kms_master_key_id"
+    assert convert("") == ""
+
+
+def test_a_message_past_its_queue_s_retention_is_not_handed_out(sqs: Any) -> None:
+    """The retention check reads the period straight from the queue; it still holds."""
+    name = unique("kept")
+    url = sqs.create_queue(QueueName=name, Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+    try:
+        sqs.send_message(QueueUrl=url, MessageBody="old")
+        queue = models.sqs_backends[ACCOUNT_ID][REGION].queues[name]
+        (message,) = queue._messages
+        message.sent_timestamp -= 61_000
+        assert not sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages")
+        sqs.send_message(QueueUrl=url, MessageBody="new")
+        got = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0, MaxNumberOfMessages=10)
+        assert [m["Body"] for m in got.get("Messages", [])] == ["new"]
+    finally:
+        sqs.delete_queue(QueueUrl=url)
