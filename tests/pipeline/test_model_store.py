@@ -1,5 +1,4 @@
 import threading
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,26 +45,36 @@ def test_latest_unless_pinned(store: ModelStore, binary_model: Any) -> None:
 
 
 def test_a_pin_looked_up_by_a_request_overlaps_the_listing(
-    store: ModelStore, binary_model: Any
+    store: ModelStore, binary_model: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The intake's HEAD (for a pin) and LIST (for versions) share one round trip."""
+    """The intake's HEAD (for a pin) and LIST (for versions) share one round trip,
+    the listing on a thread kept for the process, not one started per file."""
     for _ in range(2):
         store.publish("churn", binary_model.model_to_string().encode(), "m")
-    listing_seen = threading.Event()
+    listed = threading.Event()
+    listers: list[threading.Thread] = []
+    routing = store.routing
+
+    def listing(name: str) -> Any:
+        listers.append(threading.current_thread())
+        listed.set()
+        return routing(name)
+
+    monkeypatch.setattr(store, "routing", listing)
 
     def pin() -> int | None:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not listing_seen.is_set():
-            if any(t.name.startswith("model-versions") for t in threading.enumerate()):
-                listing_seen.set()
-            time.sleep(0.001)
+        assert listed.wait(5), "the listing did not start while the pin was read"
         return 1
 
     assert store.resolve("churn", pin).version == 1
-    assert listing_seen.is_set()
+    listed.clear()
+    assert store.resolve("churn", pin).version == 1
     assert store.resolve("churn", lambda: None).version == 2
     with pytest.raises(UnknownModel, match=r"no version 9"):
         store.resolve("churn", lambda: 9)
+    assert all(t is not threading.current_thread() for t in listers)
+    assert all(t.name.startswith("model-versions") for t in listers)
+    assert len(set(listers)) <= 2  # the pool's threads, reused, not one per file
 
 
 def test_an_unknown_model_says_how_to_publish_one(store: ModelStore) -> None:
