@@ -132,6 +132,7 @@ class Emulator:
         _clock_for_queues()
         _names_converted_once()
         _retention_read_directly()
+        _ranges_sent_in_pieces()
         server = _server(_dispatcher(), self._port, MotoRequestHandler)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="emulator", daemon=True)
@@ -213,9 +214,7 @@ def _keeping_connections(base: type[WSGIRequestHandler]) -> type[WSGIRequestHand
                 headers.clear()
 
         def handle_expect_100(self) -> bool:
-            answered: bool = super().handle_expect_100()
-            self.wfile.flush()  # the client sends the body only once it has this
-            return answered
+            return True  # werkzeug's run_wsgi answers 100 Continue itself: one is enough
 
         def finish(self) -> None:
             self.server.open_connections.discard(self.connection)
@@ -440,6 +439,38 @@ def _clock_for_queues() -> None:
 
     models.unix_time = unix_time  # type: ignore[attr-defined,assignment]
     models.unix_time_millis = unix_time_millis  # type: ignore[attr-defined,assignment]
+
+
+def _ranges_sent_in_pieces() -> None:
+    """Serve a range of an object from the object's bytes, a piece at a time.
+
+    moto slices the range out of the object before it sends a byte: a shard
+    read from the middle of a 572 MB file cost the emulator 0.2-0.3 s, a copy
+    into fresh memory, while the worker waited for its first byte. A piece is
+    copied as it is sent, into memory the last one freed.
+    """
+    from moto.s3.responses import S3Response  # noqa: PLC0415
+
+    ranged = S3Response._handle_range_header
+
+    def handle(self: Any, request: Any, headers: dict[str, Any], content: Any) -> Any:
+        if request.method != "GET" or not isinstance(content, bytes) or len(content) <= _PIECE:
+            return ranged(self, request, headers, content)
+        status, headers, part = ranged(self, request, headers, memoryview(content))
+        if status != _PARTIAL or not isinstance(part, memoryview):
+            return status, headers, content  # not a range after all: the object as it is
+        return status, headers, _pieces(part)
+
+    S3Response._handle_range_header = handle  # type: ignore[method-assign,assignment]
+
+
+_PARTIAL = 206
+_PIECE = 1 << 20
+
+
+def _pieces(view: memoryview) -> Iterator[bytes]:
+    for start in range(0, len(view), _PIECE):
+        yield bytes(view[start : start + _PIECE])
 
 
 def _names_converted_once() -> None:
