@@ -117,6 +117,14 @@ def test_visibility_timeouts_suit_their_consumers() -> None:
     )
 
 
+def test_the_worker_keeps_the_memory_its_allocator_frees() -> None:
+    """Freed memory given back after 10 ms came back as fresh pages for every chunk."""
+    res = template.load()["Resources"]
+    (container,) = res["WorkerTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    env = {item["Name"]: item["Value"] for item in container["Environment"]}
+    assert env["MIMALLOC_PURGE_DELAY"] == "-1"
+
+
 def test_the_stack_outputs_contract() -> None:
     outputs = set(template.load()["Outputs"])
     assert {

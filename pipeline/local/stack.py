@@ -186,6 +186,7 @@ class LocalStack:
         )
         self.supervisor = Supervisor(
             {
+                **self._worker_runtime_variables(),
                 **emulator.environment(self._worker_endpoint_url or self.endpoint_url, self.region),
                 **worker_identity,
                 **self._worker_settings().as_environment(),
@@ -265,12 +266,24 @@ class LocalStack:
         variables = self.stack.properties[function]["Environment"]["Variables"]
         return self._settings_from({**variables, **self._environment})
 
-    def _worker_settings(self) -> Settings:
-        """The worker container's settings, from its ``Environment`` in the task definition."""
+    def _worker_variables(self) -> dict[str, str]:
+        """The worker container's ``Environment`` in the task definition."""
         assert self.stack is not None  # noqa: S101
         (container,) = self.stack.properties["WorkerTaskDefinition"]["ContainerDefinitions"]
-        variables = {item["Name"]: str(item["Value"]) for item in container["Environment"]}
-        return self._settings_from({**variables, **self._environment})
+        return {item["Name"]: str(item["Value"]) for item in container["Environment"]}
+
+    def _worker_settings(self) -> Settings:
+        """The worker container's settings, from its ``Environment`` in the task definition."""
+        return self._settings_from({**self._worker_variables(), **self._environment})
+
+    def _worker_runtime_variables(self) -> dict[str, str]:
+        """The container's variables that are not settings (the allocator's, say), as ECS
+        sets them; settings, the endpoint, region and identity are the local stack's."""
+        return {
+            name: value
+            for name, value in self._worker_variables().items()
+            if not name.startswith(("PIPELINE_", "AWS_"))
+        }
 
     def _settings_from(self, variables: Mapping[str, str]) -> Settings:
         return Settings.from_environment(variables).model_copy(update=self._setting_overrides)
