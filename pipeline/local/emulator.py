@@ -29,6 +29,7 @@ import time
 import types
 import urllib.request
 from collections.abc import Iterator
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Self
 
 from isal import isal_zlib
@@ -457,14 +458,13 @@ def _ranges_sent_in_pieces() -> None:
         if request.method != "GET" or not isinstance(content, bytes) or len(content) <= _PIECE:
             return ranged(self, request, headers, content)
         status, headers, part = ranged(self, request, headers, memoryview(content))
-        if status != _PARTIAL or not isinstance(part, memoryview):
+        if status != HTTPStatus.PARTIAL_CONTENT or not isinstance(part, memoryview):
             return status, headers, content  # not a range after all: the object as it is
         return status, headers, _pieces(part)
 
     S3Response._handle_range_header = handle  # type: ignore[method-assign,assignment]
 
 
-_PARTIAL = 206
 _PIECE = 1 << 20
 
 
