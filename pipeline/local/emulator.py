@@ -18,6 +18,7 @@ import gc
 import hashlib
 import io
 import logging
+import re
 import selectors
 import signal
 import socket
@@ -132,6 +133,8 @@ class Emulator:
         _bodies_read_whole()
         _clock_for_queues()
         _names_converted_once()
+        _handlers_listed_once()
+        _headers_parsed_directly()
         _retention_read_directly()
         _ranges_sent_in_pieces()
         server = _server(_dispatcher(), self._port, MotoRequestHandler)
@@ -213,6 +216,10 @@ def _keeping_connections(base: type[WSGIRequestHandler]) -> type[WSGIRequestHand
             if headers:
                 self.wfile.hold(b"".join(headers))
                 headers.clear()
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            if _REQUEST_LOG.isEnabledFor(logging.INFO):  # werkzeug formats it first
+                super().log_request(code, size)
 
         def handle_expect_100(self) -> bool:
             return True  # werkzeug's run_wsgi answers 100 Continue itself: one is enough
@@ -316,7 +323,7 @@ def _dispatcher() -> Any:
 
     class Dispatcher(DomainDispatcherApplication):
         def __init__(self) -> None:
-            super().__init__(create_backend_app)
+            super().__init__(lambda service: _past_flask(create_backend_app(service)))
             self._backends: dict[str | None, Any] = {}
 
         def get_backend_for_host(self, host: str | None) -> Any:
@@ -326,6 +333,60 @@ def _dispatcher() -> Any:
             return self._backends[host]
 
     return Dispatcher()
+
+
+_REQUEST_LOG = logging.getLogger("werkzeug")
+
+#: What an SDK sends; anything else (OPTIONS, a browser's CORS) goes through Flask.
+_SDK_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE"})
+
+
+def _past_flask(app: Any) -> Any:
+    """A service's Flask application, its handlers called as Flask would, without Flask around them.
+
+    moto's Flask application only routes a request to its handler and wraps
+    the answer in a response (``convert_to_flask_response``); Flask's contexts,
+    signals and after-request hooks around that cost about a sixth of the
+    emulator's time per request. An SDK's request goes straight to the handler
+    its route names, with the same request class, URL adapter and response;
+    whatever else (no route, a redirect, a handler of another kind, a
+    browser's request) goes through Flask as before.
+    """
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+    from flask import Response  # noqa: PLC0415
+    from moto.core.utils import convert_to_flask_response  # noqa: PLC0415
+    from moto.moto_api import recorder  # noqa: PLC0415
+    from werkzeug.exceptions import HTTPException  # noqa: PLC0415
+
+    routes, views, request_class = app.url_map, app.view_functions, app.request_class
+    subdomain = routes.default_subdomain or ""  # as Flask binds it (no subdomain matching)
+
+    def serve(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ["REQUEST_METHOD"] not in _SDK_METHODS or "HTTP_ORIGIN" in environ:
+            return app(environ, start_response)
+        try:
+            endpoint, _ = routes.bind_to_environ(environ, subdomain=subdomain).match()
+        except HTTPException:  # no route, or a redirect: Flask answers those
+            return app(environ, start_response)
+        view = views.get(endpoint)
+        if not isinstance(view, convert_to_flask_response):
+            return app(environ, start_response)
+        request = request_class(environ)
+        try:
+            recorder._record_request(request)
+            try:
+                result = view.callback(request, request.raw_url, dict(request.headers))
+            except ClientError as exc:
+                result = 400, {}, exc.response["Error"]["Message"]
+            status, headers, content = result if len(result) == 3 else (200, {}, result)
+            response = Response(response=content, status=status, headers=headers)
+            if request.method == "HEAD" and "content-length" in headers:
+                response.headers["Content-Length"] = headers["content-length"]
+        finally:
+            request.close()
+        return response(environ, start_response)
+
+    return serve
 
 
 #: Objects up to this size stay in memory; larger ones go to a temporary file.
@@ -492,6 +553,51 @@ def _names_converted_once() -> None:
             and getattr(module, "camelcase_to_underscores", None) is converted
         ):
             setattr(module, "camelcase_to_underscores", remembered)  # noqa: B010
+
+
+def _handlers_listed_once() -> None:
+    """Remember which handlers a response class has (``method_names_from_class``).
+
+    To find the handler of every request, moto listed its class's functions
+    with ``inspect.getmembers``: 40-60 us a request, for classes that do not change.
+    """
+    from moto.core import responses  # noqa: PLC0415
+
+    listed = responses.method_names_from_class  # type: ignore[attr-defined]
+    responses.method_names_from_class = functools.lru_cache(maxsize=64)(listed)  # type: ignore[attr-defined]
+
+
+#: A header block the email parser takes line by line: names of visible characters but
+#: the colon, each value on its line (none folded onto the next, no stray CR), a blank
+#: line at the end.
+_PLAIN_HEADERS = re.compile(r"(?:[\x21-\x39\x3b-\x7e]+:[^\r\n]*\r?\n)*\r?\n")
+_HEADER = re.compile(r"([^:\r\n]+):[ \t]*([^\r\n]*)\r?\n")
+
+
+def _headers_parsed_directly() -> None:
+    """Parse HTTP headers without the email package, where its answer is known in advance.
+
+    ``http.client.parse_headers`` (the server's requests, and the responses
+    every client in this process reads) hands the header block to the email
+    parser: about 45 us for an SDK's dozen headers. A block of plain
+    ``Name: value`` lines becomes the message the email parser makes
+    (compat32: a value's leading blanks and line end dropped); any other
+    block (a folded line, a name it would refuse) still goes to it.
+    """
+    import http.client  # noqa: PLC0415
+
+    parsed = http.client.parse_headers
+
+    def parse_headers(fp: Any, _class: type[Any] = http.client.HTTPMessage) -> Any:
+        block = b"".join(http.client._read_headers(fp)).decode("iso-8859-1")  # type: ignore[attr-defined]
+        if _PLAIN_HEADERS.fullmatch(block) is None:
+            return parsed(io.BytesIO(block.encode("iso-8859-1")), _class)
+        message = _class()
+        message._headers = _HEADER.findall(block)
+        message.set_payload("")
+        return message
+
+    http.client.parse_headers = parse_headers  # type: ignore[assignment]
 
 
 def _retention_read_directly() -> None:

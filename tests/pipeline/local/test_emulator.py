@@ -424,3 +424,145 @@ def test_a_range_is_cut_from_the_object_as_it_is_sent() -> None:
     assert [len(p) for p in pieces] == [1 << 20, (1 << 20) - 10]
     assert b"".join(pieces) == body[10:]
     assert headers["content-length"] == str(len(body) - 10)
+
+
+def _conversation(s3: Any, sqs: Any, bucket: str) -> list[Any]:
+    """What an SDK hears back from a few S3 and SQS calls, less what differs call to call."""
+    volatile = {"date", "last-modified", "x-amz-request-id", "x-amzn-requestid", "x-amz-id-2"}
+    heard: list[Any] = []
+
+    def keep(response: dict[str, Any]) -> dict[str, Any]:
+        meta = response.pop("ResponseMetadata")
+        headers = {
+            k: v
+            for k, v in meta["HTTPHeaders"].items()
+            if k not in volatile and not k.startswith("access-control-")
+        }
+        heard.append((meta["HTTPStatusCode"], headers))
+        return response
+
+    def refused(call: Any, **kwargs: Any) -> None:
+        with pytest.raises(ClientError) as error:
+            call(**kwargs)
+        heard.append((error.value.response["Error"]["Code"], keep(error.value.response)))
+
+    put = keep(s3.put_object(Bucket=bucket, Key="k", Body=b"a,b\n1,2\n", ContentType="text/csv"))
+    heard.append(put["ETag"])
+    head = keep(s3.head_object(Bucket=bucket, Key="k"))
+    heard.append((head["ContentLength"], head["ContentType"], head["ETag"]))
+    heard.append(keep(s3.get_object(Bucket=bucket, Key="k", Range="bytes=2-5"))["Body"].read())
+    heard.append([o["Key"] for o in keep(s3.list_objects_v2(Bucket=bucket))["Contents"]])
+    refused(s3.head_object, Bucket=bucket, Key="missing")
+    refused(s3.get_object, Bucket=bucket, Key="missing")
+    refused(s3.create_bucket, Bucket="b1")  # too short
+    queue = keep(sqs.create_queue(QueueName=unique("queue")))["QueueUrl"]
+    heard.append(keep(sqs.send_message(QueueUrl=queue, MessageBody="m"))["MD5OfMessageBody"])
+    heard.append([m["Body"] for m in keep(sqs.receive_message(QueueUrl=queue))["Messages"]])
+    refused(sqs.get_queue_url, QueueName=unique("none"))
+    keep(sqs.delete_queue(QueueUrl=queue))
+    s3.delete_object(Bucket=bucket, Key="k")
+    return heard
+
+
+def test_an_sdk_s_request_skips_flask_and_hears_what_flask_would_have_said(
+    s3: Any, sqs: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto's Flask application only routes to a handler and wraps its answer; the
+    emulator does that itself, and the SDK cannot tell the difference."""
+    import flask
+
+    dispatched: list[object] = []
+    through = flask.Flask.full_dispatch_request
+    monkeypatch.setattr(
+        flask.Flask, "full_dispatch_request", lambda app: dispatched.append(app) or through(app)
+    )
+    direct = _conversation(s3, sqs, bucket)
+    assert dispatched == []
+    monkeypatch.setattr(emulator, "_SDK_METHODS", frozenset())  # everything through Flask
+    assert _conversation(s3, sqs, bucket) == direct
+    assert len(dispatched) > 10
+
+
+def test_a_browser_s_request_still_goes_through_flask(
+    aws_endpoint: str, s3: Any, bucket: str
+) -> None:
+    """A page fetching a report gets the CORS headers moto's Flask application adds."""
+    s3.put_object(Bucket=bucket, Key="report.json", Body=b"{}", ACL="public-read")
+    connection = _connection(aws_endpoint)
+    connection.request("GET", f"/{bucket}/report.json", headers={"Origin": "http://page"})
+    answer = connection.getresponse()
+    assert (answer.status, answer.read()) == (200, b"{}")
+    assert answer.getheader("Access-Control-Allow-Origin") in {"*", "http://page"}
+    connection.close()
+
+
+def test_handlers_are_listed_once_a_class() -> None:
+    from moto.core import responses
+    from moto.s3.responses import S3Response
+
+    listed = responses.method_names_from_class(S3Response)
+    assert responses.method_names_from_class(S3Response) is listed  # remembered
+    assert {"put_object", "key_response"} <= set(listed)
+    assert listed == utils.method_names_from_class(S3Response)  # what moto lists
+
+
+_HEADER_BLOCKS = [
+    b"Host: a\r\nContent-Length: 5\r\n\r\n",
+    b"Host: a\nX: b\n\n",
+    b"\r\n",
+    b"X-Empty:\r\nX-Padded:   v  \r\nX-Tab:\tv\r\nX-Colons: a:b:c\r\n\r\n",
+    b"Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n",
+    b"X: caf\xc3\xa9 \xe9\r\n\r\n",
+    # what only the email parser takes as it should
+    b"X-Folded: a\r\n  continued\r\nY: z\r\n\r\n",
+    b"Bad Name: x\r\nY: z\r\n\r\n",
+    b": nameless\r\nY: z\r\n\r\n",
+    b"From nobody\r\nY: z\r\n\r\n",
+    b"X: a\rb\r\n\r\n",
+    b"Host: a\r\nno colon\r\nY: z\r\n\r\n",
+    b"X-\x7f: del\r\n\r\n",
+    b"Host: unterminated",
+    b"",
+]
+
+
+@pytest.mark.parametrize("block", _HEADER_BLOCKS)
+def test_headers_parse_as_the_email_parser_parses_them(block: bytes) -> None:
+    import email.parser
+
+    by_email = email.parser.Parser(_class=http.client.HTTPMessage).parsestr(
+        block.decode("iso-8859-1")
+    )
+    emulator._headers_parsed_directly()  # as the emulator's process has it
+    parsed = http.client.parse_headers(io.BytesIO(block))
+    assert type(parsed) is http.client.HTTPMessage
+    assert parsed.items() == by_email.items()
+    assert parsed.get_payload() == by_email.get_payload()
+    assert [type(d) for d in parsed.defects] == [type(d) for d in by_email.defects]
+
+
+def test_plain_headers_skip_the_email_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    import email.parser
+
+    emulator._headers_parsed_directly()
+    monkeypatch.setattr(email.parser.Parser, "parsestr", None)  # any use fails
+    parsed = http.client.parse_headers(io.BytesIO(b"Host: a\r\nX-Amz-Target: b\r\n\r\n"))
+    assert parsed.items() == [("Host", "a"), ("X-Amz-Target", "b")]
+
+
+def test_requests_are_not_formatted_for_a_log_that_is_off(
+    aws_endpoint: str, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from werkzeug import serving
+
+    formatted: list[str] = []
+    monkeypatch.setattr(serving, "uri_to_iri", lambda path: formatted.append(path) or path)
+    s3.head_bucket(Bucket=bucket)
+    assert formatted == []  # werkzeug's log is at ERROR: nothing to format
+    level = emulator._REQUEST_LOG.level
+    emulator._REQUEST_LOG.setLevel("INFO")
+    try:
+        s3.head_bucket(Bucket=bucket)
+    finally:
+        emulator._REQUEST_LOG.setLevel(level)
+    assert formatted == [f"/{bucket}"]
