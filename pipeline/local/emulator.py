@@ -69,12 +69,15 @@ def environment(endpoint_url: str, region: str) -> dict[str, str]:
 
 class Emulator:
     """moto's WSGI application on werkzeug's threaded server, as ``ThreadedMotoServer`` runs it,
-    with one change: the service behind a host name is looked up once.
+    with two changes: the service behind a host name is looked up once, and an
+    SDK's request reaches its handler without Flask around it (``_past_flask``).
 
-    moto finds it anew for every request, listing its own package folder on
-    disk while holding the lock every request takes; that cost a request about
-    a millisecond and serialised concurrent ones, and a small file makes a
-    dozen requests on its way from upload to notification.
+    moto finds the service anew for every request, listing its own package
+    folder on disk while holding the lock every request takes; that cost a
+    request about a millisecond and serialised concurrent ones, and a small
+    file makes some eighteen requests on its way from upload to notification.
+    (The functions called from ``_serve`` trim what moto and werkzeug spend on
+    each, without changing an answer.)
 
     ``separate``: in a process of its own. moto's IAM enforcement (``enforce``)
     is a setting of the whole process it runs in, so an emulator that enforces
