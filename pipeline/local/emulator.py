@@ -184,6 +184,9 @@ def _server(app: Any, port: int, handler: type[WSGIRequestHandler]) -> BaseWSGIS
     return server
 
 
+_REQUEST_LOG = logging.getLogger("werkzeug")
+
+
 def _keeping_connections(base: type[WSGIRequestHandler]) -> type[WSGIRequestHandler]:
     """werkzeug's request handler, keeping each connection open for the client's next request.
 
@@ -337,8 +340,6 @@ def _dispatcher() -> Any:
 
     return Dispatcher()
 
-
-_REQUEST_LOG = logging.getLogger("werkzeug")
 
 #: What an SDK sends; anything else (OPTIONS, a browser's CORS) goes through Flask.
 _SDK_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE"})
@@ -537,6 +538,7 @@ def _pieces(view: memoryview) -> Iterator[bytes]:
         yield bytes(view[start : start + _PIECE])
 
 
+@functools.cache  # once a process: each emulator started here would wrap it again
 def _names_converted_once() -> None:
     """Remember moto's conversions of AWS names to Python ones (``camelcase_to_underscores``).
 
@@ -558,6 +560,7 @@ def _names_converted_once() -> None:
             setattr(module, "camelcase_to_underscores", remembered)  # noqa: B010
 
 
+@functools.cache  # once a process: each emulator started here would wrap it again
 def _handlers_listed_once() -> None:
     """Remember which handlers a response class has (``method_names_from_class``).
 
@@ -577,6 +580,7 @@ _PLAIN_HEADERS = re.compile(r"(?:[\x21-\x39\x3b-\x7e]+:[^\r\n]*\r?\n)*\r?\n")
 _HEADER = re.compile(r"([^:\r\n]+):[ \t]*([^\r\n]*)\r?\n")
 
 
+@functools.cache  # once a process: each emulator started here would wrap it again
 def _headers_parsed_directly() -> None:
     """Parse HTTP headers without the email package, where its answer is known in advance.
 
@@ -592,9 +596,10 @@ def _headers_parsed_directly() -> None:
     parsed = http.client.parse_headers
 
     def parse_headers(fp: Any, _class: type[Any] = http.client.HTTPMessage) -> Any:
-        block = b"".join(http.client._read_headers(fp)).decode("iso-8859-1")  # type: ignore[attr-defined]
+        raw = b"".join(http.client._read_headers(fp))  # type: ignore[attr-defined]
+        block = raw.decode("iso-8859-1")
         if _PLAIN_HEADERS.fullmatch(block) is None:
-            return parsed(io.BytesIO(block.encode("iso-8859-1")), _class)
+            return parsed(io.BytesIO(raw), _class)
         message = _class()
         message._headers = _HEADER.findall(block)
         message.set_payload("")

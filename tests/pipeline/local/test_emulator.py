@@ -496,6 +496,19 @@ def test_a_browser_s_request_still_goes_through_flask(
     connection.close()
 
 
+def test_moto_is_patched_once_however_many_emulators_start() -> None:
+    """Each emulator started in a process runs the patches; a second must not wrap the first."""
+    import http.client
+
+    from moto.core import responses
+
+    before = (utils.camelcase_to_underscores, responses.method_names_from_class)
+    parse = http.client.parse_headers
+    emulator.Emulator().start().stop()
+    assert (utils.camelcase_to_underscores, responses.method_names_from_class) == before
+    assert http.client.parse_headers is parse
+
+
 def test_handlers_are_listed_once_a_class() -> None:
     from moto.core import responses
     from moto.s3.responses import S3Response
