@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from pipeline.errors import EmptyFile, SchemaMismatch, UnreadableFile, names_list
+from pipeline.scoring import csv_numbers
 from pipeline.scoring.batches import output_schema, rebatch
 from pipeline.scoring.codec import (
     DEFAULT_MAX_LINE_BYTES,
@@ -67,9 +68,11 @@ class CsvReader:
     chunk keeps its rows' bytes, which the writer passes through, and Arrow
     parses the chunk's text where it lies. Once records pass through whole
     (``pass_records_through``), the model's numerical features are parsed
-    as numbers there, not as text to be cast; a chunk holding a value that is
-    not a plain number is read as text, as every other column is, and its
-    features are parsed from that text in ``features.py``.
+    as numbers there, not as text to be cast: by ``csv_numbers``' compiled
+    pass while every number is spelled as it takes them, then by Arrow. A
+    chunk holding a value that is not a plain number is read as text, as
+    every other column is, and its features are parsed from that text in
+    ``features.py``.
 
     A quoted field may hold a line end, and a lone carriage return ends a
     line too: from the first block of the file that holds either, the rest is
@@ -96,6 +99,8 @@ class CsvReader:
         wanted = set(numbers)
         self._numbers = [name for name in names if name in wanted]
         self._typed = False
+        #: Whether typed chunks go to the compiled pass first (until it declines one).
+        self._compiled = True
         #: The streaming reader's watch, once it reads the rest of the file.
         self._watch: _QuoteWatch | None = None
         #: Lines of the file before the streaming reader's first data line, less one.
@@ -163,6 +168,11 @@ class CsvReader:
         """A chunk's lines as columns; ``numbers``: their line numbers, ``first``: the
         first one's data row number (for errors)."""
         if typed and self._numbers:
+            if self._compiled:
+                batch = csv_numbers.parsed(text, len(numbers), self.columns, self._numbers)
+                if batch is not None:
+                    return batch
+                self._compiled = False  # numbers of other spellings: Arrow from here on
             try:
                 return self._read(text, numbers, first, self._numbers)
             except _NotPlainNumbers:

@@ -23,6 +23,7 @@ from pipeline.messages import (
     Notification,
     ScoreRequest,
 )
+from pipeline.scoring import csv_numbers
 from pipeline.settings import Settings
 from pipeline.worker import tasks
 from pipeline.worker.app import create_app
@@ -90,9 +91,10 @@ def _json_logs(**_: Any) -> None:
 
 @signals.worker_ready.connect  # type: ignore[untyped-decorator]
 def _startup_kept(**_: Any) -> None:
-    """What the worker loaded to start (celery, boto3, Arrow, polars) lives as long as it
-    does: out of the collector's sight, a full collection does not walk it in the middle
-    of a file."""
+    """What the worker loaded to start (celery, boto3, Arrow, polars, the CSV number
+    parser's code) lives as long as it does: out of the collector's sight, a full
+    collection does not walk it in the middle of a file."""
+    csv_numbers.warm()
     gc.freeze()
 
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.errors import BadValue, EmptyFile, SchemaMismatch, UnreadableFile, UnsupportedFormat
-from pipeline.scoring import codec, csv_files, formats, json_lines
+from pipeline.scoring import codec, csv_files, csv_numbers, formats, json_lines
 from pipeline.scoring.features import Feature, feature_matrix
 
 
@@ -248,6 +248,30 @@ def test_csv_features_read_as_numbers_score_and_write_as_read_as_text(
     if b'"' not in data and b"\r4" not in data:  # the lines path, not the streaming reader
         # a chunk with a value that is not a plain number ("NA") is read as text
         assert {s.field("x").type for s in schemas} == {pa.float64(), pa.string()}
+
+
+def test_plain_numbers_go_to_the_compiled_pass_until_a_chunk_it_declines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Chunks of plain numbers are parsed by ``csv_numbers``; from the first chunk it
+    declines (a number of 17 digits), Arrow parses the rest. The matrix is the text's."""
+    answers: list[bool] = []
+    parsed = csv_numbers.parsed
+
+    def watched(*args: object, **kwargs: object) -> pa.RecordBatch | None:
+        batch = parsed(*args, **kwargs)  # type: ignore[arg-type]
+        answers.append(batch is not None)
+        return batch
+
+    monkeypatch.setattr(csv_numbers, "parsed", watched)
+    rows = [f"id{i},{i}.25,{-i}e-3" for i in range(6)] + ["id6,0.30000000000000004,1", "id7,8,9"]
+    data = ("id,x,y\n" + "\n".join(rows) + "\n").encode()
+    out, typed, schemas = scored_csv(data, ("x", "y"))
+    _, text, _ = scored_csv(data, ())
+    assert answers == [True, True, True, False]
+    assert np.array_equal(typed.view(np.int64), text.view(np.int64))
+    assert [s.field("x").type for s in schemas] == [pa.float64()] * 4
+    assert out.decode().splitlines()[1:] == [f"{row},{i + 1.5}" for i, row in enumerate(rows)]
 
 
 def test_csv_lines_and_the_streaming_reader_take_turns_in_one_file(

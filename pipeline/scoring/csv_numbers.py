@@ -1,0 +1,434 @@
+"""A CSV chunk's fields split, and its plain numbers parsed, in one compiled pass.
+
+Arrow's typed read took about 40% of a worker's CPU on a CSV of numbers: it
+splits the fields into a buffer of its own, then converts each column with a
+parser for every spelling a double may have. Most data files write numbers
+in a few digits (``-0.274138``, ``12``, ``1.5e-3``), and such a number is
+exactly a whole number times or over a power of ten. Where that whole number
+is below 2**53 and the power at most 10**22, both are exact doubles, and one
+IEEE division or multiplication rounds their quotient or product correctly
+(Clinger's fast path): the double Arrow's correctly rounded parser gives.
+
+So this pass takes a chunk only where every number field is empty (missing,
+a null as Arrow reads it), ``nan``, ``inf`` or ``-inf``, or such a number, and
+every row has the header's fields. Anything else (a longer number, another
+spelling, a blank, a row of other length) declines the chunk, and Arrow reads
+it as before. Text fields are copied out verbatim and checked to be UTF-8, as
+Arrow checks them.
+
+The code is generated for this machine when the first chunk needs it (about
+50 ms), and called through ctypes, which releases the interpreter lock.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import threading
+from collections.abc import Callable, Sequence
+
+import llvmlite.binding as llvm
+import numpy as np
+import pyarrow as pa
+from llvmlite import ir
+
+_ENTRY = "csv_numbers"
+_I1, _I8, _I64 = ir.IntType(1), ir.IntType(8), ir.IntType(64)
+_DOUBLE = ir.DoubleType()
+#: (text, size, rows, columns, kinds, numbers, missing, bounds) -> 0 taken, 1 declined
+_SIGNATURE = ctypes.CFUNCTYPE(
+    ctypes.c_int64,
+    ctypes.c_void_p,
+    ctypes.c_int64,
+    ctypes.c_int64,
+    ctypes.c_int64,
+    ctypes.c_void_p,
+    ctypes.c_void_p,
+    ctypes.c_void_p,
+    ctypes.c_void_p,
+)
+#: Significant digits a 64-bit whole number always holds.
+_MAX_DIGITS = 19
+#: Exponent digits read (more decline: no plain number needs them).
+_MAX_EXPONENT_DIGITS = 4
+#: The largest power of ten that is an exact double.
+_MAX_EXACT_POWER = 22
+_NAN, _INF = float("nan"), float("inf")
+_lock = threading.Lock()
+_engines: list[llvm.ExecutionEngine] = []
+
+
+def parsed(
+    text: pa.Buffer, rows: int, columns: Sequence[str], numbers: Sequence[str]
+) -> pa.RecordBatch | None:
+    """``text``'s ``rows`` lines as Arrow's typed read gives them (``numbers`` as
+    doubles, empty ones null; the other columns as text), or None where this
+    pass declines the chunk (see the module docstring)."""
+    size = text.size
+    data = np.frombuffer(text, np.uint8)
+    if not size or data[-1] != ord("\n") or not rows:
+        return None  # the fields' scans rely on a last line end
+    wanted = set(numbers)
+    kinds = np.array([name in wanted for name in columns], dtype=np.uint8)
+    number_count = int(kinds.sum())
+    values = np.empty((number_count, rows), dtype=np.float64)
+    missing = np.empty((number_count, rows), dtype=np.uint8)
+    bounds = np.empty((len(columns) - number_count, rows, 2), dtype=np.int64)
+    declined = _function()(
+        text.address,
+        size,
+        rows,
+        len(columns),
+        kinds.ctypes.data,
+        values.ctypes.data,
+        missing.ctypes.data,
+        bounds.ctypes.data,
+    )
+    if declined:
+        return None
+    arrays: list[pa.Array] = []
+    j = k = 0
+    for is_number in kinds:
+        if is_number:
+            arrays.append(_doubles(values[j], missing[j]))
+            j += 1
+        else:
+            try:
+                arrays.append(_text(data, bounds[k]))
+            except pa.ArrowInvalid:
+                return None  # not UTF-8: Arrow's read says where
+            k += 1
+    return pa.RecordBatch.from_arrays(arrays, names=list(columns))
+
+
+def warm() -> None:
+    """Generate the code now (a worker does at start, not on its first file)."""
+    _function()
+
+
+def _doubles(values: np.ndarray, missing: np.ndarray) -> pa.Array:
+    validity = None
+    if missing.any():
+        validity = pa.py_buffer(np.packbits(missing == 0, bitorder="little"))
+    return pa.Array.from_buffers(pa.float64(), len(values), [validity, pa.py_buffer(values)])
+
+
+def _text(data: np.ndarray, bounds: np.ndarray) -> pa.Array:
+    """One text column's fields, gathered from where they lie in the chunk."""
+    starts, ends = bounds[:, 0], bounds[:, 1]
+    lengths = ends - starts
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    where = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+    array = pa.Array.from_buffers(
+        pa.large_string(), len(lengths), [None, pa.py_buffer(offsets), pa.py_buffer(data[where])]
+    )
+    array.validate(full=True)  # UTF-8, as Arrow's reader checks its text
+    return array.cast(pa.string())
+
+
+@functools.cache
+def _function() -> Callable[..., int]:
+    with _lock:
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        machine = llvm.Target.from_default_triple().create_target_machine(opt=2)
+        module = llvm.parse_assembly(str(_module()))
+        module.verify()
+        builder = llvm.create_pass_builder(
+            machine, llvm.create_pipeline_tuning_options(speed_level=2)
+        )
+        builder.getModulePassManager().run(module, builder)
+        engine = llvm.create_mcjit_compiler(module, machine)
+        engine.finalize_object()
+        function = _SIGNATURE(engine.get_function_address(_ENTRY))
+        _engines.append(engine)  # the code lives as long as its engine
+        return function
+
+
+def _module() -> ir.Module:
+    """``csv_numbers(text, size, rows, columns, kinds, numbers, missing, bounds)``.
+
+    ``kinds[c]`` is 1 where column ``c`` is a number. The ``j``-th number
+    column's row ``r`` goes to ``numbers[j * rows + r]`` and its missing flag
+    to ``missing[j * rows + r]``; the ``k``-th text column's field bounds (start,
+    end) to ``bounds[(k * rows + r) * 2]``. Returns 1 to decline the chunk.
+    """
+    module = ir.Module(name="csv_numbers")
+    module.triple = llvm.get_default_triple()
+    bytes_, doubles, longs = _I8.as_pointer(), _DOUBLE.as_pointer(), _I64.as_pointer()
+    kind = ir.FunctionType(_I64, [bytes_, _I64, _I64, _I64, bytes_, doubles, bytes_, longs])
+    _Generator(ir.Function(module, kind, _ENTRY)).generate()
+    return module
+
+
+#: The variables the parse keeps (LLVM keeps them in registers).
+_VARIABLES = {
+    "pos": _I64, "r": _I64, "c": _I64, "j": _I64, "k": _I64, "start": _I64, "m": _I64,
+    "digits": _I64, "significant": _I64, "started": _I1, "exponent": _I64, "e": _I64,
+    "e_digits": _I64, "negative": _I1, "e_negative": _I1, "value": _DOUBLE,
+}  # fmt: skip
+
+
+class _Generator:
+    """The parse as a state machine: a basic block a state, variables in stack slots."""
+
+    def __init__(self, fn: ir.Function) -> None:
+        self.fn = fn
+        (self.text, self.size, self.rows, self.columns, self.kinds) = fn.args[:5]
+        (self.numbers, self.missing, self.bounds) = fn.args[5:]
+        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
+        self.slots = {name: self.b.alloca(t, name=name) for name, t in _VARIABLES.items()}
+        self.blocks: dict[str, ir.Block] = {}
+        self.powers = ir.GlobalVariable(
+            fn.module, ir.ArrayType(_DOUBLE, _MAX_EXACT_POWER + 1), "powers"
+        )
+        self.powers.global_constant, self.powers.linkage = True, "internal"
+        self.powers.initializer = ir.Constant(
+            self.powers.type.pointee, [float(10**p) for p in range(_MAX_EXACT_POWER + 1)]
+        )
+
+    def generate(self) -> None:
+        self._rows()
+        self._text_field()
+        self._number_field()
+        self._digits()
+        self._exponent()
+        self._value()
+
+    # ---- helpers
+
+    def get(self, name: str) -> ir.Value:
+        return self.b.load(self.slots[name])
+
+    def put(self, name: str, value: ir.Value) -> None:
+        self.b.store(value, self.slots[name])
+
+    def bump(self, name: str, by: int | ir.Value = 1) -> None:
+        step = _i64(by) if isinstance(by, int) else by
+        self.put(name, self.b.add(self.get(name), step))
+
+    def at(self, offset: int = 0) -> ir.Value:
+        """The byte ``offset`` past the current one."""
+        return self.b.load(self.b.gep(self.text, [self.b.add(self.get("pos"), _i64(offset))]))
+
+    def is_(self, ch: ir.Value, *chars: str) -> ir.Value:
+        result = self.b.icmp_unsigned("==", ch, _byte(chars[0]))
+        for char in chars[1:]:
+            result = self.b.or_(result, self.b.icmp_unsigned("==", ch, _byte(char)))
+        return result
+
+    def digit(self) -> tuple[ir.Value, ir.Value]:
+        """Whether the current byte is a digit, and its value if it is."""
+        d = self.b.sub(self.b.zext(self.at(), _I64), _i64(ord("0")))
+        return self.b.icmp_unsigned("<", d, _i64(10)), d
+
+    def block(self, name: str) -> ir.Block:
+        if name not in self.blocks:
+            self.blocks[name] = self.fn.append_basic_block(name)
+        return self.blocks[name]
+
+    def go(self, name: str) -> None:
+        self.b.branch(self.block(name))
+
+    def enter(self, name: str) -> None:
+        self.b.position_at_end(self.block(name))
+
+    def when(self, condition: ir.Value, yes: str, no: str) -> None:
+        self.b.cbranch(condition, self.block(yes), self.block(no))
+
+    def decline_if(self, condition: ir.Value) -> None:
+        with self.b.if_then(condition):
+            self.go("declined")
+
+    def delimiter(self) -> ir.Value:
+        """What ends the current field: a line end after the last column, else a comma."""
+        last = self.b.icmp_signed("==", self.get("c"), self.b.sub(self.columns, _i64(1)))
+        return self.b.select(last, _byte("\n"), _byte(","))
+
+    def cell(self) -> ir.Value:
+        return self.b.add(self.b.mul(self.get("j"), self.rows), self.get("r"))
+
+    # ---- the parse
+
+    def _rows(self) -> None:
+        b = self.b
+        self.put("pos", _i64(0))
+        self.put("r", _i64(0))
+        self.go("row_check")
+        self.enter("row_check")
+        self.when(b.icmp_signed("<", self.get("r"), self.rows), "row_start", "done")
+        self.enter("row_start")
+        for name in ("c", "j", "k"):
+            self.put(name, _i64(0))
+        self.go("field_check")
+        self.enter("field_check")
+        self.when(b.icmp_signed("<", self.get("c"), self.columns), "field_start", "row_next")
+        self.enter("row_next")
+        self.bump("r")
+        self.go("row_check")
+        self.enter("field_start")
+        self.decline_if(b.icmp_signed(">=", self.get("pos"), self.size))
+        kind = b.load(b.gep(self.kinds, [self.get("c")]))
+        self.when(b.icmp_unsigned("!=", kind, ir.Constant(_I8, 0)), "number", "text_field")
+        self.enter("done")  # every row read, and nothing after them
+        b.ret(b.zext(b.icmp_signed("!=", self.get("pos"), self.size), _I64))
+        self.enter("declined")
+        b.ret(_i64(1))
+
+    def _text_field(self) -> None:
+        """Up to the next comma or line end (the chunk ends with one): its bounds."""
+        b = self.b
+        self.enter("text_field")
+        self.put("start", self.get("pos"))
+        self.go("text_scan")
+        self.enter("text_scan")
+        self.when(self.is_(self.at(), ",", "\n"), "text_end", "text_next")
+        self.enter("text_next")
+        self.bump("pos")
+        self.go("text_scan")
+        self.enter("text_end")
+        self.decline_if(b.icmp_unsigned("!=", self.at(), self.delimiter()))
+        slot = b.mul(b.add(b.mul(self.get("k"), self.rows), self.get("r")), _i64(2))
+        b.store(self.get("start"), b.gep(self.bounds, [slot]))
+        b.store(self.get("pos"), b.gep(self.bounds, [b.add(slot, _i64(1))]))
+        for name in ("k", "pos", "c"):
+            self.bump(name)
+        self.go("field_check")
+
+    def _number_field(self) -> None:
+        """Empty (missing), or a sign, then ``nan``, ``inf`` or digits."""
+        b = self.b
+        self.enter("number")
+        b.store(ir.Constant(_I8, 0), b.gep(self.missing, [self.cell()]))
+        self.put("negative", ir.Constant(_I1, 0))
+        self.when(self.is_(self.at(), ",", "\n"), "empty", "signed")
+        self.enter("empty")
+        b.store(ir.Constant(_I8, 1), b.gep(self.missing, [self.cell()]))
+        self.put("value", ir.Constant(_DOUBLE, _NAN))
+        self.go("number_end")
+
+        self.enter("signed")
+        ch = self.at()
+        self.put("negative", self.is_(ch, "-"))
+        signed = self.is_(ch, "-", "+")
+        self.bump("pos", b.zext(signed, _I64))
+        is_n = self.is_(self.at(), "n")
+        self.decline_if(b.and_(is_n, signed))  # a signed nan: Arrow's bits for it are its own
+        self.when(is_n, "nan", "not_nan")
+        self.enter("not_nan")
+        self.when(self.is_(self.at(), "i"), "inf", "mantissa")
+        # a byte is read only once the ones before it matched: never past the line end
+        for word, value, then in (("nan", _NAN, "number_end"), ("inf", _INF, "signed_value")):
+            for i, char in enumerate(word[1:], 1):
+                self.enter(word if i == 1 else f"{word}_{i}")
+                self.when(self.is_(self.at(i), char), f"{word}_{i + 1}", "declined")
+            self.enter(f"{word}_{len(word)}")
+            self.put("value", ir.Constant(_DOUBLE, value))
+            self.bump("pos", len(word))
+            self.go(then)
+
+    def _digits(self) -> None:
+        """The digits before and after a point, as one whole number and a power of ten."""
+        b = self.b
+        self.enter("mantissa")
+        for name in ("m", "digits", "significant", "exponent"):
+            self.put(name, _i64(0))
+        self.put("started", ir.Constant(_I1, 0))
+        self.go("whole")
+        for part, after in (("whole", "after_whole"), ("fraction", "after_fraction")):
+            self.enter(part)
+            is_digit, _ = self.digit()
+            self.when(is_digit, f"{part}_digit", after)
+            self.enter(f"{part}_digit")
+            if part == "fraction":
+                self.bump("exponent", -1)
+            self._accumulate()
+            self.go(part)
+        self.enter("after_whole")
+        is_point = self.is_(self.at(), ".")
+        self.bump("pos", b.zext(is_point, _I64))
+        self.when(is_point, "fraction", "after_fraction")
+        self.enter("after_fraction")
+        no_digits = b.icmp_signed("==", self.get("digits"), _i64(0))
+        too_many = b.icmp_signed(">", self.get("significant"), _i64(_MAX_DIGITS))
+        self.decline_if(b.or_(no_digits, too_many))
+        self.when(self.is_(self.at(), "e", "E"), "exponent_sign", "compute")
+
+    def _accumulate(self) -> None:
+        """Add a digit to the whole number, counting it as significant from the first
+        that is not a leading zero (checked once the digits end: past 19 the number
+        may have wrapped, and is declined)."""
+        b = self.b
+        _, d = self.digit()
+        self.bump("digits")
+        self.put("m", b.add(b.mul(self.get("m"), _i64(10)), d))
+        started = b.or_(self.get("started"), b.icmp_unsigned("!=", d, _i64(0)))
+        self.put("started", started)
+        self.bump("significant", b.zext(started, _I64))
+        self.bump("pos")
+
+    def _exponent(self) -> None:
+        b = self.b
+        self.enter("exponent_sign")
+        self.bump("pos")
+        ch = self.at()
+        self.put("e_negative", self.is_(ch, "-"))
+        self.bump("pos", b.zext(self.is_(ch, "-", "+"), _I64))
+        self.put("e", _i64(0))
+        self.put("e_digits", _i64(0))
+        self.go("exponent_digits")
+        self.enter("exponent_digits")
+        is_digit, _ = self.digit()
+        self.when(is_digit, "exponent_digit", "exponent_end")
+        self.enter("exponent_digit")
+        self.decline_if(b.icmp_signed(">=", self.get("e_digits"), _i64(_MAX_EXPONENT_DIGITS)))
+        _, d = self.digit()
+        self.put("e", b.add(b.mul(self.get("e"), _i64(10)), d))
+        for name in ("e_digits", "pos"):
+            self.bump(name)
+        self.go("exponent_digits")
+        self.enter("exponent_end")
+        self.decline_if(b.icmp_signed("==", self.get("e_digits"), _i64(0)))
+        e = self.get("e")
+        self.bump("exponent", b.select(self.get("e_negative"), b.neg(e), e))
+        self.go("compute")
+
+    def _value(self) -> None:
+        """The whole number times or over its power of ten, where both are exact."""
+        b = self.b
+        self.enter("compute")
+        self.put("value", ir.Constant(_DOUBLE, 0.0))
+        zero = b.icmp_unsigned("==", self.get("m"), _i64(0))
+        self.when(zero, "signed_value", "exact")  # zero, at any exponent
+
+        self.enter("exact")
+        m, exponent = self.get("m"), self.get("exponent")
+        negative_power = b.icmp_signed("<", exponent, _i64(0))
+        power = b.select(negative_power, b.neg(exponent), exponent)
+        too_big = b.icmp_unsigned(">=", m, _i64(1 << 53))
+        self.decline_if(b.or_(too_big, b.icmp_signed(">", power, _i64(_MAX_EXACT_POWER))))
+        whole = b.uitofp(m, _DOUBLE)
+        scale = b.load(b.gep(self.powers, [_i64(0), power]))
+        self.put("value", b.select(negative_power, b.fdiv(whole, scale), b.fmul(whole, scale)))
+        self.go("signed_value")
+
+        self.enter("signed_value")
+        value = self.get("value")
+        self.put("value", b.select(self.get("negative"), b.fneg(value), value))
+        self.go("number_end")
+
+        self.enter("number_end")
+        self.decline_if(b.icmp_unsigned("!=", self.at(), self.delimiter()))
+        b.store(self.get("value"), b.gep(self.numbers, [self.cell()]))
+        for name in ("j", "pos", "c"):
+            self.bump(name)
+        self.go("field_check")
+
+
+def _i64(value: int) -> ir.Constant:
+    return ir.Constant(_I64, value)
+
+
+def _byte(char: str) -> ir.Constant:
+    return ir.Constant(_I8, ord(char))
