@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from pipeline.errors import EmptyFile, SchemaMismatch, UnreadableFile, names_list
-from pipeline.scoring import csv_numbers
+from pipeline.scoring import plain_numbers
 from pipeline.scoring.batches import output_schema, rebatch
 from pipeline.scoring.codec import (
     DEFAULT_MAX_LINE_BYTES,
@@ -68,7 +68,7 @@ class CsvReader:
     chunk keeps its rows' bytes, which the writer passes through, and Arrow
     parses the chunk's text where it lies. Once records pass through whole
     (``pass_records_through``), the model's numerical features are parsed
-    as numbers there, not as text to be cast: by ``csv_numbers``' compiled
+    as numbers there, not as text to be cast: by ``plain_numbers``' compiled
     pass while every number is spelled as it takes them, then by Arrow. A
     chunk holding a value that is not a plain number is read as text, as
     every other column is, and its features are parsed from that text in
@@ -169,7 +169,7 @@ class CsvReader:
         first one's data row number (for errors)."""
         if typed and self._numbers:
             if self._compiled:
-                batch = csv_numbers.parsed(text, len(numbers), self.columns, self._numbers)
+                batch = plain_numbers.csv_chunk(text, len(numbers), self.columns, self._numbers)
                 if batch is not None:
                     return batch
                 self._compiled = False  # numbers of other spellings: Arrow from here on

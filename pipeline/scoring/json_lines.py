@@ -13,7 +13,9 @@ its first value.
 Where the first chunk's keys all hold numbers or booleans, later chunks are
 parsed by polars, in about half Arrow's CPU, with the first chunk's kinds. A
 chunk polars refuses or might read otherwise (see ``_parsed_by_polars``)
-goes to Arrow, and so does every chunk after it.
+goes to Arrow, and so does every chunk after it. Where they all hold numbers,
+``plain_numbers``' compiled pass reads chunks first, as polars would, while
+every record is a flat object of those keys in the first chunk's order.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from pipeline.errors import BadValue, EmptyFile, UnreadableFile
+from pipeline.scoring import plain_numbers
 from pipeline.scoring.codec import DEFAULT_MAX_LINE_BYTES, ByteSink, Chunk, ObjectSource, Reader
 from pipeline.scoring.lines import Lines, values
 from pipeline.scoring.splits import ByteRanges
@@ -58,6 +61,7 @@ class JsonLinesReader:
     ) -> None:
         self._where, self._batch_rows = where, batch_rows
         self._kinds: dict[str, pl.DataType] | None = None
+        self._compiled = False
         self._max_line_bytes = max_line_bytes
         self._record_number = 0
         self._lines = Lines(
@@ -72,6 +76,10 @@ class JsonLinesReader:
             raise EmptyFile(f"{where} holds no JSON records")
         self.columns: list[str] = list(self._first.batch.schema.names)
         self._kinds = _polars_kinds(self._first.batch.schema, set(numbers))
+        #: Whether the compiled pass reads chunks first: while every key holds numbers.
+        self._compiled = self._kinds is not None and all(
+            kind == pl.Float64() for kind in self._kinds.values()
+        )
 
     def __iter__(self) -> Iterator[Chunk]:
         chunk = self._first
@@ -106,6 +114,11 @@ class JsonLinesReader:
     def _parse(
         self, text: pa.Buffer, records: pa.Array, lines: npt.NDArray[np.int64]
     ) -> pa.RecordBatch:
+        if self._compiled and self._kinds is not None:
+            batch = plain_numbers.json_chunk(text, len(records), list(self._kinds))
+            if batch is not None:
+                return batch
+            self._compiled = False  # records of other shapes or spellings: polars from here on
         if self._kinds is not None:
             batch = _parsed_by_polars(text, self._kinds)
             if batch is not None:

@@ -23,7 +23,7 @@ from pipeline.messages import (
     Notification,
     ScoreRequest,
 )
-from pipeline.scoring import csv_numbers
+from pipeline.scoring import plain_numbers
 from pipeline.settings import Settings
 from pipeline.worker import tasks
 from pipeline.worker.app import create_app
@@ -94,7 +94,7 @@ def _startup_kept(**_: Any) -> None:
     """What the worker loaded to start (celery, boto3, Arrow, polars, the CSV number
     parser's code) lives as long as it does: out of the collector's sight, a full
     collection does not walk it in the middle of a file."""
-    csv_numbers.warm()
+    plain_numbers.warm()
     gc.freeze()
 
 

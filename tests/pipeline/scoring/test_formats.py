@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.errors import BadValue, EmptyFile, SchemaMismatch, UnreadableFile, UnsupportedFormat
-from pipeline.scoring import codec, csv_files, csv_numbers, formats, json_lines
+from pipeline.scoring import codec, csv_files, formats, json_lines, plain_numbers
 from pipeline.scoring.features import Feature, feature_matrix
 
 
@@ -253,17 +253,17 @@ def test_csv_features_read_as_numbers_score_and_write_as_read_as_text(
 def test_plain_numbers_go_to_the_compiled_pass_until_a_chunk_it_declines(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Chunks of plain numbers are parsed by ``csv_numbers``; from the first chunk it
+    """Chunks of plain numbers are parsed by ``plain_numbers``; from the first chunk it
     declines (a number of 17 digits), Arrow parses the rest. The matrix is the text's."""
     answers: list[bool] = []
-    parsed = csv_numbers.parsed
+    parsed = plain_numbers.csv_chunk
 
     def watched(*args: object, **kwargs: object) -> pa.RecordBatch | None:
         batch = parsed(*args, **kwargs)  # type: ignore[arg-type]
         answers.append(batch is not None)
         return batch
 
-    monkeypatch.setattr(csv_numbers, "parsed", watched)
+    monkeypatch.setattr(plain_numbers, "csv_chunk", watched)
     rows = [f"id{i},{i}.25,{-i}e-3" for i in range(6)] + ["id6,0.30000000000000004,1", "id7,8,9"]
     data = ("id,x,y\n" + "\n".join(rows) + "\n").encode()
     out, typed, schemas = scored_csv(data, ("x", "y"))
@@ -488,6 +488,36 @@ def test_json_chunks_polars_reads_hold_what_arrow_reads(monkeypatch: pytest.Monk
         assert np.array_equal(a.view(np.int64), b.view(np.int64)), name
     assert fast["flag"] == slow["flag"]
     assert fast["c"] == slow["c"]  # a category's whole numbers stay whole
+
+
+def test_json_chunks_of_plain_numbers_go_to_the_compiled_pass_then_polars(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Flat records of plain numbers are read by ``plain_numbers``; from the first chunk it
+    declines (a number of 17 digits), polars reads them. The values are Arrow's."""
+    answers: list[bool] = []
+    parse = plain_numbers.json_chunk
+
+    def watched(*args: object) -> pa.RecordBatch | None:
+        batch = parse(*args)  # type: ignore[arg-type]
+        answers.append(batch is not None)
+        return batch
+
+    monkeypatch.setattr(plain_numbers, "json_chunk", watched)
+    lines = [f'{{"x": {i}.25, "y": {-i}e-3, "z": {"null" if i % 2 else i}}}' for i in range(10)]
+    lines[6] = '{"x": 0.30000000000000004, "y": 1, "z": -0}'
+    data = ("\n".join(lines) + "\n").encode()
+    polars = _polars_taken(monkeypatch)
+
+    fast = _json_columns(data, ("x", "y", "z"), batch_rows=2)
+    monkeypatch.setattr(json_lines, "_polars_kinds", lambda schema, numbers: None)
+    slow = _json_columns(data, ("x", "y", "z"), batch_rows=2)
+
+    assert answers == [True, True, False]  # the first chunk is Arrow's, as ever
+    assert polars == [True, True]
+    for name in ("x", "y", "z"):
+        a, b = np.array(fast[name], float), np.array(slow[name], float)
+        assert np.array_equal(a.view(np.int64), b.view(np.int64)), name
 
 
 @pytest.mark.parametrize(

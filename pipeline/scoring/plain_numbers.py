@@ -1,6 +1,7 @@
-"""A CSV chunk's fields split, and its plain numbers parsed, in one compiled pass.
+"""Plain numbers in text records (CSV rows, JSON lines) parsed in one compiled pass.
 
-Arrow's typed read took about 40% of a worker's CPU on a CSV of numbers: it
+Arrow's typed read took about 40% of a worker's CPU on a CSV of numbers, and
+polars' about as much on JSON lines of numbers. Arrow
 splits the fields into a buffer of its own, then converts each column with a
 parser for every spelling a double may have. Most data files write numbers
 in a few digits (``-0.274138``, ``12``, ``1.5e-3``), and such a number is
@@ -9,21 +10,25 @@ is below 2**53 and the power at most 10**22, both are exact doubles, and one
 IEEE division or multiplication rounds their quotient or product correctly
 (Clinger's fast path): the double Arrow's correctly rounded parser gives.
 
-So this pass takes a chunk only where every number field is empty (missing,
-a null as Arrow reads it), ``nan``, ``inf`` or ``-inf``, or such a number, and
-every row has the header's fields. Anything else (a longer number, another
-spelling, a blank, a row of other length) declines the chunk, and Arrow reads
-it as before. Text fields are copied out verbatim and checked to be UTF-8, as
-Arrow checks them.
+So this pass takes a CSV chunk (``csv_chunk``) only where every number field
+is empty (missing, a null as Arrow reads it), ``nan``, ``inf`` or ``-inf``,
+or such a number, and every row has the header's fields. Text fields are
+copied out verbatim and checked to be UTF-8, as Arrow checks them. It takes
+a chunk of JSON lines (``json_chunk``) only where every record is one object
+of the expected keys, in their order, each holding such a number (in JSON's
+spelling) or ``null``, with at most spaces between. Anything else (a longer
+number, another spelling, a blank, a row or record of other shape) declines
+the chunk, and Arrow or polars reads it as before.
 
 The code is generated for this machine when the first chunk needs it (about
-50 ms), and called through ctypes, which releases the interpreter lock.
+50-100 ms), and called through ctypes, which releases the interpreter lock.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import json
 import threading
 from collections.abc import Callable, Sequence
 
@@ -32,10 +37,11 @@ import numpy as np
 import pyarrow as pa
 from llvmlite import ir
 
-_ENTRY = "csv_numbers"
+_CSV, _JSON = "csv_numbers", "json_numbers"
 _I1, _I8, _I64 = ir.IntType(1), ir.IntType(8), ir.IntType(64)
 _DOUBLE = ir.DoubleType()
-#: (text, size, rows, columns, kinds, numbers, missing, bounds) -> 0 taken, 1 declined
+#: (text, size, rows, columns, kinds or keys, numbers, missing, bounds or key offsets)
+#: -> 0 taken, 1 declined
 _SIGNATURE = ctypes.CFUNCTYPE(
     ctypes.c_int64,
     ctypes.c_void_p,
@@ -58,7 +64,7 @@ _lock = threading.Lock()
 _engines: list[llvm.ExecutionEngine] = []
 
 
-def parsed(
+def csv_chunk(
     text: pa.Buffer, rows: int, columns: Sequence[str], numbers: Sequence[str]
 ) -> pa.RecordBatch | None:
     """``text``'s ``rows`` lines as Arrow's typed read gives them (``numbers`` as
@@ -74,7 +80,7 @@ def parsed(
     values = np.empty((number_count, rows), dtype=np.float64)
     missing = np.empty((number_count, rows), dtype=np.uint8)
     bounds = np.empty((len(columns) - number_count, rows, 2), dtype=np.int64)
-    declined = _function()(
+    declined = _functions()[_CSV](
         text.address,
         size,
         rows,
@@ -101,9 +107,37 @@ def parsed(
     return pa.RecordBatch.from_arrays(arrays, names=list(columns))
 
 
+def json_chunk(text: pa.Buffer, rows: int, columns: Sequence[str]) -> pa.RecordBatch | None:
+    """``text``'s ``rows`` records as polars reads them, ``columns`` as doubles, or None
+    where this pass declines the chunk (see the module docstring)."""
+    size = text.size
+    if not size or np.frombuffer(text, np.uint8)[-1] != ord("\n") or not rows or not columns:
+        return None
+    keys = [json.dumps(name, ensure_ascii=False).encode() for name in columns]
+    spelled = np.frombuffer(b"".join(keys), np.uint8)
+    offsets = np.zeros(len(keys) + 1, dtype=np.int64)
+    np.cumsum([len(key) for key in keys], out=offsets[1:])
+    values = np.empty((len(columns), rows), dtype=np.float64)
+    missing = np.empty((len(columns), rows), dtype=np.uint8)
+    declined = _functions()[_JSON](
+        text.address,
+        size,
+        rows,
+        len(columns),
+        spelled.ctypes.data,
+        values.ctypes.data,
+        missing.ctypes.data,
+        offsets.ctypes.data,
+    )
+    if declined:
+        return None
+    arrays = [_doubles(values[j], missing[j]) for j in range(len(columns))]
+    return pa.RecordBatch.from_arrays(arrays, names=list(columns))
+
+
 def warm() -> None:
     """Generate the code now (a worker does at start, not on its first file)."""
-    _function()
+    _functions()
 
 
 def _doubles(values: np.ndarray, missing: np.ndarray) -> pa.Array:
@@ -128,7 +162,7 @@ def _text(data: np.ndarray, bounds: np.ndarray) -> pa.Array:
 
 
 @functools.cache
-def _function() -> Callable[..., int]:
+def _functions() -> dict[str, Callable[..., int]]:
     with _lock:
         llvm.initialize_native_target()
         llvm.initialize_native_asmprinter()
@@ -141,24 +175,27 @@ def _function() -> Callable[..., int]:
         builder.getModulePassManager().run(module, builder)
         engine = llvm.create_mcjit_compiler(module, machine)
         engine.finalize_object()
-        function = _SIGNATURE(engine.get_function_address(_ENTRY))
         _engines.append(engine)  # the code lives as long as its engine
-        return function
+        return {name: _SIGNATURE(engine.get_function_address(name)) for name in (_CSV, _JSON)}
 
 
 def _module() -> ir.Module:
-    """``csv_numbers(text, size, rows, columns, kinds, numbers, missing, bounds)``.
+    """``csv_numbers(text, size, rows, columns, kinds, numbers, missing, bounds)`` and
+    ``json_numbers(text, size, rows, columns, keys, numbers, missing, key_offsets)``.
 
-    ``kinds[c]`` is 1 where column ``c`` is a number. The ``j``-th number
+    ``kinds[c]`` is 1 where CSV column ``c`` is a number. The ``j``-th number
     column's row ``r`` goes to ``numbers[j * rows + r]`` and its missing flag
     to ``missing[j * rows + r]``; the ``k``-th text column's field bounds (start,
-    end) to ``bounds[(k * rows + r) * 2]``. Returns 1 to decline the chunk.
+    end) to ``bounds[(k * rows + r) * 2]``. A JSON record's ``c``-th key is
+    spelled ``keys[key_offsets[c]:key_offsets[c + 1]]``, quotes and all. Both
+    return 1 to decline the chunk.
     """
-    module = ir.Module(name="csv_numbers")
+    module = ir.Module(name="plain_numbers")
     module.triple = llvm.get_default_triple()
     bytes_, doubles, longs = _I8.as_pointer(), _DOUBLE.as_pointer(), _I64.as_pointer()
     kind = ir.FunctionType(_I64, [bytes_, _I64, _I64, _I64, bytes_, doubles, bytes_, longs])
-    _Generator(ir.Function(module, kind, _ENTRY)).generate()
+    _Generator(ir.Function(module, kind, _CSV), json=False).generate()
+    _Generator(ir.Function(module, kind, _JSON), json=True).generate()
     return module
 
 
@@ -166,22 +203,30 @@ def _module() -> ir.Module:
 _VARIABLES = {
     "pos": _I64, "r": _I64, "c": _I64, "j": _I64, "k": _I64, "start": _I64, "m": _I64,
     "digits": _I64, "significant": _I64, "started": _I1, "exponent": _I64, "e": _I64,
-    "e_digits": _I64, "negative": _I1, "e_negative": _I1, "value": _DOUBLE,
+    "e_digits": _I64, "negative": _I1, "e_negative": _I1, "value": _DOUBLE, "real": _I1,
+    "key": _I64, "key_end": _I64,
 }  # fmt: skip
 
 
 class _Generator:
-    """The parse as a state machine: a basic block a state, variables in stack slots."""
+    """The parse as a state machine: a basic block a state, variables in stack slots.
 
-    def __init__(self, fn: ir.Function) -> None:
-        self.fn = fn
+    ``json`` chooses JSON's records and spelling of numbers (no ``+``, ``.5``,
+    ``5.``, ``01``, ``nan`` or ``inf``; ``null`` is missing; ``-0`` is a whole
+    zero, +0.0, as polars reads it) over CSV's rows.
+    """
+
+    def __init__(self, fn: ir.Function, *, json: bool) -> None:
+        self.fn, self.json = fn, json
         (self.text, self.size, self.rows, self.columns, self.kinds) = fn.args[:5]
         (self.numbers, self.missing, self.bounds) = fn.args[5:]
         self.b = ir.IRBuilder(fn.append_basic_block("entry"))
         self.slots = {name: self.b.alloca(t, name=name) for name, t in _VARIABLES.items()}
         self.blocks: dict[str, ir.Block] = {}
         self.powers = ir.GlobalVariable(
-            fn.module, ir.ArrayType(_DOUBLE, _MAX_EXACT_POWER + 1), "powers"
+            fn.module,
+            ir.ArrayType(_DOUBLE, _MAX_EXACT_POWER + 1),
+            fn.module.get_unique_name("powers"),
         )
         self.powers.global_constant, self.powers.linkage = True, "internal"
         self.powers.initializer = ir.Constant(
@@ -189,8 +234,11 @@ class _Generator:
         )
 
     def generate(self) -> None:
-        self._rows()
-        self._text_field()
+        if self.json:
+            self._records()
+        else:
+            self._rows()
+            self._text_field()
         self._number_field()
         self._digits()
         self._exponent()
@@ -223,6 +271,10 @@ class _Generator:
         d = self.b.sub(self.b.zext(self.at(), _I64), _i64(ord("0")))
         return self.b.icmp_unsigned("<", d, _i64(10)), d
 
+    def digit_at(self, offset: int) -> ir.Value:
+        d = self.b.sub(self.b.zext(self.at(offset), _I64), _i64(ord("0")))
+        return self.b.icmp_unsigned("<", d, _i64(10))
+
     def block(self, name: str) -> ir.Block:
         if name not in self.blocks:
             self.blocks[name] = self.fn.append_basic_block(name)
@@ -245,6 +297,21 @@ class _Generator:
         """What ends the current field: a line end after the last column, else a comma."""
         last = self.b.icmp_signed("==", self.get("c"), self.b.sub(self.columns, _i64(1)))
         return self.b.select(last, _byte("\n"), _byte(","))
+
+    def expect(self, char: str) -> None:
+        """Decline unless the current byte is ``char``; then step past it."""
+        self.decline_if(self.b.icmp_unsigned("!=", self.at(), _byte(char)))
+        self.bump("pos")
+
+    def skip_spaces(self) -> None:
+        check = f"spaces{len(self.blocks)}"
+        self.go(check)
+        self.enter(check)
+        self.when(self.is_(self.at(), " "), f"{check}.next", f"{check}.end")
+        self.enter(f"{check}.next")
+        self.bump("pos")
+        self.go(check)
+        self.enter(f"{check}.end")
 
     def cell(self) -> ir.Value:
         return self.b.add(self.b.mul(self.get("j"), self.rows), self.get("r"))
@@ -276,6 +343,55 @@ class _Generator:
         self.enter("declined")
         b.ret(_i64(1))
 
+    def _records(self) -> None:
+        """``{"key": value, ...}`` and a line end, the keys as ``keys`` spell them."""
+        b = self.b
+        self.put("pos", _i64(0))
+        self.put("r", _i64(0))
+        self.go("row_check")
+        self.enter("row_check")
+        self.when(b.icmp_signed("<", self.get("r"), self.rows), "row_start", "done")
+        self.enter("row_start")
+        self.decline_if(b.icmp_signed(">=", self.get("pos"), self.size))
+        self.expect("{")
+        self.skip_spaces()
+        for name in ("c", "j"):
+            self.put(name, _i64(0))
+        self.go("field_check")
+        self.enter("field_check")
+        self.when(b.icmp_signed("<", self.get("c"), self.columns), "field_start", "record_end")
+        self.enter("field_start")
+        with b.if_then(b.icmp_signed(">", self.get("c"), _i64(0))):
+            self.expect(",")
+            self.skip_spaces()
+        offsets = self.bounds
+        self.put("key", b.load(b.gep(offsets, [self.get("c")])))
+        self.put("key_end", b.load(b.gep(offsets, [b.add(self.get("c"), _i64(1))])))
+        self.go("key_check")
+        # a key holds no line end, so a mismatch comes at the line's end at the latest
+        self.enter("key_check")
+        self.when(b.icmp_signed("<", self.get("key"), self.get("key_end")), "key_byte", "key_end")
+        self.enter("key_byte")
+        spelled = b.load(b.gep(self.kinds, [self.get("key")]))
+        self.decline_if(b.icmp_unsigned("!=", self.at(), spelled))
+        self.bump("pos")
+        self.bump("key")
+        self.go("key_check")
+        self.enter("key_end")
+        self.skip_spaces()
+        self.expect(":")
+        self.skip_spaces()
+        self.go("number")
+        self.enter("record_end")
+        self.expect("}")
+        self.expect("\n")
+        self.bump("r")
+        self.go("row_check")
+        self.enter("done")  # every record read, and nothing after them
+        b.ret(b.zext(b.icmp_signed("!=", self.get("pos"), self.size), _I64))
+        self.enter("declined")
+        b.ret(_i64(1))
+
     def _text_field(self) -> None:
         """Up to the next comma or line end (the chunk ends with one): its bounds."""
         b = self.b
@@ -302,7 +418,12 @@ class _Generator:
         self.enter("number")
         b.store(ir.Constant(_I8, 0), b.gep(self.missing, [self.cell()]))
         self.put("negative", ir.Constant(_I1, 0))
-        self.when(self.is_(self.at(), ",", "\n"), "empty", "signed")
+        self.put("real", ir.Constant(_I1, 0))
+        if self.json:
+            self.when(self.is_(self.at(), "n"), "null", "signed")
+            self._word("null", "ull", "empty")
+        else:
+            self.when(self.is_(self.at(), ",", "\n"), "empty", "signed")
         self.enter("empty")
         b.store(ir.Constant(_I8, 1), b.gep(self.missing, [self.cell()]))
         self.put("value", ir.Constant(_DOUBLE, _NAN))
@@ -311,22 +432,35 @@ class _Generator:
         self.enter("signed")
         ch = self.at()
         self.put("negative", self.is_(ch, "-"))
-        signed = self.is_(ch, "-", "+")
+        signed = self.is_(ch, "-") if self.json else self.is_(ch, "-", "+")
         self.bump("pos", b.zext(signed, _I64))
+        if self.json:  # a digit, and no leading zero before another
+            is_digit, _ = self.digit()
+            self.decline_if(b.not_(is_digit))
+            self.decline_if(b.and_(self.is_(self.at(), "0"), self.digit_at(1)))
+            self.go("mantissa")
+            return
         is_n = self.is_(self.at(), "n")
         self.decline_if(b.and_(is_n, signed))  # a signed nan: Arrow's bits for it are its own
         self.when(is_n, "nan", "not_nan")
         self.enter("not_nan")
         self.when(self.is_(self.at(), "i"), "inf", "mantissa")
-        # a byte is read only once the ones before it matched: never past the line end
         for word, value, then in (("nan", _NAN, "number_end"), ("inf", _INF, "signed_value")):
-            for i, char in enumerate(word[1:], 1):
-                self.enter(word if i == 1 else f"{word}_{i}")
-                self.when(self.is_(self.at(i), char), f"{word}_{i + 1}", "declined")
-            self.enter(f"{word}_{len(word)}")
+            self._word(word, word[1:], f"{word}.read")
+            self.enter(f"{word}.read")
             self.put("value", ir.Constant(_DOUBLE, value))
-            self.bump("pos", len(word))
             self.go(then)
+
+    def _word(self, block: str, rest: str, then: str) -> None:
+        """From ``block``, at a word's first byte: its ``rest`` follows, or decline;
+        then past it, on to ``then``. A byte is read only once the ones before it
+        matched: never past the line end."""
+        for i, char in enumerate(rest, 1):
+            self.enter(block if i == 1 else f"{block}_{i}")
+            self.when(self.is_(self.at(i), char), f"{block}_{i + 1}", "declined")
+        self.enter(f"{block}_{len(rest) + 1}")
+        self.bump("pos", len(rest) + 1)
+        self.go(then)
 
     def _digits(self) -> None:
         """The digits before and after a point, as one whole number and a power of ten."""
@@ -348,6 +482,9 @@ class _Generator:
         self.enter("after_whole")
         is_point = self.is_(self.at(), ".")
         self.bump("pos", b.zext(is_point, _I64))
+        self.put("real", is_point)
+        if self.json:  # a point has a digit after it
+            self.decline_if(b.and_(is_point, b.not_(self.digit()[0])))
         self.when(is_point, "fraction", "after_fraction")
         self.enter("after_fraction")
         no_digits = b.icmp_signed("==", self.get("digits"), _i64(0))
@@ -371,6 +508,7 @@ class _Generator:
     def _exponent(self) -> None:
         b = self.b
         self.enter("exponent_sign")
+        self.put("real", ir.Constant(_I1, 1))
         self.bump("pos")
         ch = self.at()
         self.put("e_negative", self.is_(ch, "-"))
@@ -400,6 +538,9 @@ class _Generator:
         self.enter("compute")
         self.put("value", ir.Constant(_DOUBLE, 0.0))
         zero = b.icmp_unsigned("==", self.get("m"), _i64(0))
+        if self.json:  # JSON's whole -0 is the integer 0
+            whole_zero = b.and_(zero, b.not_(self.get("real")))
+            self.put("negative", b.and_(self.get("negative"), b.not_(whole_zero)))
         self.when(zero, "signed_value", "exact")  # zero, at any exponent
 
         self.enter("exact")
@@ -419,9 +560,13 @@ class _Generator:
         self.go("number_end")
 
         self.enter("number_end")
-        self.decline_if(b.icmp_unsigned("!=", self.at(), self.delimiter()))
+        if self.json:  # what follows is checked by the next key or the record's end
+            self.skip_spaces()
+        else:
+            self.decline_if(b.icmp_unsigned("!=", self.at(), self.delimiter()))
+            self.bump("pos")
         b.store(self.get("value"), b.gep(self.numbers, [self.cell()]))
-        for name in ("j", "pos", "c"):
+        for name in ("j", "c"):
             self.bump(name)
         self.go("field_check")
 

@@ -1,0 +1,213 @@
+"""The compiled pass gives what Arrow (CSV) or polars (JSON lines) read, bit for bit,
+or declines the chunk."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pytest
+
+from pipeline.scoring import plain_numbers
+from pipeline.scoring.json_lines import _parsed_by_polars
+
+#: Spellings the pass takes; each must come out as Arrow reads it.
+TAKEN = [
+    "0", "1", "-1", "+1", "1.5", ".5", "5.", "-.5", "+.5", "-0", "-0.0", "00012", "0.000",
+    "1e5", "1E5", "1e+5", "1e-5", "1.e5", "-2.5E-3", "0e999", "0.1", "0.2", "0.3",
+    "9007199254740991", "123456789012345", "0.000123456789012345", "1e22", "1e-22",
+    "4503599627370497e-22", "1.797693134862315", "nan", "inf", "-inf", "+inf", "",
+]  # fmt: skip
+#: Spellings it declines: Arrow may take them (its own way) or refuse them.
+DECLINED = [
+    "NaN", "NAN", "-nan", "+nan", "Inf", "INF", "infinity", "-Infinity", " 1", "1 ", "\t1",
+    " ", "0.30000000000000004", "1.7976931348623157", "9007199254740993",
+    "12345678901234567890", "1e23", "1e-23", "4.9e-324", "1e400", "0e99999", ".e5", "e5",
+    "1e", "1e+", "..", "-", "+", "1-", "1.2.3", "0x10", "1_000", "NA", "null", "na", "nab",
+    "in", "infx",
+]  # fmt: skip
+
+
+def arrow_read(text: bytes, columns: list[str], numbers: list[str]) -> pa.RecordBatch | None:
+    """What ``CsvReader`` asks of Arrow for a typed chunk (None where Arrow refuses it)."""
+    types = {name: pa.string() for name in columns} | dict.fromkeys(numbers, pa.float64())
+    try:
+        table = pa_csv.read_csv(
+            pa.BufferReader(text),
+            read_options=pa_csv.ReadOptions(column_names=columns),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=types,
+                strings_can_be_null=False,
+                null_values=[""],
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid:
+        return None
+    return table.combine_chunks().to_batches()[0]
+
+
+def assert_same(ours: pa.RecordBatch, arrows: pa.RecordBatch) -> None:
+    assert ours.schema == arrows.schema
+    for mine, theirs in zip(ours.columns, arrows.columns, strict=True):
+        assert mine.is_valid().equals(theirs.is_valid())
+        if pa.types.is_floating(mine.type):  # bit for bit: NaN's bits and -0.0 too
+            bits = mine.fill_null(0.0).to_numpy().view(np.uint64)
+            assert np.array_equal(bits, theirs.fill_null(0.0).to_numpy().view(np.uint64))
+        else:
+            assert mine.equals(theirs)
+
+
+def parse(text: bytes, columns: list[str], numbers: list[str]) -> pa.RecordBatch | None:
+    return plain_numbers.csv_chunk(pa.py_buffer(text), text.count(b"\n"), columns, numbers)
+
+
+@pytest.mark.parametrize("token", TAKEN)
+def test_a_plain_number_is_taken_and_read_as_arrow_reads_it(token: str) -> None:
+    text = f"id-1,{token},x\nid-2,7,y\n".encode()
+    ours = parse(text, ["id", "v", "note"], ["v"])
+    arrows = arrow_read(text, ["id", "v", "note"], ["v"])
+    assert ours is not None
+    assert arrows is not None
+    assert_same(ours, arrows)
+
+
+@pytest.mark.parametrize("token", DECLINED)
+def test_any_other_spelling_declines_the_chunk(token: str) -> None:
+    assert parse(f"1,2\n3,{token}\n".encode(), ["a", "b"], ["a", "b"]) is None
+
+
+def test_random_numbers_in_every_short_spelling_round_as_arrow_rounds_them() -> None:
+    """200,000 numbers, scientific with 1 to 15 digits and fixed with 0 to 8 decimals
+    (powers of ten from 10**-20 to 10**6): the same doubles."""
+    rng = np.random.default_rng(7)
+    signs = rng.choice([-1.0, 1.0], 200_000)
+    values = signs * rng.uniform(1.0, 10.0, 200_000) * 10.0 ** rng.integers(-6, 7, 200_000)
+    spellings = []
+    for i, value in enumerate(values):
+        spellings.append(f"{value:.{i % 15}e}" if i % 2 else f"{value:.{i % 9}f}")
+    lines = [",".join(spellings[i : i + 4]) for i in range(0, len(spellings), 4)]
+    text = ("\n".join(lines) + "\n").encode()
+    columns = ["a", "b", "c", "d"]
+    ours = parse(text, columns, columns)
+    arrows = arrow_read(text, columns, columns)
+    assert ours is not None
+    assert arrows is not None
+    assert_same(ours, arrows)
+
+
+def test_text_columns_come_out_verbatim_between_the_numbers() -> None:
+    text = "é,1,,2\n,3,a b,\n日本,-4.5,x,nan\n".encode()
+    columns, numbers = ["w", "x", "y", "z"], ["x", "z"]
+    ours = parse(text, columns, numbers)
+    arrows = arrow_read(text, columns, numbers)
+    assert ours is not None
+    assert arrows is not None
+    assert_same(ours, arrows)
+    assert ours.column("w").to_pylist() == ["é", "", "日本"]
+    assert ours.column("z").null_count == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"1,2\n3\n",  # a row short of a field
+        b"1,2\n3,4,5\n",  # a row with one more
+        b"1,2\n3,4\n5,6\n",  # more lines than rows
+        b"1,2\n3,4",  # no last line end
+        b"1,2\n\xff,4\n",  # not UTF-8 in a text column
+    ],
+)
+def test_rows_that_do_not_fit_or_text_that_is_not_utf8_are_declined(text: bytes) -> None:
+    assert plain_numbers.csv_chunk(pa.py_buffer(text), 2, ["a", "b"], ["b"]) is None
+
+
+# ---- JSON lines: against polars, which reads these chunks otherwise
+
+
+def polars_read(text: bytes, columns: list[str]) -> pa.RecordBatch | None:
+    kinds: dict[str, pl.DataType] = {name: pl.Float64() for name in columns}
+    return _parsed_by_polars(pa.py_buffer(text), kinds)
+
+
+def json_parse(text: bytes, columns: list[str]) -> pa.RecordBatch | None:
+    return plain_numbers.json_chunk(pa.py_buffer(text), text.count(b"\n"), columns)
+
+
+JSON_TAKEN = [
+    "0", "-0", "-0.0", "-0e0", "0e999", "1.5", "-2.5e-3", "1E5", "1e+5", "0.1", "12",
+    "123456789012345", "9007199254740991", "1e22", "1e-22", "0.000123456789012345", "null",
+]  # fmt: skip
+JSON_DECLINED = [
+    "+1", ".5", "5.", "01", "-01", "00", "-", "NaN", "nan", "inf", "-Infinity", "1e23", "1e",
+    "0.30000000000000004", "9007199254740993", "true", '"1"', "[1]", "{}", "nul", "nulls",
+    "1.5x", "1 2",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("token", JSON_TAKEN)
+def test_a_plain_json_number_is_taken_and_read_as_polars_reads_it(token: str) -> None:
+    text = f'{{"a": 7, "b": {token}}}\n{{"a": {token}, "b": -3.25}}\n'.encode()
+    ours = json_parse(text, ["a", "b"])
+    theirs = polars_read(text, ["a", "b"])
+    assert ours is not None
+    assert theirs is not None
+    assert_same(ours, theirs)
+
+
+@pytest.mark.parametrize("token", JSON_DECLINED)
+def test_any_other_json_value_declines_the_chunk(token: str) -> None:
+    assert json_parse(f'{{"a": 1, "b": {token}}}\n'.encode(), ["a", "b"]) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b'{"a":1,"b":2}\n', b'{"a": 1, "b": 2}\n', b'{ "a" : 1 ,  "b" :2 }\n', b'{"a":1,"b":2 }\n'],
+)
+def test_records_with_spaces_between_their_tokens_are_taken(text: bytes) -> None:
+    ours = json_parse(text, ["a", "b"])
+    assert ours is not None
+    assert ours.to_pylist() == [{"a": 1.0, "b": 2.0}]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"a": 1}\n',  # a key missing
+        b'{"a": 1, "b": 2, "c": 3}\n',  # a key more
+        b'{"b": 2, "a": 1}\n',  # another order
+        b'{"a": 1, "a": 2}\n',  # a key twice
+        b'{"a":\t1, "b": 2}\n',  # whitespace other than spaces
+        b'{"a": 1, "b": 2}\r\n',
+        b'{"a": 1, "b": 2} \n',
+        b'{"a": 1, "b": 2}',  # no last line end
+        b'{"a": 1, "b": 2}{"a": 1, "b": 2}\n',
+        b'{"\\u0061": 1, "b": 2}\n',  # a key spelled otherwise
+        b'{"a": 1, "b": 2}\n{"a": 1, "b": 2}\n',  # more lines than records
+    ],
+)
+def test_records_of_another_shape_are_declined(text: bytes) -> None:
+    assert plain_numbers.json_chunk(pa.py_buffer(text), 1, ["a", "b"]) is None
+
+
+def test_random_json_numbers_round_as_polars_rounds_them() -> None:
+    """200,000 numbers as JSON spells them, scientific with 1 to 15 digits and whole or
+    fixed with up to 8 decimals: the same doubles as polars reads."""
+    rng = np.random.default_rng(11)
+    signs = rng.choice([-1.0, 1.0], 200_000)
+    values = signs * rng.uniform(1.0, 10.0, 200_000) * 10.0 ** rng.integers(-6, 7, 200_000)
+    spellings = [
+        f"{value:.{i % 15}e}" if i % 2 else f"{value:.{i % 9}f}" for i, value in enumerate(values)
+    ]
+    names = ["a", "b", "c", "d"]
+    lines = [
+        '{"a": %s, "b": %s, "c": %s, "d": %s}' % tuple(spellings[i : i + 4])  # noqa: UP031
+        for i in range(0, len(spellings), 4)
+    ]
+    text = ("\n".join(lines) + "\n").encode()
+    ours = json_parse(text, names)
+    theirs = polars_read(text, names)
+    assert ours is not None
+    assert theirs is not None
+    assert_same(ours, theirs)
