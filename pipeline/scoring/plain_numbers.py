@@ -318,7 +318,9 @@ class _Generator:
 
     # ---- the parse
 
-    def _rows(self) -> None:
+    def _each_row(self, row_end: str, opening: str = "") -> None:
+        """Rows one after another from the chunk's start: ``opening``, then the fields
+        (from ``field_start``) and ``row_end``, which goes back to ``row_check``."""
         b = self.b
         self.put("pos", _i64(0))
         self.put("r", _i64(0))
@@ -326,40 +328,36 @@ class _Generator:
         self.enter("row_check")
         self.when(b.icmp_signed("<", self.get("r"), self.rows), "row_start", "done")
         self.enter("row_start")
+        # within a row, every scan stops at the line end that ends the chunk
+        self.decline_if(b.icmp_signed(">=", self.get("pos"), self.size))
+        if opening:
+            self.expect(opening)
+            self.skip_spaces()
         for name in ("c", "j", "k"):
             self.put(name, _i64(0))
         self.go("field_check")
         self.enter("field_check")
-        self.when(b.icmp_signed("<", self.get("c"), self.columns), "field_start", "row_next")
-        self.enter("row_next")
-        self.bump("r")
-        self.go("row_check")
-        self.enter("field_start")
-        self.decline_if(b.icmp_signed(">=", self.get("pos"), self.size))
-        kind = b.load(b.gep(self.kinds, [self.get("c")]))
-        self.when(b.icmp_unsigned("!=", kind, ir.Constant(_I8, 0)), "number", "text_field")
+        self.when(b.icmp_signed("<", self.get("c"), self.columns), "field_start", row_end)
         self.enter("done")  # every row read, and nothing after them
         b.ret(b.zext(b.icmp_signed("!=", self.get("pos"), self.size), _I64))
         self.enter("declined")
         b.ret(_i64(1))
 
+    def _rows(self) -> None:
+        """CSV: fields up to a comma, the last up to the line end."""
+        b = self.b
+        self._each_row("row_next")
+        self.enter("row_next")
+        self.bump("r")
+        self.go("row_check")
+        self.enter("field_start")
+        kind = b.load(b.gep(self.kinds, [self.get("c")]))
+        self.when(b.icmp_unsigned("!=", kind, ir.Constant(_I8, 0)), "number", "text_field")
+
     def _records(self) -> None:
         """``{"key": value, ...}`` and a line end, the keys as ``keys`` spell them."""
         b = self.b
-        self.put("pos", _i64(0))
-        self.put("r", _i64(0))
-        self.go("row_check")
-        self.enter("row_check")
-        self.when(b.icmp_signed("<", self.get("r"), self.rows), "row_start", "done")
-        self.enter("row_start")
-        self.decline_if(b.icmp_signed(">=", self.get("pos"), self.size))
-        self.expect("{")
-        self.skip_spaces()
-        for name in ("c", "j"):
-            self.put(name, _i64(0))
-        self.go("field_check")
-        self.enter("field_check")
-        self.when(b.icmp_signed("<", self.get("c"), self.columns), "field_start", "record_end")
+        self._each_row("record_end", opening="{")
         self.enter("field_start")
         with b.if_then(b.icmp_signed(">", self.get("c"), _i64(0))):
             self.expect(",")
@@ -387,10 +385,6 @@ class _Generator:
         self.expect("\n")
         self.bump("r")
         self.go("row_check")
-        self.enter("done")  # every record read, and nothing after them
-        b.ret(b.zext(b.icmp_signed("!=", self.get("pos"), self.size), _I64))
-        self.enter("declined")
-        b.ret(_i64(1))
 
     def _text_field(self) -> None:
         """Up to the next comma or line end (the chunk ends with one): its bounds."""
