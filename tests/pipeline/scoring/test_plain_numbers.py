@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -93,6 +94,12 @@ def test_random_numbers_in_every_short_spelling_round_as_arrow_rounds_them() -> 
     spellings = []
     for i, value in enumerate(values):
         spellings.append(f"{value:.{i % 15}e}" if i % 2 else f"{value:.{i % 9}f}")
+    read_as_arrow_reads(spellings)
+
+
+def read_as_arrow_reads(spellings: list[str]) -> npt.NDArray[np.float64]:
+    """``spellings`` four to a row, taken and read as Arrow reads them: in their order."""
+    spellings = spellings + ["0"] * (-len(spellings) % 4)
     lines = [",".join(spellings[i : i + 4]) for i in range(0, len(spellings), 4)]
     text = ("\n".join(lines) + "\n").encode()
     columns = ["a", "b", "c", "d"]
@@ -101,6 +108,7 @@ def test_random_numbers_in_every_short_spelling_round_as_arrow_rounds_them() -> 
     assert ours is not None
     assert arrows is not None
     assert_same(ours, arrows)
+    return np.column_stack([ours.column(i).to_numpy() for i in range(4)]).ravel()[: len(spellings)]
 
 
 def test_text_columns_come_out_verbatim_between_the_numbers() -> None:
@@ -245,16 +253,7 @@ def test_every_double_s_shortest_and_longest_spelling_is_read_as_python_and_arro
     values = any_doubles(150_000, 5)
     spellings = [repr(v) for v in values.tolist()] + [f"{v:.18e}" for v in values.tolist()]
     spellings += [str(n) for n in halfway_integers(20_000, 6)]
-    spellings += ["0"] * (-len(spellings) % 4)
-    lines = [",".join(spellings[i : i + 4]) for i in range(0, len(spellings), 4)]
-    text = ("\n".join(lines) + "\n").encode()
-    columns = ["a", "b", "c", "d"]
-    ours = parse(text, columns, columns)
-    arrows = arrow_read(text, columns, columns)
-    assert ours is not None
-    assert arrows is not None
-    assert_same(ours, arrows)
-    read = np.column_stack([ours.column(i).to_numpy() for i in range(4)]).ravel()
+    read = read_as_arrow_reads(spellings)
     expected = np.array([float(s) for s in spellings])
     assert np.array_equal(read.view(np.uint64), expected.view(np.uint64))
 
