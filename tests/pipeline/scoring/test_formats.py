@@ -254,7 +254,7 @@ def test_plain_numbers_go_to_the_compiled_pass_until_a_chunk_it_declines(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Chunks of plain numbers are parsed by ``plain_numbers``; from the first chunk it
-    declines (a number of 17 digits), Arrow parses the rest. The matrix is the text's."""
+    declines (a number of 20 digits), Arrow parses the rest. The matrix is the text's."""
     answers: list[bool] = []
     parsed = plain_numbers.csv_chunk
 
@@ -264,7 +264,7 @@ def test_plain_numbers_go_to_the_compiled_pass_until_a_chunk_it_declines(
         return batch
 
     monkeypatch.setattr(plain_numbers, "csv_chunk", watched)
-    rows = [f"id{i},{i}.25,{-i}e-3" for i in range(6)] + ["id6,0.30000000000000004,1", "id7,8,9"]
+    rows = [f"id{i},{i}.25,{-i}e-3" for i in range(6)] + ["id6,0.12345678901234567891,1", "id7,8,9"]
     data = ("id,x,y\n" + "\n".join(rows) + "\n").encode()
     out, typed, schemas = scored_csv(data, ("x", "y"))
     _, text, _ = scored_csv(data, ())
@@ -494,7 +494,7 @@ def test_json_chunks_of_plain_numbers_go_to_the_compiled_pass_then_polars(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Flat records of plain numbers are read by ``plain_numbers``; from the first chunk it
-    declines (a number of 17 digits), polars reads them. The values are Arrow's."""
+    declines (a number of 20 digits), polars reads them. The values are Arrow's."""
     answers: list[bool] = []
     parse = plain_numbers.json_chunk
 
@@ -505,7 +505,7 @@ def test_json_chunks_of_plain_numbers_go_to_the_compiled_pass_then_polars(
 
     monkeypatch.setattr(plain_numbers, "json_chunk", watched)
     lines = [f'{{"x": {i}.25, "y": {-i}e-3, "z": {"null" if i % 2 else i}}}' for i in range(10)]
-    lines[6] = '{"x": 0.30000000000000004, "y": 1, "z": -0}'
+    lines[6] = '{"x": 0.12345678901234567891, "y": 1, "z": -0}'
     data = ("\n".join(lines) + "\n").encode()
     polars = _polars_taken(monkeypatch)
 
