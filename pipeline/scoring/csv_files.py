@@ -4,12 +4,13 @@ rows written back as they came.
 Columns are not type-inferred: an ID column ``007`` must come back ``007``, not
 ``7``, and a column that looks numeric in the first block but not later must
 not fail the file. The model's numerical features are the exception when every
-column goes out as the file spelled it: Arrow parses them as numbers while it
-reads the rows, and a chunk holding anything but plain numbers there is read as
-text, its features parsed in ``features.py``, where a bad value is reported by
-column and row. A chunk parses on every core; one that fails parses again on
-one thread, where Arrow numbers the rows, so that a row that does not fit the
-header is reported by its line number.
+column goes out as the file spelled it: they are parsed as numbers while the
+rows are read (by ``plain_numbers``' compiled pass, or where it declines, by
+Arrow), and a chunk holding anything but plain numbers there is read as text,
+its features parsed in ``features.py``, where a bad value is reported by
+column and row. Arrow parses a chunk on every core; one that fails parses again
+on one thread, where Arrow numbers the rows, so that a row that does not fit
+the header is reported by its line number.
 
 Text fields are written back unquoted for as long as the input has shown no
 double quote: until then no field can hold a comma, a quote or a line end, so
