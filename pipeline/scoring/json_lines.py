@@ -13,9 +13,9 @@ its first value.
 Where the first chunk's keys all hold numbers or booleans, later chunks are
 parsed by polars, in about half Arrow's CPU, with the first chunk's kinds. A
 chunk polars refuses or might read otherwise (see ``_parsed_by_polars``)
-goes to Arrow, and so does every chunk after it. Where they all hold numbers,
-``plain_numbers``' compiled pass reads chunks first, as polars would, while
-every record is a flat object of those keys in the first chunk's order.
+goes to Arrow, and so does every chunk after it. Before polars,
+``plain_numbers``' compiled pass reads chunks, as polars would, while every
+record is a flat object of those keys in the first chunk's order.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ _BLOCK_BYTES = 4 * 1024 * 1024
 _WHITESPACE = pa.array([b" ", b"\t", b"\r", b"\n"], pa.binary())
 #: What a blank line's first byte can be (its newline, or other whitespace).
 _BLANK_STARTS = np.frombuffer(b" \t\r\n", np.uint8)
+#: The compiled pass's name for each kind polars reads a key as.
+_COMPILED_KINDS = {pl.Float64: "double", pl.Int64: "int64", pl.Boolean: "bool"}
 #: Arrow parses a chunk's records in blocks of this size, in parallel.
 _PARSE_BLOCK = 1024 * 1024
 
@@ -76,10 +78,8 @@ class JsonLinesReader:
             raise EmptyFile(f"{where} holds no JSON records")
         self.columns: list[str] = list(self._first.batch.schema.names)
         self._kinds = _polars_kinds(self._first.batch.schema, set(numbers))
-        #: Whether the compiled pass reads chunks first: while every key holds numbers.
-        self._compiled = self._kinds is not None and all(
-            kind == pl.Float64() for kind in self._kinds.values()
-        )
+        #: Whether the compiled pass reads chunks first (until it declines one).
+        self._compiled = self._kinds is not None
 
     def __iter__(self) -> Iterator[Chunk]:
         chunk = self._first
@@ -115,7 +115,8 @@ class JsonLinesReader:
         self, text: pa.Buffer, records: pa.Array, lines: npt.NDArray[np.int64]
     ) -> pa.RecordBatch:
         if self._compiled and self._kinds is not None:
-            batch = plain_numbers.json_chunk(text, len(records), list(self._kinds))
+            kinds = {name: _COMPILED_KINDS[type(kind)] for name, kind in self._kinds.items()}
+            batch = plain_numbers.json_chunk(text, len(records), kinds)
             if batch is not None:
                 return batch
             self._compiled = False  # records of other shapes or spellings: polars from here on

@@ -16,7 +16,9 @@ or such a number, and every row has the header's fields. Text fields are
 copied out verbatim and checked to be UTF-8, as Arrow checks them. It takes
 a chunk of JSON lines (``json_chunk``) only where every record is one object
 of the expected keys, in their order, each holding such a number (in JSON's
-spelling) or ``null``, with at most spaces between. Anything else (a longer
+spelling), or for a key polars reads as whole numbers or booleans a whole
+number of up to 18 digits or ``true``/``false``, or ``null``, with at most
+spaces between. Anything else (a longer
 number, another spelling, a blank, a row or record of other shape) declines
 the chunk, and Arrow or polars reads it as before.
 
@@ -30,7 +32,7 @@ import ctypes
 import functools
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import llvmlite.binding as llvm
 import numpy as np
@@ -40,19 +42,13 @@ from llvmlite import ir
 _CSV, _JSON = "csv_numbers", "json_numbers"
 _I1, _I8, _I64 = ir.IntType(1), ir.IntType(8), ir.IntType(64)
 _DOUBLE = ir.DoubleType()
-#: (text, size, rows, columns, kinds or keys, numbers, missing, bounds or key offsets)
-#: -> 0 taken, 1 declined
-_SIGNATURE = ctypes.CFUNCTYPE(
-    ctypes.c_int64,
-    ctypes.c_void_p,
-    ctypes.c_int64,
-    ctypes.c_int64,
-    ctypes.c_int64,
-    ctypes.c_void_p,
-    ctypes.c_void_p,
-    ctypes.c_void_p,
-    ctypes.c_void_p,
-)
+_HEAD = (ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
+#: (text, size, rows, columns, kinds, numbers, missing, bounds) -> 0 taken, 1 declined
+_CSV_SIGNATURE = ctypes.CFUNCTYPE(ctypes.c_int64, *_HEAD, *[ctypes.c_void_p] * 4)
+#: (text, size, rows, columns, keys, numbers, missing, key offsets, kinds) -> as CSV's
+_JSON_SIGNATURE = ctypes.CFUNCTYPE(ctypes.c_int64, *_HEAD, *[ctypes.c_void_p] * 5)
+#: What a JSON key's values are read as (``json_chunk``): its code in the generated pass.
+JSON_KINDS = {"double": 0, "int64": 1, "bool": 2}
 #: Significant digits a 64-bit whole number always holds.
 _MAX_DIGITS = 19
 #: Exponent digits read (more decline: no plain number needs them).
@@ -133,12 +129,14 @@ def csv_chunk(
     return pa.RecordBatch.from_arrays(arrays, names=list(columns))
 
 
-def json_chunk(text: pa.Buffer, rows: int, columns: Sequence[str]) -> pa.RecordBatch | None:
-    """``text``'s ``rows`` records as polars reads them, ``columns`` as doubles, or None
-    where this pass declines the chunk (see the module docstring)."""
+def json_chunk(text: pa.Buffer, rows: int, columns: Mapping[str, str]) -> pa.RecordBatch | None:
+    """``text``'s ``rows`` records as polars reads them, each key in ``columns`` as its
+    kind there says (``JSON_KINDS``), or None where this pass declines the chunk (see
+    the module docstring)."""
     size = text.size
     if not size or np.frombuffer(text, np.uint8)[-1] != ord("\n") or not rows or not columns:
         return None
+    kinds = np.array([JSON_KINDS[kind] for kind in columns.values()], dtype=np.uint8)
     keys = [json.dumps(name, ensure_ascii=False).encode() for name in columns]
     spelled = np.frombuffer(b"".join(keys), np.uint8)
     offsets = np.zeros(len(keys) + 1, dtype=np.int64)
@@ -154,10 +152,20 @@ def json_chunk(text: pa.Buffer, rows: int, columns: Sequence[str]) -> pa.RecordB
         values.ctypes.data,
         missing.ctypes.data,
         offsets.ctypes.data,
+        kinds.ctypes.data,
     )
     if declined:
         return None
-    arrays = [_doubles(values[j], missing[j]) for j in range(len(columns))]
+    arrays = []
+    for j, kind in enumerate(columns.values()):
+        if kind == "double":
+            arrays.append(_doubles(values[j], missing[j]))
+            continue
+        whole = values[j].view(np.int64)  # written there as 64-bit integers
+        if kind == "int64":
+            arrays.append(pa.array(whole, pa.int64(), mask=missing[j].astype(bool)))
+        else:
+            arrays.append(pa.array(whole != 0, pa.bool_(), mask=missing[j].astype(bool)))
     return pa.RecordBatch.from_arrays(arrays, names=list(columns))
 
 
@@ -202,7 +210,10 @@ def _functions() -> dict[str, Callable[..., int]]:
         engine = llvm.create_mcjit_compiler(module, machine)
         engine.finalize_object()
         _engines.append(engine)  # the code lives as long as its engine
-        return {name: _SIGNATURE(engine.get_function_address(name)) for name in (_CSV, _JSON)}
+        return {
+            _CSV: _CSV_SIGNATURE(engine.get_function_address(_CSV)),
+            _JSON: _JSON_SIGNATURE(engine.get_function_address(_JSON)),
+        }
 
 
 def _module() -> ir.Module:
@@ -213,15 +224,19 @@ def _module() -> ir.Module:
     column's row ``r`` goes to ``numbers[j * rows + r]`` and its missing flag
     to ``missing[j * rows + r]``; the ``k``-th text column's field bounds (start,
     end) to ``bounds[(k * rows + r) * 2]``. A JSON record's ``c``-th key is
-    spelled ``keys[key_offsets[c]:key_offsets[c + 1]]``, quotes and all. Both
-    return 1 to decline the chunk.
+    spelled ``keys[key_offsets[c]:key_offsets[c + 1]]``, quotes and all, and its
+    values are ``JSON_KINDS``' ``kinds[c]`` (whole numbers and booleans go to
+    ``numbers`` as 64-bit integers). Both return 1 to decline the chunk.
     """
     module = ir.Module(name="plain_numbers")
     module.triple = llvm.get_default_triple()
     bytes_, doubles, longs = _I8.as_pointer(), _DOUBLE.as_pointer(), _I64.as_pointer()
-    kind = ir.FunctionType(_I64, [bytes_, _I64, _I64, _I64, bytes_, doubles, bytes_, longs])
-    _Generator(ir.Function(module, kind, _CSV), json=False).generate()
-    _Generator(ir.Function(module, kind, _JSON), json=True).generate()
+    head = [bytes_, _I64, _I64, _I64, bytes_, doubles, bytes_, longs]
+    csv = ir.FunctionType(_I64, head)
+    _Generator(ir.Function(module, csv, _CSV), json=False).generate()
+    _Generator(
+        ir.Function(module, ir.FunctionType(_I64, [*head, bytes_]), _JSON), json=True
+    ).generate()
     return module
 
 
@@ -245,7 +260,8 @@ class _Generator:
     def __init__(self, fn: ir.Function, *, json: bool) -> None:
         self.fn, self.json = fn, json
         (self.text, self.size, self.rows, self.columns, self.kinds) = fn.args[:5]
-        (self.numbers, self.missing, self.bounds) = fn.args[5:]
+        (self.numbers, self.missing, self.bounds) = fn.args[5:8]
+        self.json_kinds = fn.args[8] if json else None
         self.b = ir.IRBuilder(fn.append_basic_block("entry"))
         self.slots = {name: self.b.alloca(t, name=name) for name, t in _VARIABLES.items()}
         self.blocks: dict[str, ir.Block] = {}
@@ -445,6 +461,14 @@ class _Generator:
         self.put("negative", ir.Constant(_I1, 0))
         self.put("real", ir.Constant(_I1, 0))
         if self.json:
+            kind = b.load(b.gep(self.json_kinds, [self.get("c")]))
+            is_double = b.icmp_unsigned("==", kind, ir.Constant(_I8, JSON_KINDS["double"]))
+            self.when(is_double, "double", "not_double")
+            self.enter("not_double")
+            is_whole = b.icmp_unsigned("==", kind, ir.Constant(_I8, JSON_KINDS["int64"]))
+            self.when(is_whole, "int64", "bool")
+            self._whole_and_bool()
+            self.enter("double")
             self.when(self.is_(self.at(), "n"), "null", "signed")
             self._word("null", "ull", "empty")
         else:
@@ -475,6 +499,58 @@ class _Generator:
             self.enter(f"{word}.read")
             self.put("value", ir.Constant(_DOUBLE, value))
             self.go(then)
+
+    def _whole_and_bool(self) -> None:
+        """JSON's integers of up to 18 digits, and ``true`` and ``false``, as 64-bit
+        integers in the number's slot (``null`` is missing)."""
+        b = self.b
+        self.enter("int64")
+        self.when(self.is_(self.at(), "n"), "null", "int64.sign")
+        self.enter("int64.sign")
+        negative = self.is_(self.at(), "-")
+        self.put("negative", negative)
+        self.bump("pos", b.zext(negative, _I64))
+        is_digit, _ = self.digit()
+        self.decline_if(b.not_(is_digit))
+        self.decline_if(b.and_(self.is_(self.at(), "0"), self.digit_at(1)))
+        self._digits_into("int64.digits", "m", "digits")
+        self.decline_if(b.icmp_signed(">", self.get("digits"), _i64(18)))
+        self.decline_if(self.is_(self.at(), ".", "e", "E"))  # polars reads no fraction as one
+        m = self.get("m")
+        self._integer(b.select(self.get("negative"), b.neg(m), m))
+
+        self.enter("bool")
+        self.when(self.is_(self.at(), "n"), "null", "bool.t")
+        self.enter("bool.t")
+        self.when(self.is_(self.at(), "t"), "true", "bool.f")
+        self.enter("bool.f")
+        self.when(self.is_(self.at(), "f"), "false", "declined")
+        for word, value in (("true", 1), ("false", 0)):
+            self._word(word, word[1:], f"{word}.read")
+            self.enter(f"{word}.read")
+            self._integer(_i64(value))
+
+    def _digits_into(self, loop: str, value: str, count: str) -> None:
+        """Digits read into ``value`` (from 0), counted in ``count``: the caller checks the
+        count, past which ``value`` may have wrapped."""
+        b = self.b
+        self.put(value, _i64(0))
+        self.put(count, _i64(0))
+        self.go(loop)
+        self.enter(loop)
+        is_digit, _ = self.digit()
+        self.when(is_digit, f"{loop}.digit", f"{loop}.end")
+        self.enter(f"{loop}.digit")
+        _, d = self.digit()
+        self.put(value, b.add(b.mul(self.get(value), _i64(10)), d))
+        self.bump(count)
+        self.bump("pos")
+        self.go(loop)
+        self.enter(f"{loop}.end")
+
+    def _integer(self, value: ir.Value) -> None:
+        self.put("value", self.b.bitcast(value, _DOUBLE))
+        self.go("number_end")
 
     def _word(self, block: str, rest: str, then: str) -> None:
         """From ``block``, at a word's first byte: its ``rest`` follows, or decline;
@@ -538,21 +614,10 @@ class _Generator:
         ch = self.at()
         self.put("e_negative", self.is_(ch, "-"))
         self.bump("pos", b.zext(self.is_(ch, "-", "+"), _I64))
-        self.put("e", _i64(0))
-        self.put("e_digits", _i64(0))
-        self.go("exponent_digits")
-        self.enter("exponent_digits")
-        is_digit, _ = self.digit()
-        self.when(is_digit, "exponent_digit", "exponent_end")
-        self.enter("exponent_digit")
-        self.decline_if(b.icmp_signed(">=", self.get("e_digits"), _i64(_MAX_EXPONENT_DIGITS)))
-        _, d = self.digit()
-        self.put("e", b.add(b.mul(self.get("e"), _i64(10)), d))
-        for name in ("e_digits", "pos"):
-            self.bump(name)
-        self.go("exponent_digits")
-        self.enter("exponent_end")
-        self.decline_if(b.icmp_signed("==", self.get("e_digits"), _i64(0)))
+        self._digits_into("exponent_digits", "e", "e_digits")
+        e_digits = self.get("e_digits")
+        no_digits = b.icmp_signed("==", e_digits, _i64(0))
+        self.decline_if(b.or_(no_digits, b.icmp_signed(">", e_digits, _i64(_MAX_EXPONENT_DIGITS))))
         e = self.get("e")
         self.bump("exponent", b.select(self.get("e_negative"), b.neg(e), e))
         self.go("compute")

@@ -493,8 +493,9 @@ def test_json_chunks_polars_reads_hold_what_arrow_reads(monkeypatch: pytest.Monk
 def test_json_chunks_of_plain_numbers_go_to_the_compiled_pass_then_polars(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Flat records of plain numbers are read by ``plain_numbers``; from the first chunk it
-    declines (a number of 20 digits), polars reads them. The values are Arrow's."""
+    """Flat records of plain numbers, whole numbers and booleans are read by
+    ``plain_numbers``; from the first chunk it declines (a number of 20 digits), polars
+    reads them. The values are Arrow's."""
     answers: list[bool] = []
     parse = plain_numbers.json_chunk
 
@@ -504,8 +505,12 @@ def test_json_chunks_of_plain_numbers_go_to_the_compiled_pass_then_polars(
         return batch
 
     monkeypatch.setattr(plain_numbers, "json_chunk", watched)
-    lines = [f'{{"x": {i}.25, "y": {-i}e-3, "z": {"null" if i % 2 else i}}}' for i in range(10)]
-    lines[6] = '{"x": 0.12345678901234567891, "y": 1, "z": -0}'
+    lines = [
+        f'{{"id": {i - 3}, "x": {i}.25, "y": {-i}e-3, "z": {"null" if i % 2 else i}, '
+        f'"ok": {"true" if i % 3 else "false"}}}'
+        for i in range(10)
+    ]
+    lines[6] = '{"id": 3, "x": 0.12345678901234567891, "y": 1, "z": -0, "ok": null}'
     data = ("\n".join(lines) + "\n").encode()
     polars = _polars_taken(monkeypatch)
 
@@ -518,6 +523,8 @@ def test_json_chunks_of_plain_numbers_go_to_the_compiled_pass_then_polars(
     for name in ("x", "y", "z"):
         a, b = np.array(fast[name], float), np.array(slow[name], float)
         assert np.array_equal(a.view(np.int64), b.view(np.int64)), name
+    assert fast["id"] == slow["id"] == list(range(-3, 7))  # whole numbers stay whole
+    assert fast["ok"] == slow["ok"]
 
 
 @pytest.mark.parametrize(

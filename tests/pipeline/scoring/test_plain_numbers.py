@@ -146,7 +146,9 @@ def polars_read(text: bytes, columns: list[str]) -> pa.RecordBatch | None:
 
 
 def json_parse(text: bytes, columns: list[str]) -> pa.RecordBatch | None:
-    return plain_numbers.json_chunk(pa.py_buffer(text), text.count(b"\n"), columns)
+    return plain_numbers.json_chunk(
+        pa.py_buffer(text), text.count(b"\n"), dict.fromkeys(columns, "double")
+    )
 
 
 JSON_TAKEN = [
@@ -202,7 +204,7 @@ def test_records_with_spaces_between_their_tokens_are_taken(text: bytes) -> None
     ],
 )
 def test_records_of_another_shape_are_declined(text: bytes) -> None:
-    assert plain_numbers.json_chunk(pa.py_buffer(text), 1, ["a", "b"]) is None
+    assert plain_numbers.json_chunk(pa.py_buffer(text), 1, {"a": "double", "b": "double"}) is None
 
 
 def test_random_json_numbers_round_as_polars_rounds_them() -> None:
@@ -269,3 +271,63 @@ def test_every_double_in_json_is_read_as_polars_reads_it() -> None:
     assert ours is not None
     assert theirs is not None
     assert_same(ours, theirs)
+
+
+POLARS_KINDS = {"double": pl.Float64(), "int64": pl.Int64(), "bool": pl.Boolean()}
+
+
+@pytest.mark.parametrize(
+    ("kind", "token", "taken"),
+    [
+        ("int64", "12", True),
+        ("int64", "-0", True),
+        ("int64", "-900719925474099312", True),  # 18 digits
+        ("int64", "null", True),
+        ("int64", "1234567890123456789", False),  # 19 digits: declined, polars may read it
+        ("int64", "1.0", False),
+        ("int64", "1e3", False),
+        ("int64", "01", False),
+        ("int64", "true", False),
+        ("int64", "+1", False),
+        ("bool", "true", True),
+        ("bool", "false", True),
+        ("bool", "null", True),
+        ("bool", "1", False),
+        ("bool", "True", False),
+        ("bool", "tru", False),
+        ("bool", "falsey", False),
+    ],
+)
+def test_whole_numbers_and_booleans_are_read_as_polars_reads_them(
+    kind: str, token: str, taken: bool
+) -> None:
+    """A key polars reads as whole numbers or booleans, beside a number key."""
+    text = f'{{"x": 1.5, "k": {token}}}\n{{"x": null, "k": {token}}}\n'.encode()
+    columns = {"x": "double", "k": kind}
+    ours = plain_numbers.json_chunk(pa.py_buffer(text), 2, columns)
+    if not taken:
+        assert ours is None
+        return
+    theirs = _parsed_by_polars(
+        pa.py_buffer(text), {name: POLARS_KINDS[k] for name, k in columns.items()}
+    )
+    assert ours is not None
+    assert theirs is not None
+    assert ours.schema == theirs.schema
+    assert ours.to_pylist() == theirs.to_pylist()
+
+
+def test_many_whole_numbers_and_booleans_are_read_as_polars_reads_them() -> None:
+    rng = np.random.default_rng(12)
+    whole = rng.integers(-(10**18) + 1, 10**18, 20_000)
+    lines = [
+        json.dumps({"id": int(n) if i % 7 else None, "flag": [True, False, None][i % 3]})
+        for i, n in enumerate(whole)
+    ]
+    text = ("\n".join(lines) + "\n").encode()
+    columns = {"id": "int64", "flag": "bool"}
+    ours = plain_numbers.json_chunk(pa.py_buffer(text), len(lines), columns)
+    theirs = _parsed_by_polars(pa.py_buffer(text), {"id": pl.Int64(), "flag": pl.Boolean()})
+    assert ours is not None
+    assert theirs is not None
+    assert ours.equals(theirs)
