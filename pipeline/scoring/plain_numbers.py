@@ -31,6 +31,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import json
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
@@ -84,6 +85,7 @@ def _powers_of_five() -> list[int]:
 _FIVES = _powers_of_five()
 _lock = threading.Lock()
 _engines: list[llvm.ExecutionEngine] = []
+log = logging.getLogger(__name__)
 
 
 def csv_chunk(
@@ -94,7 +96,8 @@ def csv_chunk(
     pass declines the chunk (see the module docstring)."""
     size = text.size
     data = np.frombuffer(text, np.uint8)
-    if not size or data[-1] != ord("\n") or not rows:
+    functions = _functions()
+    if functions is None or not size or data[-1] != ord("\n") or not rows:
         return None  # the fields' scans rely on a last line end
     wanted = set(numbers)
     kinds = np.array([name in wanted for name in columns], dtype=np.uint8)
@@ -102,7 +105,7 @@ def csv_chunk(
     values = np.empty((number_count, rows), dtype=np.float64)
     missing = np.empty((number_count, rows), dtype=np.uint8)
     bounds = np.empty((len(columns) - number_count, rows, 2), dtype=np.int64)
-    declined = _functions()[_CSV](
+    declined = functions[_CSV](
         text.address,
         size,
         rows,
@@ -133,8 +136,10 @@ def json_chunk(text: pa.Buffer, rows: int, columns: Mapping[str, str]) -> pa.Rec
     """``text``'s ``rows`` records as polars reads them, each key in ``columns`` as its
     kind there says (``JSON_KINDS``), or None where this pass declines the chunk (see
     the module docstring)."""
-    size = text.size
-    if not size or np.frombuffer(text, np.uint8)[-1] != ord("\n") or not rows or not columns:
+    size, functions = text.size, _functions()
+    if functions is None or not size or not rows or not columns:
+        return None
+    if np.frombuffer(text, np.uint8)[-1] != ord("\n"):
         return None
     kinds = np.array([JSON_KINDS[kind] for kind in columns.values()], dtype=np.uint8)
     keys = [json.dumps(name, ensure_ascii=False).encode() for name in columns]
@@ -143,7 +148,7 @@ def json_chunk(text: pa.Buffer, rows: int, columns: Mapping[str, str]) -> pa.Rec
     np.cumsum([len(key) for key in keys], out=offsets[1:])
     values = np.empty((len(columns), rows), dtype=np.float64)
     missing = np.empty((len(columns), rows), dtype=np.uint8)
-    declined = _functions()[_JSON](
+    declined = functions[_JSON](
         text.address,
         size,
         rows,
@@ -196,7 +201,17 @@ def _text(data: np.ndarray, bounds: np.ndarray) -> pa.Array:
 
 
 @functools.cache
-def _functions() -> dict[str, Callable[..., int]]:
+def _functions() -> dict[str, Callable[..., int]] | None:
+    """The pass's entry points, or None where LLVM cannot generate them here (every
+    chunk then goes to Arrow or polars: slower, never wrong)."""
+    try:
+        return _generated()
+    except Exception:
+        log.warning("numbers are read by Arrow and polars: no compiled pass", exc_info=True)
+        return None
+
+
+def _generated() -> dict[str, Callable[..., int]]:
     with _lock:
         llvm.initialize_native_target()
         llvm.initialize_native_asmprinter()
