@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from pipeline.local.workers import worker_command
 
 DOCKERFILE = Path(__file__).resolve().parents[2] / "infra" / "Dockerfile"
@@ -37,3 +39,22 @@ def test_the_image_proves_the_compiled_engine_at_build_time() -> None:
     assert f"{install} \\\n    {selfcheck_step}" in DOCKERFILE.read_text()
     verdict = selfcheck.check()
     assert verdict.passed, verdict.reason
+
+
+def test_the_self_check_fails_an_image_whose_number_pass_cannot_be_generated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pipeline.scoring import plain_numbers
+    from pipeline.scoring.engine import selfcheck
+
+    def broken() -> None:
+        raise RuntimeError("no native target")
+
+    monkeypatch.setattr(plain_numbers, "_generated", broken)
+    plain_numbers._functions.cache_clear()
+    try:
+        verdict = selfcheck.check()
+    finally:
+        plain_numbers._functions.cache_clear()
+    assert not verdict.passed
+    assert "number pass" in verdict.reason

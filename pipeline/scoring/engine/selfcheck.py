@@ -1,7 +1,8 @@
 """``python -m pipeline.scoring.engine.selfcheck``: can this machine compile and run exact forests?
 
 Both kernels (branches and bitvector) are compiled for this machine's target
-and gated.
+and gated, and the readers' compiled number pass (``plain_numbers``) reads a
+row of hard cases.
 
 The worker image runs it at build time, so an image that lacks what the
 compiled engine needs (llvmlite's LLVM, the CPU target, libm's ``exp``) fails
@@ -14,9 +15,15 @@ import sys
 
 import lightgbm as lgb
 import numpy as np
+import pyarrow as pa
 
+from pipeline.scoring import plain_numbers
 from pipeline.scoring.engine import compiler, forest, gate
 from pipeline.scoring.engine.native import NativeForest
+
+#: A CSV row the number pass must read (Clinger, Eisel-Lemire, a tie, a missing value).
+_NUMBERS = b"1.5,-2.5e-3,0.30000000000000004,9007199254740993,\n"
+_EXPECTED = [1.5, -2.5e-3, 0.30000000000000004, 9007199254740992.0, None]
 
 
 def check() -> gate.Verdict:
@@ -44,7 +51,11 @@ def check() -> gate.Verdict:
                 False, verdict.rows, verdict.max_difference, f"{kernel}: {verdict.reason}"
             )
     reason = f"{' and '.join(kernels)} kernels on {target.name}: {verdict.reason}"
-    return gate.Verdict(True, verdict.rows, verdict.max_difference, reason)
+    columns = [f"c{i}" for i in range(len(_EXPECTED))]
+    numbers = plain_numbers.csv_chunk(pa.py_buffer(_NUMBERS), 1, columns, columns)
+    if numbers is None or [column[0].as_py() for column in numbers.columns] != _EXPECTED:
+        return gate.Verdict(False, verdict.rows, 0.0, f"the CSV number pass misread {_NUMBERS!r}")
+    return gate.Verdict(True, verdict.rows, verdict.max_difference, f"{reason}; number pass read")
 
 
 if __name__ == "__main__":
