@@ -54,6 +54,8 @@ JSON_KINDS = {"double": 0, "int64": 1, "bool": 2}
 _MAX_DIGITS = 19
 #: Exponent digits read (more decline: no plain number needs them).
 _MAX_EXPONENT_DIGITS = 4
+#: A text column longer than this (in a chunk) declines it: long texts are Arrow's to read.
+_MAX_TEXT_BYTES = 16 << 20
 #: The largest power of ten that is an exact double.
 _MAX_EXACT_POWER = 22
 _NAN, _INF = float("nan"), float("inf")
@@ -125,9 +127,12 @@ def csv_chunk(
             j += 1
         else:
             try:
-                arrays.append(_text(data, bounds[k]))
+                column = _text(data, bounds[k])
             except pa.ArrowInvalid:
                 return None  # not UTF-8: Arrow's read says where
+            if column is None:
+                return None
+            arrays.append(column)
             k += 1
     return pa.RecordBatch.from_arrays(arrays, names=list(columns))
 
@@ -186,12 +191,16 @@ def _doubles(values: np.ndarray, missing: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.float64(), len(values), [validity, pa.py_buffer(values)])
 
 
-def _text(data: np.ndarray, bounds: np.ndarray) -> pa.Array:
-    """One text column's fields, gathered from where they lie in the chunk."""
+def _text(data: np.ndarray, bounds: np.ndarray) -> pa.Array | None:
+    """One text column's fields, gathered from where they lie in the chunk; None for a
+    column of more than ``_MAX_TEXT_BYTES`` (its gather takes 9 bytes a byte: Arrow's
+    read takes about one)."""
     starts, ends = bounds[:, 0], bounds[:, 1]
     lengths = ends - starts
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
+    if offsets[-1] > _MAX_TEXT_BYTES:
+        return None
     where = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
     array = pa.Array.from_buffers(
         pa.large_string(), len(lengths), [None, pa.py_buffer(offsets), pa.py_buffer(data[where])]

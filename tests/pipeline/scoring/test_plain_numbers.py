@@ -350,3 +350,11 @@ def test_where_llvm_cannot_generate_the_pass_every_chunk_goes_to_arrow(
     assert "no compiled pass" in caplog.text
     monkeypatch.undo()
     assert parse(b"1,2\n", ["a", "b"], ["a", "b"]) is not None
+
+
+def test_a_chunk_of_long_texts_is_left_to_arrow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gathering a text column costs nine bytes a byte; past a limit the chunk is declined."""
+    text = b"1,abcdefgh\n2,ijklmnop\n"
+    assert parse(text, ["x", "note"], ["x"]) is not None
+    monkeypatch.setattr(plain_numbers, "_MAX_TEXT_BYTES", 15)
+    assert parse(text, ["x", "note"], ["x"]) is None
