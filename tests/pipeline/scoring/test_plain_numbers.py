@@ -358,3 +358,74 @@ def test_a_chunk_of_long_texts_is_left_to_arrow(monkeypatch: pytest.MonkeyPatch)
     assert parse(text, ["x", "note"], ["x"]) is not None
     monkeypatch.setattr(plain_numbers, "_MAX_TEXT_BYTES", 15)
     assert parse(text, ["x", "note"], ["x"]) is None
+
+
+# ---- mutated chunks: what the pass takes, Arrow or polars read the same way
+
+#: Bytes a mutation writes: parts of numbers, of words the pass knows, separators and junk.
+ALPHABET = b'0123456789.eE+-,\n nainfrulstx\t\xff{}:"['
+
+
+def mutated(base: bytes, rng: np.random.Generator) -> bytes:
+    data = bytearray(base)
+    for _ in range(int(rng.integers(1, 4))):
+        at = int(rng.integers(0, len(data) - 1))  # the last line end stays
+        choice = int(rng.integers(0, 3))
+        if choice == 0:
+            data[at] = ALPHABET[int(rng.integers(0, len(ALPHABET)))]
+        elif choice == 1:
+            data.insert(at, ALPHABET[int(rng.integers(0, len(ALPHABET)))])
+        else:
+            del data[at]
+    return bytes(data)
+
+
+def test_mutated_csv_chunks_are_read_as_arrow_reads_them_or_declined() -> None:
+    """3,000 chunks, each a few bytes off a plain one: every chunk the pass takes, Arrow
+    reads, to the same values; a chunk Arrow refuses, the pass declines too."""
+    rng = np.random.default_rng(21)
+    base = b"".join(
+        f"id{i},{rng.normal():.6f},{rng.normal() * 1e5:.3e},{float(rng.normal())!r}\n".encode()
+        for i in range(6)
+    )
+    columns, numbers = ["id", "a", "b", "c"], ["a", "b", "c"]
+    taken = 0
+    for _ in range(3_000):
+        text = mutated(base, rng)
+        if b'"' in text:
+            continue  # a quote hands the file to Arrow's streaming reader before this pass
+        lines = [line for line in text.split(b"\n")[:-1] if line not in (b"", b"\r")]
+        text = b"".join(line + b"\n" for line in lines)  # blank lines, as ``Lines`` drops them
+        ours = parse(text, columns, numbers)
+        if ours is None:
+            continue
+        taken += 1
+        arrows = arrow_read(text, columns, numbers)
+        assert arrows is not None, text
+        assert_same(ours, arrows)
+    assert taken > 300
+
+
+def test_mutated_json_chunks_are_read_as_polars_reads_them_or_declined() -> None:
+    rng = np.random.default_rng(22)
+    base = b"".join(
+        (
+            json.dumps({"a": round(float(rng.normal()), 6), "b": float(rng.normal()), "k": i})
+            + "\n"
+        ).encode()
+        for i in range(6)
+    )
+    columns = {"a": "double", "b": "double", "k": "int64"}
+    kinds: dict[str, pl.DataType] = {"a": pl.Float64(), "b": pl.Float64(), "k": pl.Int64()}
+    taken = 0
+    for _ in range(3_000):
+        text = mutated(base, rng)
+        rows = text.count(b"\n")
+        ours = plain_numbers.json_chunk(pa.py_buffer(text), rows, columns)
+        if ours is None:
+            continue
+        taken += 1
+        theirs = _parsed_by_polars(pa.py_buffer(text), kinds)
+        assert theirs is not None, text
+        assert_same(ours, theirs)
+    assert taken > 300
