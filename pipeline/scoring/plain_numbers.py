@@ -66,13 +66,15 @@ _SMALLEST_POWER, _LARGEST_POWER = -342, 308
 def _powers_of_five() -> list[int]:
     """5**q for q in [-342, 308] as 128 bits, high word then low (two's complement
     signed, as LLVM's constants take them): truncated to the top 128 bits, or for
-    negative q, 2**b // 5**-q + 1 so; the table fast_float generates."""
+    negative q, 2**b // 5**-q + 1 so; the table fast_float 8.2 generates (its
+    ``script/table_generation.py``), checked entry for entry against its
+    ``fast_table.h``."""
     words: list[int] = []
     for q in range(_SMALLEST_POWER, _LARGEST_POWER + 1):
         if q < 0:
             five = 5**-q
-            z = five.bit_length() if five & (five - 1) else five.bit_length() - 1
-            number = 2 ** (z + 127 if q >= -17 else 2 * z + 64) // five + 1
+            z = five.bit_length()  # the least z with 2**z >= 5**-q (never equal)
+            number = 2 ** (z + 127 if q >= -27 else 2 * z + 128) // five + 1
         else:
             number = 5**q
         while number < 1 << 127:

@@ -4,6 +4,7 @@ or declines the chunk."""
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 
 import numpy as np
 import numpy.typing as npt
@@ -429,3 +430,36 @@ def test_mutated_json_chunks_are_read_as_polars_reads_them_or_declined() -> None
         assert theirs is not None, text
         assert_same(ours, theirs)
     assert taken > 300
+
+
+def test_each_power_of_five_is_its_128_bit_truncation_or_just_above_its_reciprocal() -> None:
+    """The table Eisel-Lemire reads, as fast_float makes it: 5**q scaled into [2**127,
+    2**128) and truncated; for q in [-27, 0), just above the scaled 1/5**-q, by at most
+    one unit; below, within a unit of it (a longer quotient, truncated)."""
+    for q in range(-342, 309):
+        high, low = (w % 2**64 for w in plain_numbers._FIVES[2 * (q + 342) : 2 * (q + 342) + 2])
+        entry = high << 64 | low
+        exact = Fraction(5) ** q
+        while exact < 2**127:
+            exact *= 2
+        while exact >= 2**128:
+            exact /= 2
+        if q >= 0:
+            assert 0 <= exact - entry < 1, q
+        elif q >= -27:
+            assert 0 < entry - exact <= 1, q
+        else:
+            assert abs(entry - exact) < 1, q
+
+
+def test_numbers_near_every_scale_of_a_small_power_of_ten_round_as_python_rounds_them() -> None:
+    """17 to 19 digits times 10**-38 .. 10**-1, where the table's reciprocals are exact
+    to the last bit only if generated as fast_float does: the same doubles as Python."""
+    rng = np.random.default_rng(31)
+    spellings = []
+    for d in rng.integers(17, 20, 100_000).tolist():
+        whole = "".join(map(str, rng.integers(0, 10, d).tolist())).lstrip("0") or "1"
+        spellings.append(f"{whole}e{int(rng.integers(-38 - d, -d))}")
+    read = read_as_arrow_reads(spellings)
+    expected = np.array([float(s) for s in spellings])
+    assert np.array_equal(read.view(np.uint64), expected.view(np.uint64))
