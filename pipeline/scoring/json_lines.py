@@ -63,7 +63,8 @@ class JsonLinesReader:
     ) -> None:
         self._where, self._batch_rows = where, batch_rows
         self._kinds: dict[str, pl.DataType] | None = None
-        self._compiled = False
+        #: The compiled pass's kinds of the keys, until it declines a chunk.
+        self._compiled: dict[str, str] | None = None
         self._max_line_bytes = max_line_bytes
         self._record_number = 0
         self._lines = Lines(
@@ -78,8 +79,8 @@ class JsonLinesReader:
             raise EmptyFile(f"{where} holds no JSON records")
         self.columns: list[str] = list(self._first.batch.schema.names)
         self._kinds = _polars_kinds(self._first.batch.schema, set(numbers))
-        #: Whether the compiled pass reads chunks first (until it declines one).
-        self._compiled = self._kinds is not None
+        if self._kinds is not None:
+            self._compiled = {name: _COMPILED_KINDS[type(k)] for name, k in self._kinds.items()}
 
     def __iter__(self) -> Iterator[Chunk]:
         chunk = self._first
@@ -114,12 +115,11 @@ class JsonLinesReader:
     def _parse(
         self, text: pa.Buffer, records: pa.Array, lines: npt.NDArray[np.int64]
     ) -> pa.RecordBatch:
-        if self._compiled and self._kinds is not None:
-            kinds = {name: _COMPILED_KINDS[type(kind)] for name, kind in self._kinds.items()}
-            batch = plain_numbers.json_chunk(text, len(records), kinds)
+        if self._compiled is not None:
+            batch = plain_numbers.json_chunk(text, len(records), self._compiled)
             if batch is not None:
                 return batch
-            self._compiled = False  # records of other shapes or spellings: polars from here on
+            self._compiled = None  # records of other shapes or spellings: polars from here on
         if self._kinds is not None:
             batch = _parsed_by_polars(text, self._kinds)
             if batch is not None:

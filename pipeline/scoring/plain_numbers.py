@@ -98,29 +98,15 @@ def csv_chunk(
     """``text``'s ``rows`` lines as Arrow's typed read gives them (``numbers`` as
     doubles, empty ones null; the other columns as text), or None where this
     pass declines the chunk (see the module docstring)."""
-    size = text.size
-    data = np.frombuffer(text, np.uint8)
-    functions = _functions()
-    if functions is None or not size or data[-1] != ord("\n") or not rows:
-        return None  # the fields' scans rely on a last line end
     wanted = set(numbers)
     kinds = np.array([name in wanted for name in columns], dtype=np.uint8)
     number_count = int(kinds.sum())
     values = np.empty((number_count, rows), dtype=np.float64)
     missing = np.empty((number_count, rows), dtype=np.uint8)
     bounds = np.empty((len(columns) - number_count, rows, 2), dtype=np.int64)
-    declined = functions[_CSV](
-        text.address,
-        size,
-        rows,
-        len(columns),
-        kinds.ctypes.data,
-        values.ctypes.data,
-        missing.ctypes.data,
-        bounds.ctypes.data,
-    )
-    if declined:
+    if not _taken(_CSV, text, rows, len(columns), kinds, values, missing, bounds):
         return None
+    data = np.frombuffer(text, np.uint8)
     arrays: list[pa.Array] = []
     j = k = 0
     for is_number in kinds:
@@ -143,10 +129,7 @@ def json_chunk(text: pa.Buffer, rows: int, columns: Mapping[str, str]) -> pa.Rec
     """``text``'s ``rows`` records as polars reads them, each key in ``columns`` as its
     kind there says (``JSON_KINDS``), or None where this pass declines the chunk (see
     the module docstring)."""
-    size, functions = text.size, _functions()
-    if functions is None or not size or not rows or not columns:
-        return None
-    if np.frombuffer(text, np.uint8)[-1] != ord("\n"):
+    if not columns:
         return None
     kinds = np.array([JSON_KINDS[kind] for kind in columns.values()], dtype=np.uint8)
     keys = [json.dumps(name, ensure_ascii=False).encode() for name in columns]
@@ -155,18 +138,7 @@ def json_chunk(text: pa.Buffer, rows: int, columns: Mapping[str, str]) -> pa.Rec
     np.cumsum([len(key) for key in keys], out=offsets[1:])
     values = np.empty((len(columns), rows), dtype=np.float64)
     missing = np.empty((len(columns), rows), dtype=np.uint8)
-    declined = functions[_JSON](
-        text.address,
-        size,
-        rows,
-        len(columns),
-        spelled.ctypes.data,
-        values.ctypes.data,
-        missing.ctypes.data,
-        offsets.ctypes.data,
-        kinds.ctypes.data,
-    )
-    if declined:
+    if not _taken(_JSON, text, rows, len(columns), spelled, values, missing, offsets, kinds):
         return None
     arrays = []
     for j, kind in enumerate(columns.values()):
@@ -179,6 +151,20 @@ def json_chunk(text: pa.Buffer, rows: int, columns: Mapping[str, str]) -> pa.Rec
         else:
             arrays.append(pa.array(whole != 0, pa.bool_(), mask=missing[j].astype(bool)))
     return pa.RecordBatch.from_arrays(arrays, names=list(columns))
+
+
+def _taken(entry: str, text: pa.Buffer, rows: int, columns: int, *arrays: np.ndarray) -> bool:
+    """Whether ``entry`` took the chunk, writing into ``arrays`` (see ``_module``).
+
+    Its scans rely on the chunk ending with a line end; one that does not, an
+    empty one, and a process without the pass are declined here."""
+    functions = _functions()
+    if functions is None or not text.size or not rows:
+        return False
+    if np.frombuffer(text, np.uint8)[-1] != ord("\n"):
+        return False
+    pointers = [array.ctypes.data for array in arrays]
+    return not functions[entry](text.address, text.size, rows, columns, *pointers)
 
 
 def warm() -> None:
@@ -297,13 +283,13 @@ class _Generator:
             fn.module.get_unique_name("powers"),
         )
         self.powers.global_constant, self.powers.linkage = True, "internal"
+        self.powers.initializer = ir.Constant(
+            self.powers.type.pointee, [float(10**p) for p in range(_MAX_EXACT_POWER + 1)]
+        )
         words = ir.ArrayType(_I64, len(_FIVES))
         self.fives = ir.GlobalVariable(fn.module, words, fn.module.get_unique_name("fives"))
         self.fives.global_constant, self.fives.linkage = True, "internal"
         self.fives.initializer = ir.Constant(words, _FIVES)
-        self.powers.initializer = ir.Constant(
-            self.powers.type.pointee, [float(10**p) for p in range(_MAX_EXACT_POWER + 1)]
-        )
 
     def generate(self) -> None:
         if self.json:
@@ -339,14 +325,21 @@ class _Generator:
             result = self.b.or_(result, self.b.icmp_unsigned("==", ch, _byte(char)))
         return result
 
-    def digit(self) -> tuple[ir.Value, ir.Value]:
-        """Whether the current byte is a digit, and its value if it is."""
-        d = self.b.sub(self.b.zext(self.at(), _I64), _i64(ord("0")))
+    def digit(self, offset: int = 0) -> tuple[ir.Value, ir.Value]:
+        """Whether the byte ``offset`` past the current one is a digit, and its value if
+        it is."""
+        d = self.b.sub(self.b.zext(self.at(offset), _I64), _i64(ord("0")))
         return self.b.icmp_unsigned("<", d, _i64(10)), d
 
-    def digit_at(self, offset: int) -> ir.Value:
-        d = self.b.sub(self.b.zext(self.at(offset), _I64), _i64(ord("0")))
-        return self.b.icmp_unsigned("<", d, _i64(10))
+    def json_sign(self) -> None:
+        """JSON's number start: a minus or none, then a digit, and no leading zero before
+        another digit (``+1``, ``.5``, ``01`` decline)."""
+        b = self.b
+        negative = self.is_(self.at(), "-")
+        self.put("negative", negative)
+        self.bump("pos", b.zext(negative, _I64))
+        self.decline_if(b.not_(self.digit()[0]))
+        self.decline_if(b.and_(self.is_(self.at(), "0"), self.digit(1)[0]))
 
     def block(self, name: str) -> ir.Block:
         if name not in self.blocks:
@@ -505,16 +498,14 @@ class _Generator:
         self.go("number_end")
 
         self.enter("signed")
-        ch = self.at()
-        self.put("negative", self.is_(ch, "-"))
-        signed = self.is_(ch, "-") if self.json else self.is_(ch, "-", "+")
-        self.bump("pos", b.zext(signed, _I64))
-        if self.json:  # a digit, and no leading zero before another
-            is_digit, _ = self.digit()
-            self.decline_if(b.not_(is_digit))
-            self.decline_if(b.and_(self.is_(self.at(), "0"), self.digit_at(1)))
+        if self.json:
+            self.json_sign()
             self.go("mantissa")
             return
+        ch = self.at()
+        self.put("negative", self.is_(ch, "-"))
+        signed = self.is_(ch, "-", "+")
+        self.bump("pos", b.zext(signed, _I64))
         is_n = self.is_(self.at(), "n")
         self.decline_if(b.and_(is_n, signed))  # a signed nan: Arrow's bits for it are its own
         self.when(is_n, "nan", "not_nan")
@@ -533,12 +524,7 @@ class _Generator:
         self.enter("int64")
         self.when(self.is_(self.at(), "n"), "null", "int64.sign")
         self.enter("int64.sign")
-        negative = self.is_(self.at(), "-")
-        self.put("negative", negative)
-        self.bump("pos", b.zext(negative, _I64))
-        is_digit, _ = self.digit()
-        self.decline_if(b.not_(is_digit))
-        self.decline_if(b.and_(self.is_(self.at(), "0"), self.digit_at(1)))
+        self.json_sign()
         self._digits_into("int64.digits", "m", "digits")
         self.decline_if(b.icmp_signed(">", self.get("digits"), _i64(18)))
         self.decline_if(self.is_(self.at(), ".", "e", "E"))  # polars reads no fraction as one
