@@ -26,6 +26,7 @@ import pytest
 from pipeline.client.api import Client
 from pipeline.client.pytest_plugin import REGION, TEST_SETTINGS
 from pipeline.local.stack import LocalStack
+from pipeline.scoring import plain_numbers
 from pipeline.stores import aws
 
 EVENTS = Path(__file__).parent / "events"
@@ -74,6 +75,22 @@ def infra_module(name: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def no_number_pass(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process as one where LLVM cannot generate the readers' number pass: the
+    pass's cached entry points are cleared on the way in and out, so no other test
+    sees the broken ones, nor misses them."""
+
+    def broken() -> None:
+        raise RuntimeError("no native target")
+
+    monkeypatch.setattr(plain_numbers, "_generated", broken)
+    plain_numbers._functions.cache_clear()
+    yield
+    monkeypatch.undo()
+    plain_numbers._functions.cache_clear()
 
 
 @pytest.fixture(scope="session")

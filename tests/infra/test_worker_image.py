@@ -41,20 +41,10 @@ def test_the_image_proves_the_compiled_engine_at_build_time() -> None:
     assert verdict.passed, verdict.reason
 
 
-def test_the_self_check_fails_an_image_whose_number_pass_cannot_be_generated(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from pipeline.scoring import plain_numbers
+@pytest.mark.usefixtures("no_number_pass")
+def test_the_self_check_fails_an_image_whose_number_pass_cannot_be_generated() -> None:
     from pipeline.scoring.engine import selfcheck
 
-    def broken() -> None:
-        raise RuntimeError("no native target")
-
-    monkeypatch.setattr(plain_numbers, "_generated", broken)
-    plain_numbers._functions.cache_clear()
-    try:
-        verdict = selfcheck.check()
-    finally:
-        plain_numbers._functions.cache_clear()
+    verdict = selfcheck.check()
     assert not verdict.passed
     assert "number pass" in verdict.reason
