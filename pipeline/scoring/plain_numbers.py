@@ -1,14 +1,15 @@
 """Plain numbers in text records (CSV rows, JSON lines) parsed in one compiled pass.
 
 Arrow's typed read took about 40% of a worker's CPU on a CSV of numbers, and
-polars' about as much on JSON lines of numbers. Arrow
-splits the fields into a buffer of its own, then converts each column with a
-parser for every spelling a double may have. Most data files write numbers
-in a few digits (``-0.274138``, ``12``, ``1.5e-3``), and such a number is
-exactly a whole number times or over a power of ten. Where that whole number
-is below 2**53 and the power at most 10**22, both are exact doubles, and one
-IEEE division or multiplication rounds their quotient or product correctly
-(Clinger's fast path): the double Arrow's correctly rounded parser gives.
+polars' parse about a third on JSON lines of numbers. Arrow splits the fields
+into a buffer of its own, then converts each column with a parser for every
+spelling a double may have. Most data files write numbers in a few digits
+(``-0.274138``, ``12``, ``1.5e-3``), and such a number is exactly a whole
+number times or over a power of ten. Where that whole number is below 2**53
+and the power at most 10**22, both are exact doubles, and one IEEE division
+or multiplication rounds their quotient or product correctly (Clinger's fast
+path): the double Arrow's correctly rounded parser gives. Other numbers of up
+to 19 digits go through Eisel and Lemire's algorithm (``_Generator._lemire``).
 
 So this pass takes a CSV chunk (``csv_chunk``) only where every number field
 is empty (missing, a null as Arrow reads it), ``nan``, ``inf`` or ``-inf``,
@@ -18,9 +19,9 @@ a chunk of JSON lines (``json_chunk``) only where every record is one object
 of the expected keys, in their order, each holding such a number (in JSON's
 spelling), or for a key polars reads as whole numbers or booleans a whole
 number of up to 18 digits or ``true``/``false``, or ``null``, with at most
-spaces between. Anything else (a longer
-number, another spelling, a blank, a row or record of other shape) declines
-the chunk, and Arrow or polars reads it as before.
+spaces between. Anything else (a longer number, another spelling, a blank, a
+row or record of other shape) declines the chunk, and Arrow or polars reads
+it as before.
 
 The code is generated for this machine when the first chunk needs it (about
 50-100 ms), and called through ctypes, which releases the interpreter lock.

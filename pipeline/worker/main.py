@@ -91,9 +91,9 @@ def _json_logs(**_: Any) -> None:
 
 @signals.worker_ready.connect  # type: ignore[untyped-decorator]
 def _startup_kept(**_: Any) -> None:
-    """What the worker loaded to start (celery, boto3, Arrow, polars, the CSV number
-    parser's code) lives as long as it does: out of the collector's sight, a full
-    collection does not walk it in the middle of a file."""
+    """What the worker loaded to start (celery, boto3, Arrow, polars, the readers'
+    compiled number pass) lives as long as it does: out of the collector's sight, a
+    full collection does not walk it in the middle of a file."""
     plain_numbers.warm()
     gc.freeze()
 
