@@ -2,9 +2,11 @@
 
 ``process`` is the one function the Celery task calls. What happens to a file:
 
-* already answered (a duplicate delivery, or a rerun after a crash that came
-  after the answer): the settled notification is published again, nothing
-  is scored;
+* already answered (a redelivery after a crash that came after the answer,
+  or a duplicate of a file too large to read at once): the settled
+  notification is published again, nothing is scored. A small file's
+  duplicate is scored again, and the settled notification is what it
+  publishes (``PREFETCH_BYTES``);
 * larger than ``shard_bytes``: split into shards, each a task of its own
   (``sharding``); the shard that completes the set announces the file;
 * scored: a ``succeeded`` notification;
@@ -149,7 +151,9 @@ def _answer(
     topic = settings.notification_topic_arn
     prefetch = _prefetch(request, runtime, delivery)
     claim = _claim(request, runtime, delivery)  # beside the outcome lookup: one round trip
-    settled = runtime.retrying(lambda: runtime.ledger.outcome(request.job_id))
+    settled = None
+    if prefetch is None:  # see ``_prefetch``: a small file's first delivery is not looked up
+        settled = runtime.retrying(lambda: runtime.ledger.outcome(request.job_id))
     if settled is not None:
         if request.shard is not None:
             log.info(
@@ -231,12 +235,15 @@ def _claim(
     )
 
 
-#: Files up to this size (that run whole, not split) are read while the ledger
-#: is asked whether they were answered: one round trip in two's time, on the
-#: path of every small file.
-#: The early read is tried once, on a first delivery only: when it fails, the
-#: scoring path reads with the usual retries, so a failing store is asked once
-#: more, not twice as often.
+#: Files up to this size (that run whole, not split) are read as soon as their
+#: first delivery arrives, and the ledger is not asked whether they were answered.
+#: The question costs every small file a round trip (and on the emulator, a
+#: not-found answer, its dearest), to spare a rare duplicate a little work:
+#: such a file is scored again and its output written again, the same bytes,
+#: and the ledger still keeps one outcome (``announce`` publishes the first
+#: again). A redelivery, which follows a crash, is looked up as before.
+#: The early read is tried once: when it fails, the scoring path reads with
+#: the usual retries, so a failing store is asked once more, not twice as often.
 PREFETCH_BYTES = 8 * 1024 * 1024
 
 

@@ -17,6 +17,7 @@ from pipeline.local.provision import provision
 from pipeline.messages import ModelRef, ObjectRef, ScoreRequest
 from pipeline.settings import Settings
 from pipeline.stores.model_store import ModelStore
+from pipeline.worker.delivery import Delivery
 from pipeline.worker.process import process
 from pipeline.worker.runtime import WorkerRuntime
 from tests.conftest import REGION, unique
@@ -89,3 +90,25 @@ def test_a_failing_announce_is_noted_and_the_delivery_fails(outputs: Any, s3: An
     last = runtime.ledger.last_error(request.job_id)
     assert last is not None
     assert last.code == "transient"
+
+
+@pytest.mark.parametrize(("receive_count", "scored_again"), [(1, True), (2, False)])
+def test_an_answered_small_file_delivered_again_publishes_its_first_outcome(
+    outputs: Any, s3: Any, receive_count: int, scored_again: bool
+) -> None:
+    """A duplicate first delivery of a small file is not looked up in the ledger: it is
+    scored again (the same output) and the settled outcome is what it publishes. A
+    redelivery, which follows a crash, is looked up and not scored."""
+    runtime = runtime_for(outputs)
+    request = request_for(s3, outputs)
+    first = process(request, runtime, Delivery(outputs["TaskQueueUrl"], "r1", 1, "m1"))
+    assert first is not None
+    assert first.output is not None
+    s3.delete_object(Bucket=first.output.bucket, Key=first.output.key)
+
+    again = process(request, runtime, Delivery(outputs["TaskQueueUrl"], "r2", receive_count, "m2"))
+
+    assert again == first
+    assert runtime.ledger.outcome(request.job_id) == first
+    listed = s3.list_objects_v2(Bucket=first.output.bucket, Prefix=first.output.key)
+    assert ("Contents" in listed) is scored_again
