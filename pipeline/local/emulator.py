@@ -22,6 +22,7 @@ import re
 import selectors
 import signal
 import socket
+import string
 import subprocess
 import sys
 import tempfile
@@ -140,6 +141,7 @@ class Emulator:
         _headers_parsed_directly()
         _retention_read_directly()
         _ranges_sent_in_pieces()
+        _identifiers_drawn_at_once()
         server = _server(_dispatcher(), self._port, MotoRequestHandler)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="emulator", daemon=True)
@@ -622,6 +624,36 @@ def _retention_read_directly() -> None:
         return bool(period + message.sent_timestamp / 1000 > time.time())
 
     models.SQSBackend.is_message_valid_based_on_retention_period = retained  # type: ignore[method-assign]
+
+
+def _identifiers_drawn_at_once() -> None:
+    """Draw moto's random identifiers in one call, not one call a character.
+
+    Every answer carries a 52-character request id, and every message received
+    a 185-character receipt handle, each drawn a character at a time with
+    ``random.choice``: 20 and 70 us. ``choices`` draws from the same characters,
+    with moto's own generator (a seeded moto stays repeatable), in a quarter of
+    the time.
+    """
+    from moto.moto_api._internal import mock_random, moto_random  # noqa: PLC0415
+    from moto.sqs import models  # noqa: PLC0415
+
+    def get_random_string(
+        self: Any, length: int = 20, include_digits: bool = True, lower_case: bool = False
+    ) -> str:
+        pool = string.ascii_letters + (string.digits if include_digits else "")
+        drawn = "".join(self.choices(pool, k=length))
+        return drawn.lower() if lower_case else drawn
+
+    def generate_receipt_handle() -> str:
+        return "".join(mock_random.choices(string.ascii_lowercase, k=_RECEIPT_HANDLE_LENGTH))
+
+    moto_random.MotoRandom.get_random_string = get_random_string  # type: ignore[method-assign]
+    models.generate_receipt_handle = generate_receipt_handle  # type: ignore[attr-defined]
+
+
+#: moto's length, after AWS's documented maximum.
+_RECEIPT_HANDLE_LENGTH = 185
 
 
 class _Parts:
