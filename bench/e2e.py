@@ -134,11 +134,16 @@ def local_runs(
 
 
 class Pipeline:
-    def __init__(self, name: str, model: bytes, settings: dict[str, Any]) -> None:
-        self.stack = LocalStack(stack_name=name, settings=settings, sink=lambda _l: None).start()
+    def __init__(
+        self, name: str, model: bytes, settings: dict[str, Any], endpoint_url: str | None = None
+    ) -> None:
+        """``endpoint_url``: the caller's emulator; else the stack's own, as in ``pipeline dev``."""
+        self.stack = LocalStack(
+            stack_name=name, settings=settings, sink=lambda _l: None, endpoint_url=endpoint_url
+        ).start()
         self.s3, self.sqs = aws.s3_client(), aws.sqs_client()
         self.out = self.stack.outputs
-        self.cpu = (0.0, 0.0)  # the last file's (worker, this process) CPU-seconds
+        self.cpu = (0.0, 0.0)  # the last file's (worker, the rest) CPU-seconds
         store = ModelStore(self.s3, self.out["ModelBucketName"])
         version = store.publish("bench", model, "bench")
         Client(self.out).request_compile(version)
@@ -152,10 +157,15 @@ class Pipeline:
     def worker_cpu(self) -> float:
         return sum(cpu_seconds(w.pid) for w in self.stack.workers if w.pid is not None)
 
+    def rest_cpu(self) -> float:
+        """This process (the poller, the handler, the bench's clients) and the emulator's."""
+        pid = self.stack.emulator_pid
+        return time.process_time() + (cpu_seconds(pid) if pid is not None else 0.0)
+
     def score(self, key: str, body: bytes) -> tuple[float, Notification]:
-        """Seconds from upload done to notification; CPU-seconds the worker and this
-        process (the emulator, the poller, the handler) spent are kept in ``cpu``."""
-        worker, here = self.worker_cpu(), time.process_time()
+        """Seconds from upload done to notification; CPU-seconds the worker and the rest
+        (the emulator, the poller, the handler) spent are kept in ``cpu``."""
+        worker, rest = self.worker_cpu(), self.rest_cpu()
         put = self.s3.put_object(Bucket=self.out["InputBucketName"], Key=key, Body=body)
         uploaded = time.monotonic()
         etag = put["ETag"].strip('"')
@@ -165,7 +175,7 @@ class Pipeline:
         assert note is not None, f"no notification for {key}"
         assert note.status == "succeeded", note.error
         seconds = time.monotonic() - uploaded
-        self.cpu = (self.worker_cpu() - worker, time.process_time() - here)
+        self.cpu = (self.worker_cpu() - worker, self.rest_cpu() - rest)
         return seconds, note
 
     def small_files(

@@ -4,9 +4,10 @@ Separate runs of ``bench/e2e.py`` moved by a third within minutes on this shared
 machine, and the second of two runs was the slower whichever version it ran, so
 a change worth a few milliseconds a file cannot be seen run against run. Here
 one stack scores rounds of ``--files`` 1,000-row CSVs, switching a module
-attribute of this process (the stack's emulator, poller and handler run here)
-between two values from round to round, in ABBA order, and prints each value's
-latency percentiles and CPU per file.
+attribute of this process between two values from round to round, in ABBA
+order, and prints each value's latency percentiles and CPU per file. The
+stack's poller and handler run here, and so does its emulator (unlike under
+``pipeline dev``, where it runs apart), so that its attributes can be switched.
 
     .venv/bin/python bench/interleaved.py pipeline.local.emulator:_ONE_SEND_BYTES=-1,1048576
 
@@ -19,9 +20,10 @@ import argparse
 import ast
 import importlib
 import statistics
-import time
 
 from e2e import Pipeline, encode, table, train
+
+from pipeline.local.emulator import Emulator
 
 
 def main() -> None:
@@ -40,9 +42,10 @@ def main() -> None:
 
     body = encode(table(1000, seed=7), "csv")
     model = train().model_to_string().encode()
-    pipeline = Pipeline("interleaved", model, {"predict_engine": "auto"})
+    server = Emulator().start()
+    pipeline = Pipeline("interleaved", model, {"predict_engine": "auto"}, server.url)
     seconds: list[list[float]] = [[], []]
-    cpu = [[0.0, 0.0], [0.0, 0.0]]  # worker, this process
+    cpu = [[0.0, 0.0], [0.0, 0.0]]  # worker, the rest (emulator, poller, handler)
     try:
         for i in range(6):
             pipeline.score(f"bench/warm-{i}.csv", body)
@@ -50,18 +53,19 @@ def main() -> None:
         for turn in range(args.rounds):
             for side in (0, 1) if turn % 2 == 0 else (1, 0):
                 setattr(module, attribute, choices[side])
-                worker, here = pipeline.worker_cpu(), time.process_time()
+                worker, here = pipeline.worker_cpu(), pipeline.rest_cpu()
                 for _ in range(args.files):
                     took, _note = pipeline.score(f"bench/f-{count}.csv", body)
                     seconds[side].append(took)
                     count += 1
                 cpu[side][0] += pipeline.worker_cpu() - worker
-                cpu[side][1] += time.process_time() - here
+                cpu[side][1] += pipeline.rest_cpu() - here
     finally:
         pipeline.stop()
+        server.stop()
 
     print(f"\n{args.rounds} rounds of {args.files} files each way, interleaved on one stack\n")
-    print("| value | p50 ms | p95 ms | worker CPU-ms a file | this process CPU-ms a file |")
+    print("| value | p50 ms | p95 ms | worker CPU-ms a file | the rest's CPU-ms a file |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for side, value in enumerate(choices):
         times = seconds[side]

@@ -94,9 +94,10 @@ class Bench:
         self.client.s3.put_object(Bucket=self.staging, Key=name, Body=data)
 
     def cpu_seconds(self) -> tuple[float, float]:
-        """CPU seconds used so far by the workers, and by this process (the emulator)."""
+        """CPU seconds used so far by the workers, and by the emulator and this process."""
         workers = sum(_cpu(w.pid) for w in self.stack.workers if w.pid is not None)
-        return workers, _cpu(os.getpid())
+        emulator = self.stack.emulator_pid
+        return workers, _cpu(os.getpid()) + (_cpu(emulator) if emulator is not None else 0.0)
 
     def score(self, name: str) -> tuple[float, Notification]:
         """Copy a staged file into the input bucket; seconds from then to its notification."""

@@ -8,7 +8,8 @@ from the template (the upload function's ``Environment``), as they would in AWS.
 While it runs, this process's ``AWS_*`` variables point at the emulator: the
 handlers run in this process and read them, as they would in Lambda. ``stop``
 puts them back as they were. A ``Client`` needs none of that: it gets the
-endpoint from the outputs.
+endpoint from the outputs. The stack's own emulator runs in a process of its
+own (``Emulator``'s ``separate``), as AWS runs apart from its clients.
 
 With ``enforce_iam`` the stack's emulator checks every request against IAM,
 and each part runs as its template role (``identities``).
@@ -124,6 +125,11 @@ class LocalStack:
         self._environment_before: dict[str, str | None] = {}
 
     @property
+    def emulator_pid(self) -> int | None:
+        """The process of the stack's own emulator; None on a given ``endpoint_url``."""
+        return self._emulator.pid if self._emulator is not None else None
+
+    @property
     def endpoint_url(self) -> str:
         if self._endpoint_url is None:
             raise RuntimeError("the stack is not started")
@@ -139,7 +145,7 @@ class LocalStack:
 
     def _start(self, wait_for_workers: bool) -> None:
         if self._endpoint_url is None:
-            self._emulator = emulator.Emulator(self._port, separate=self._enforce_iam).start()
+            self._emulator = emulator.Emulator(self._port, separate=True).start()
             self._endpoint_url = self._emulator.url
         self._environment_before = set_process_environment(
             emulator.environment(self.endpoint_url, self.region)
@@ -212,10 +218,10 @@ class LocalStack:
             self.outputs["ClientAccessKeyId"] = self.identities.client.access_key_id
             self.outputs["ClientSecretAccessKey"] = self.identities.client.secret_access_key
             self.outputs["ClientPolicyArn"] = self.identities.client_policy_arn
-        # Everything the emulator, botocore and moto loaded to get here lives as long
-        # as the stack: out of the collector's sight, a full collection no longer walks
-        # its quarter-million objects (a 220-240 ms pause about once in 60 small files,
-        # stalling whichever request was in the emulator).
+        # Everything botocore (and moto, with an emulator in this process) loaded to get
+        # here lives as long as the stack: out of the collector's sight, a full collection
+        # no longer walks its quarter-million objects (a 220-240 ms pause about once in
+        # 60 small files, stalling whichever request or poller was running).
         gc.freeze()
 
     def _enforce(self, loaded: dict[str, Any]) -> dict[str, boto3.Session]:
