@@ -60,7 +60,7 @@ def baseline_from_file(model_text: bytes, path: Path) -> Baseline:
     source = _LocalFile(path)
     fmt = formats.by_extension(path.name) or formats.detect(path.name, source.head(4096))
     model = LoadedModel.from_text(ModelRef(name="baseline", version=1), model_text.decode())
-    reader = fmt.open(source, str(path), 65_536)
+    reader = fmt.open(source, str(path), 65_536, features=model.feature_names)
 
     def batches() -> Iterator[pa.RecordBatch]:
         rows = 0

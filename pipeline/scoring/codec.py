@@ -144,9 +144,11 @@ class Codec(Protocol):
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         *,
         numbers: Collection[str] = (),
+        features: Collection[str] | None = None,
     ) -> Reader:
         """A reader of the file's rows; ``numbers``: the columns the model reads as numbers,
-        which a codec may parse as such where nothing needs their text."""
+        which a codec may parse as such where nothing needs their text; ``features``: every
+        column the model reads (None: any may be), the others only passing through."""
         ...
 
     def writer(

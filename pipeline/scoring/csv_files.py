@@ -619,6 +619,7 @@ class _Codec:
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         *,
         numbers: Collection[str] = (),
+        features: Collection[str] | None = None,
     ) -> Reader:
         stream = decompressed(source.stream(), compression)
         return CsvReader(stream, where, batch_rows, max_line_bytes, numbers)

@@ -73,9 +73,16 @@ class Format:
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         *,
         numbers: Collection[str] = (),
+        features: Collection[str] | None = None,
     ) -> Reader:
         return self.codec.open(
-            source, self.compression, where, batch_rows, max_line_bytes, numbers=numbers
+            source,
+            self.compression,
+            where,
+            batch_rows,
+            max_line_bytes,
+            numbers=numbers,
+            features=features,
         )
 
     def writer(

@@ -59,9 +59,13 @@ class JsonLinesReader:
         where: str,
         batch_rows: int,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        *,
         numbers: Collection[str] = (),
+        features: Collection[str] | None = None,
     ) -> None:
         self._where, self._batch_rows = where, batch_rows
+        #: The keys the model reads (None: any may be); the others only pass through.
+        self._features = None if features is None else frozenset(features)
         self._kinds: dict[str, pl.DataType] | None = None
         #: The compiled pass's kinds of the keys, until it declines a chunk.
         self._compiled: dict[str, str] | None = None
@@ -144,8 +148,10 @@ class JsonLinesReader:
         reads as infinity, as LightGBM would take it), integers past int64,
         a key whose values change kind between records, and a repeated key.
         Here those read as Python reads them (a repeated key keeping its first
-        value); a nested value among plain ones is named by line and key, and a
-        line that is not a JSON object by its line.
+        value); a nested value among plain ones is named by line and key where
+        the model reads the key (elsewhere it is read as its JSON text, as the
+        record passes through as it came), and a line that is not a JSON object
+        by its line.
         """
         rows: list[dict[str, Any]] = []
         for record, line in zip(records, lines, strict=True):
@@ -170,7 +176,8 @@ class JsonLinesReader:
         if kinds <= {"bool"}:
             return pa.array(values, pa.bool_())
         nested = [i for i, v in enumerate(values) if _kind(v) == "nested"]
-        if nested and len(kinds) > 1:
+        read = self._features is None or name in self._features
+        if nested and len(kinds) > 1 and read:
             line = lines[nested[0]]
             kind = "object" if isinstance(values[nested[0]], dict) else "array"
             raise BadValue(
@@ -178,12 +185,13 @@ class JsonLinesReader:
                 "records have a single value",
                 line=line,
             )
-        if nested:
+        if nested and len(kinds) == 1:
             try:
                 return pa.array(values)
             except (pa.ArrowInvalid, pa.ArrowTypeError):
                 return pa.array([None if v is None else json.dumps(v) for v in values])
-        # Text mixed with numbers or booleans: each as its JSON spelling, read as text.
+        # Text mixed with numbers, booleans or (in a key the model does not read)
+        # nesting: each as its JSON spelling, read as text.
         return pa.array(
             [v if isinstance(v, str) or v is None else json.dumps(v) for v in values], pa.string()
         )
@@ -444,9 +452,15 @@ class _Codec:
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         *,
         numbers: Collection[str] = (),
+        features: Collection[str] | None = None,
     ) -> Reader:
         return JsonLinesReader(
-            decompressed(source.stream(), compression), where, batch_rows, max_line_bytes, numbers
+            decompressed(source.stream(), compression),
+            where,
+            batch_rows,
+            max_line_bytes,
+            numbers=numbers,
+            features=features,
         )
 
     def writer(

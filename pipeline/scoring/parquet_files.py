@@ -134,6 +134,7 @@ class _Codec:
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         *,
         numbers: Collection[str] = (),
+        features: Collection[str] | None = None,
     ) -> Reader:
         return ParquetReader(source, where, batch_rows)
 

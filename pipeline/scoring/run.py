@@ -286,6 +286,14 @@ def _numbers(model: LoadedModel, shadow: Shadowing | None) -> list[str]:
     return [f.name for f in model.features if f.categories is None and f.name not in categorical]
 
 
+def _read(model: LoadedModel, shadow: Shadowing | None) -> set[str]:
+    """The columns some model reading the file takes; the rest only pass through."""
+    read = set(model.feature_names)
+    if shadow is not None and shadow.model is not None:
+        read.update(shadow.model.feature_names)
+    return read
+
+
 def score_source(
     source: S3Object,
     fmt: formats.Format,
@@ -309,7 +317,12 @@ def score_source(
     obj = source.ref
     where = f"s3://{obj.bucket}/{obj.key}"
     reader = fmt.open(
-        source, where, settings.batch_rows, settings.max_line_bytes, numbers=_numbers(model, shadow)
+        source,
+        where,
+        settings.batch_rows,
+        settings.max_line_bytes,
+        numbers=_numbers(model, shadow),
+        features=_read(model, shadow),
     )
     features.check_columns(reader.columns, model.feature_names, where)
     out = outputs.plan(options, model, reader.columns, where)

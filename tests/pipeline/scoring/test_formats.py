@@ -429,11 +429,25 @@ def test_a_key_whose_values_change_kind_is_read_as_their_text() -> None:
     assert chunks[0].batch.column("x").to_pylist() == ["1", "a", "true"]
 
 
-def test_a_json_object_among_plain_values_is_a_bad_value_naming_line_and_key() -> None:
+@pytest.mark.parametrize(
+    "features", [pytest.param(None, id="any-key-read"), pytest.param(("a",), id="key-read")]
+)
+def test_a_json_object_among_plain_values_is_a_bad_value_naming_line_and_key(
+    features: tuple[str, ...] | None,
+) -> None:
     data = b'{"a": "red"}\n\n{"a": {"k": 1}}\n'
 
     with pytest.raises(BadValue, match=r"f.jsonl: line 3, key 'a': a JSON object"):
-        list(formats.BY_NAME["jsonl"].open(InMemory(data), "f.jsonl", 100))
+        list(formats.BY_NAME["jsonl"].open(InMemory(data), "f.jsonl", 100, features=features))
+
+
+def test_nesting_among_plain_values_in_a_key_no_model_reads_is_read_as_its_json_text() -> None:
+    """The record passes through as it came; the key's column is only what it holds."""
+    data = b'{"a": 1, "meta": "red"}\n{"a": 2, "meta": {"k": [1, null]}}\n{"a": 3, "meta": 4}\n'
+
+    reader = formats.BY_NAME["jsonl"].open(InMemory(data), "f.jsonl", 100, features=("a",))
+
+    assert next(iter(reader)).batch.column("meta").to_pylist() == ["red", '{"k": [1, null]}', "4"]
 
 
 def _json_columns(data: bytes, numbers: tuple[str, ...], batch_rows: int) -> dict[str, list]:

@@ -134,6 +134,25 @@ def test_a_small_output_is_one_put_and_no_multipart_upload(stack: Any, s3: Any) 
     assert [c for c in calls if c != "GetObject"] == ["PutObject"] * 3
 
 
+def test_json_records_whose_other_keys_change_shape_are_scored_as_they_came(
+    stack: Any, s3: Any
+) -> None:
+    """A key the model does not read may hold an object in one record, text in the next."""
+    records = [
+        b'{"age": 1, "income": 2, "score": 3, "balance": 4, "meta": {"tags": ["a"]}}',
+        b'{"age": 5, "income": 6, "score": 7, "balance": 8, "meta": "none"}',
+        b'{"meta": [1, {"x": null}], "age": 9, "income": 1, "score": 2, "balance": 3}',
+    ]
+    request = put(s3, stack, f"churn/{unique('shape')}.jsonl", b"\n".join(records) + b"\n")
+
+    output = score_object(request, s3, models(s3, stack), settings_for(stack)).output
+
+    lines = s3.get_object(Bucket=output.bucket, Key=output.key)["Body"].read().splitlines()
+    assert [line[: line.rindex(b',"prediction":')] for line in lines] == [
+        record[:-1] for record in records
+    ]
+
+
 def test_a_json_record_far_into_the_file_with_a_prediction_field_is_refused(
     stack: Any, s3: Any
 ) -> None:
